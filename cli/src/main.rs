@@ -1,0 +1,2 @@
+//! The `zkaudit` command-line tool.
+fn main() {}

@@ -1,0 +1,325 @@
+//! Model architecture (a chain of dense layers) and fixed-point weights.
+//!
+//! The model is `x -> dense_0 -> act_0 -> ... -> dense_{L-1} -> logits`, trained
+//! with softmax cross-entropy on the logits. Hidden layers use ReLU (or no
+//! activation); the last layer has none (its softmax belongs to the loss).
+//! Weights are stored row-major as `[inputs][outputs]`, so a forward pass is
+//! `z_j = sum_i x_i * w[i][j] + b_j`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ModelError, Result};
+use crate::fixed::FixedParams;
+use crate::seed::SeedRng;
+
+/// Largest accumulator magnitude (in bits) any operation may produce. The
+/// native engine computes in `i128`; the circuit field (BN254, 254 bits) has
+/// far more room, so this is the binding limit.
+pub const MAX_ACCUMULATOR_BITS: u32 = 120;
+
+/// Largest supported layer width (inputs or outputs).
+pub const MAX_LAYER_WIDTH: usize = 1 << 16;
+
+/// Activation after a dense layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// `max(0, z)`, with the mask `z >= 0` kept for the backward pass.
+    Relu,
+    /// Identity.
+    None,
+}
+
+/// One dense layer's shape and activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DenseSpec {
+    /// Input width.
+    pub inputs: usize,
+    /// Output width.
+    pub outputs: usize,
+    /// Activation applied to the output.
+    pub activation: Activation,
+}
+
+/// A chain of dense layers ending in logits.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Architecture {
+    /// The layers, input first.
+    pub layers: Vec<DenseSpec>,
+}
+
+impl Architecture {
+    /// Validates a layer chain.
+    pub fn new(layers: Vec<DenseSpec>) -> Result<Self> {
+        if layers.is_empty() {
+            return Err(ModelError::Shape("a model needs at least one dense layer".into()));
+        }
+        for (i, l) in layers.iter().enumerate() {
+            if l.inputs == 0 || l.outputs == 0 || l.inputs > MAX_LAYER_WIDTH || l.outputs > MAX_LAYER_WIDTH {
+                return Err(ModelError::Shape(format!(
+                    "layer {i}: widths must be in 1..={MAX_LAYER_WIDTH}, got {}->{}",
+                    l.inputs, l.outputs
+                )));
+            }
+            if i > 0 && layers[i - 1].outputs != l.inputs {
+                return Err(ModelError::Shape(format!(
+                    "layer {i} takes {} inputs but layer {} produces {}",
+                    l.inputs,
+                    i - 1,
+                    layers[i - 1].outputs
+                )));
+            }
+        }
+        let last = layers[layers.len() - 1];
+        if last.activation != Activation::None {
+            return Err(ModelError::Shape(
+                "the last layer produces logits for softmax cross-entropy and must have no activation".into(),
+            ));
+        }
+        if last.outputs < 2 {
+            return Err(ModelError::Shape(
+                "the last layer needs at least 2 outputs (classes); binary logistic regression is a 2-class softmax".into(),
+            ));
+        }
+        Ok(Architecture { layers })
+    }
+
+    /// Number of input features.
+    pub fn input_dim(&self) -> usize {
+        self.layers[0].inputs
+    }
+
+    /// Number of classes (width of the logits).
+    pub fn num_classes(&self) -> usize {
+        self.layers[self.layers.len() - 1].outputs
+    }
+
+    /// Number of trainable parameters.
+    pub fn num_params(&self) -> usize {
+        self.layers.iter().map(|l| l.inputs * l.outputs + l.outputs).sum()
+    }
+
+    /// Compact description such as `64-16(relu)-10`.
+    pub fn describe(&self) -> String {
+        let mut s = self.input_dim().to_string();
+        for l in &self.layers {
+            s.push('-');
+            s.push_str(&l.outputs.to_string());
+            if l.activation == Activation::Relu {
+                s.push_str("(relu)");
+            }
+        }
+        s
+    }
+
+    /// Human-readable name of layer `i`, used in error messages.
+    pub fn layer_name(&self, i: usize) -> String {
+        let l = self.layers[i];
+        format!("layer {i} (dense {}->{})", l.inputs, l.outputs)
+    }
+
+    /// Checks statically that no accumulator of a training step can exceed
+    /// [`MAX_ACCUMULATOR_BITS`] for this shape, batch size and learning rate.
+    pub fn check_bounds(&self, fx: &FixedParams, batch: usize, lr_fx: i64) -> Result<()> {
+        let vb = fx.value_bits as f64 - 1.0; // |stored value| < 2^vb
+        let f = fx.frac_bits as f64;
+        let width = self.layers.iter().map(|l| l.inputs.max(l.outputs)).max().unwrap_or(1) as f64;
+        let b = batch.max(1) as f64;
+        // forward/backward dot products: width * 2^vb * 2^vb + 2^(vb+f)
+        let dot = width.log2() + 2.0 * vb + 1.0;
+        // weight-gradient accumulator times learning rate: lr * batch * 2^(2 vb)
+        let upd = (lr_fx.max(1) as f64).log2() + b.log2() + 2.0 * vb + 1.0;
+        let softmax = 2.0 * f + 1.0 + (self.num_classes() as f64).log2();
+        let worst = dot.max(upd).max(softmax);
+        if worst >= MAX_ACCUMULATOR_BITS as f64 {
+            return Err(ModelError::Bound(format!(
+                "model {} with batch {batch}, value-bits {} and lr {} needs {worst:.0}-bit accumulators, above the supported {MAX_ACCUMULATOR_BITS}; lower --value-bits or the batch size",
+                self.describe(),
+                fx.value_bits,
+                lr_fx
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One dense layer's fixed-point parameters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerWeights {
+    /// Row-major `[inputs][outputs]`.
+    pub w: Vec<i64>,
+    /// `[outputs]`.
+    pub b: Vec<i64>,
+}
+
+/// All parameters of a model in fixed point.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Weights {
+    /// One entry per layer.
+    pub layers: Vec<LayerWeights>,
+}
+
+impl Weights {
+    /// All-zero weights of the given architecture.
+    pub fn zeros(arch: &Architecture) -> Self {
+        Weights {
+            layers: arch
+                .layers
+                .iter()
+                .map(|l| LayerWeights {
+                    w: vec![0; l.inputs * l.outputs],
+                    b: vec![0; l.outputs],
+                })
+                .collect(),
+        }
+    }
+
+    /// Deterministic initial weights from a public seed: Glorot-uniform
+    /// integers `w ~ U{-A..=A}` with `A = round(sqrt(6 / (in + out)) * 2^f)`
+    /// drawn by [`SeedRng`], biases zero. A verifier recomputes them exactly.
+    pub fn seeded(arch: &Architecture, fx: &FixedParams, seed: u64) -> Self {
+        let mut rng = SeedRng::new(b"zkaudit/init/v1", seed, 0);
+        let layers = arch
+            .layers
+            .iter()
+            .map(|l| {
+                let limit = (6.0 / (l.inputs + l.outputs) as f64).sqrt();
+                let a = (limit * fx.one() as f64 + 0.5).floor() as u64;
+                let w = (0..l.inputs * l.outputs)
+                    .map(|_| rng.below(2 * a + 1) as i64 - a as i64)
+                    .collect();
+                LayerWeights {
+                    w,
+                    b: vec![0; l.outputs],
+                }
+            })
+            .collect();
+        Weights { layers }
+    }
+
+    /// Quantizes real-valued weights (e.g. ONNX initializers) layer by layer.
+    pub fn quantize(arch: &Architecture, fx: &FixedParams, real: &[(Vec<f64>, Vec<f64>)]) -> Result<Self> {
+        if real.len() != arch.layers.len() {
+            return Err(ModelError::Shape(format!(
+                "{} weight sets for {} layers",
+                real.len(),
+                arch.layers.len()
+            )));
+        }
+        let mut layers = Vec::with_capacity(real.len());
+        for (i, ((w, b), spec)) in real.iter().zip(&arch.layers).enumerate() {
+            let name = arch.layer_name(i);
+            if w.len() != spec.inputs * spec.outputs || b.len() != spec.outputs {
+                return Err(ModelError::Shape(format!("{name}: weight or bias has the wrong size")));
+            }
+            let q = |v: &[f64], tensor: &'static str| -> Result<Vec<i64>> {
+                v.iter()
+                    .enumerate()
+                    .map(|(k, &x)| {
+                        fx.quantize(x).ok_or_else(|| ModelError::Overflow {
+                            layer: name.clone(),
+                            tensor,
+                            index: k,
+                            value: if x.is_finite() { x.round() as i128 } else { i128::MAX },
+                            value_bits: fx.value_bits,
+                        })
+                    })
+                    .collect()
+            };
+            layers.push(LayerWeights {
+                w: q(w, "weight")?,
+                b: q(b, "bias")?,
+            });
+        }
+        Ok(Weights { layers })
+    }
+
+    /// All parameters in canonical order: per layer, `w` row-major then `b`.
+    /// This is the order the weight commitment packs and hashes.
+    pub fn flatten(&self) -> Vec<i64> {
+        let mut out = Vec::new();
+        for l in &self.layers {
+            out.extend_from_slice(&l.w);
+            out.extend_from_slice(&l.b);
+        }
+        out
+    }
+
+    /// Checks that the weights have the architecture's shapes.
+    pub fn check_shape(&self, arch: &Architecture) -> Result<()> {
+        if self.layers.len() != arch.layers.len() {
+            return Err(ModelError::Shape(format!(
+                "weights have {} layers, architecture {}",
+                self.layers.len(),
+                arch.layers.len()
+            )));
+        }
+        for (i, (l, s)) in self.layers.iter().zip(&arch.layers).enumerate() {
+            if l.w.len() != s.inputs * s.outputs || l.b.len() != s.outputs {
+                return Err(ModelError::Shape(format!(
+                    "{}: weight has {} entries and bias {}, expected {} and {}",
+                    arch.layer_name(i),
+                    l.w.len(),
+                    l.b.len(),
+                    s.inputs * s.outputs,
+                    s.outputs
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mlp() -> Architecture {
+        Architecture::new(vec![
+            DenseSpec { inputs: 64, outputs: 16, activation: Activation::Relu },
+            DenseSpec { inputs: 16, outputs: 10, activation: Activation::None },
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn describe_and_count() {
+        let a = mlp();
+        assert_eq!(a.describe(), "64-16(relu)-10");
+        assert_eq!(a.num_params(), 64 * 16 + 16 + 16 * 10 + 10);
+    }
+
+    #[test]
+    fn rejects_bad_chains() {
+        let bad = Architecture::new(vec![
+            DenseSpec { inputs: 4, outputs: 3, activation: Activation::Relu },
+            DenseSpec { inputs: 5, outputs: 2, activation: Activation::None },
+        ]);
+        assert!(bad.unwrap_err().to_string().contains("layer 1 takes 5 inputs"));
+        let relu_last = Architecture::new(vec![DenseSpec { inputs: 4, outputs: 3, activation: Activation::Relu }]);
+        assert!(relu_last.is_err());
+        assert!(Architecture::new(vec![]).is_err());
+    }
+
+    #[test]
+    fn seeded_init_is_deterministic_and_bounded() {
+        let a = mlp();
+        let fx = FixedParams::default();
+        let w1 = Weights::seeded(&a, &fx, 7);
+        let w2 = Weights::seeded(&a, &fx, 7);
+        let w3 = Weights::seeded(&a, &fx, 8);
+        assert_eq!(w1, w2);
+        assert_ne!(w1, w3);
+        let lim = ((6.0f64 / 80.0).sqrt() * 65536.0).round() as i64;
+        assert!(w1.layers[0].w.iter().all(|&v| v.abs() <= lim));
+        assert_eq!(w1.flatten().len(), a.num_params());
+    }
+
+    #[test]
+    fn bounds_check_rejects_huge_values() {
+        let a = mlp();
+        assert!(a.check_bounds(&FixedParams::default(), 8, 6554).is_ok());
+        let wide = FixedParams::new(16, 48).unwrap();
+        assert!(a.check_bounds(&wide, 1 << 20, 1 << 30).is_err());
+    }
+}

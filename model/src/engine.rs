@@ -1,0 +1,292 @@
+//! The fixed-point SGD step: forward pass, stable softmax, cross-entropy
+//! gradient, backward pass and update, with every intermediate kept.
+//!
+//! This is the single source of truth for the arithmetic the step circuit
+//! constrains: the circuit's witness is this module's [`StepTrace`].
+//!
+//! # One step on a batch of `B` records
+//! For every sample and layer `l` (input `a_l`, `a_0 = x`):
+//! - `z_l[j] = div_round(sum_i a_l[i] * w_l[i][j] + b_l[j] * 2^f, 2^f)`, range-checked;
+//! - hidden layers: `a_{l+1} = relu(z_l)` with mask `m_l[j] = (z_l[j] >= 0)`;
+//! - logits `z = z_{L-1}`: `m = max_j z_j` (first maximal index), `d_j = m - z_j >= 0`,
+//!   `e_j = exp_fixed(d_j)` ([`ExpTable`]), `S = sum_j e_j >= 2^f`,
+//!   `p_j = div_round(e_j * 2^f, S)`;
+//! - `dz_{L-1}[j] = p_j - 2^f * [j == y]` (per-sample gradient, scale `2^f`).
+//! - for `l >= 1`: `da_l[i] = div_round(sum_j dz_l[j] * w_l[i][j], 2^f)` (range-checked, using
+//!   the weights *before* the update) and `dz_{l-1}[i] = m_{l-1}[i] * da_l[i]` (ReLU) or `da_l[i]`.
+//!
+//! Gradients are summed over the batch without rounding:
+//! `G_l[i][j] = sum_s a_l[s][i] * dz_l[s][j]` (scale `2^(2f)`) and
+//! `g_l[j] = sum_s dz_l[s][j]` (scale `2^f`). The batch mean and the learning
+//! rate `lr = lr_fx / 2^f` are folded into one rounding per parameter:
+//!
+//! ```text
+//! w'[i][j] = w[i][j] - div_round(lr_fx * G[i][j], B * 2^(2f))
+//! b'[j]    = b[j]    - div_round(lr_fx * g[j],    B * 2^f)
+//! ```
+//!
+//! which is `w - round(lr * mean_gradient)` in units of `2^-f`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::arch::{Activation, Architecture, LayerWeights, Weights};
+use crate::error::{ModelError, Result};
+use crate::exp::ExpTable;
+use crate::fixed::{div_round, FixedParams};
+
+/// Intermediates of the stable softmax of one sample's logits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoftmaxTrace {
+    /// First index of the maximal logit.
+    pub max_index: usize,
+    /// `d_j = max - z_j`, non-negative.
+    pub d: Vec<i64>,
+    /// `e_j = exp_fixed(d_j)`.
+    pub e: Vec<i64>,
+    /// `S = sum_j e_j`.
+    pub sum: i64,
+    /// `p_j = div_round(e_j * 2^f, S)`.
+    pub p: Vec<i64>,
+}
+
+/// Forward intermediates of one sample.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SampleForward {
+    /// `inputs[l]` is the input of layer `l` (`inputs[0]` is the record).
+    pub inputs: Vec<Vec<i64>>,
+    /// `z[l]` is the pre-activation output of layer `l`.
+    pub z: Vec<Vec<i64>>,
+    /// Softmax of the logits `z[L-1]`.
+    pub softmax: SoftmaxTrace,
+}
+
+impl SampleForward {
+    /// Index of the largest logit (first one on ties): the prediction.
+    pub fn prediction(&self) -> usize {
+        self.softmax.max_index
+    }
+}
+
+/// Everything one SGD step computes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepTrace {
+    /// Forward intermediates per sample.
+    pub samples: Vec<SampleForward>,
+    /// `dz[l][s]`: gradient of the loss with respect to `z_l` of sample `s` (scale `2^f`).
+    pub dz: Vec<Vec<Vec<i64>>>,
+    /// `da[l][s]`: rescaled gradient with respect to the input of layer `l` (empty for `l = 0`).
+    pub da: Vec<Vec<Vec<i64>>>,
+    /// `G_l`, unrounded weight-gradient sums (scale `2^(2f)`), row-major.
+    pub weight_acc: Vec<Vec<i128>>,
+    /// `g_l`, unrounded bias-gradient sums (scale `2^f`).
+    pub bias_acc: Vec<Vec<i128>>,
+    /// The weights after the update.
+    pub new_weights: Weights,
+}
+
+/// The fixed-point engine for one architecture and format.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    /// The model shape.
+    pub arch: Architecture,
+    /// The fixed-point format.
+    pub fx: FixedParams,
+    /// The exponential tables for `fx`.
+    pub exp: ExpTable,
+}
+
+impl Engine {
+    /// An engine for an architecture and format.
+    pub fn new(arch: Architecture, fx: FixedParams) -> Self {
+        let exp = ExpTable::new(&fx);
+        Engine { arch, fx, exp }
+    }
+
+    /// `z = div_round(x . w + b * 2^f, 2^f)` for one sample, range-checked.
+    pub fn dense(&self, layer: usize, lw: &LayerWeights, x: &[i64]) -> Result<Vec<i64>> {
+        let spec = self.arch.layers[layer];
+        if x.len() != spec.inputs {
+            return Err(ModelError::Shape(format!(
+                "{}: input has {} values, expected {}",
+                self.arch.layer_name(layer),
+                x.len(),
+                spec.inputs
+            )));
+        }
+        let f = self.fx.frac_bits;
+        let mut out = Vec::with_capacity(spec.outputs);
+        for j in 0..spec.outputs {
+            let mut acc = (lw.b[j] as i128) << f;
+            for (i, &xi) in x.iter().enumerate() {
+                acc += xi as i128 * lw.w[i * spec.outputs + j] as i128;
+            }
+            let z = div_round(acc, 1i128 << f).0;
+            out.push(self.fx.check(z, &self.arch.layer_name(layer), "z", j)?);
+        }
+        Ok(out)
+    }
+
+    /// Stable softmax of one row of logits.
+    pub fn softmax(&self, z: &[i64]) -> SoftmaxTrace {
+        let mut max_index = 0;
+        for (j, &v) in z.iter().enumerate() {
+            if v > z[max_index] {
+                max_index = j;
+            }
+        }
+        let m = z[max_index];
+        let d: Vec<i64> = z.iter().map(|&v| m - v).collect();
+        let e: Vec<i64> = d.iter().map(|&dj| self.exp.exp_neg(dj)).collect();
+        let sum: i64 = e.iter().sum();
+        let one = self.fx.one() as i128;
+        let p = e
+            .iter()
+            .map(|&ej| div_round(ej as i128 * one, sum as i128).0 as i64)
+            .collect();
+        SoftmaxTrace { max_index, d, e, sum, p }
+    }
+
+    /// Forward pass of one record.
+    pub fn forward(&self, w: &Weights, x: &[i64]) -> Result<SampleForward> {
+        let mut inputs = Vec::with_capacity(self.arch.layers.len());
+        let mut zs = Vec::with_capacity(self.arch.layers.len());
+        let mut a = x.to_vec();
+        for (l, spec) in self.arch.layers.iter().enumerate() {
+            let z = self.dense(l, &w.layers[l], &a)?;
+            inputs.push(std::mem::take(&mut a));
+            a = match spec.activation {
+                Activation::Relu => z.iter().map(|&v| if v >= 0 { v } else { 0 }).collect(),
+                Activation::None => z.clone(),
+            };
+            zs.push(z);
+        }
+        let softmax = self.softmax(&a);
+        Ok(SampleForward { inputs, z: zs, softmax })
+    }
+
+    /// One SGD step on a batch. `lr_fx` is the learning rate at scale `2^f`.
+    pub fn step(&self, w: &Weights, xs: &[Vec<i64>], ys: &[u32], lr_fx: i64) -> Result<StepTrace> {
+        if xs.is_empty() || xs.len() != ys.len() {
+            return Err(ModelError::Shape(format!(
+                "a step needs a non-empty batch with one label per record ({} records, {} labels)",
+                xs.len(),
+                ys.len()
+            )));
+        }
+        if lr_fx <= 0 {
+            return Err(ModelError::Config(format!("learning rate must be positive at scale 2^f, got {lr_fx}")));
+        }
+        let nl = self.arch.layers.len();
+        let batch = xs.len();
+        let f = self.fx.frac_bits;
+        let one = self.fx.one();
+        let classes = self.arch.num_classes();
+        let samples = xs
+            .iter()
+            .map(|x| self.forward(w, x))
+            .collect::<Result<Vec<_>>>()?;
+
+        let mut dz: Vec<Vec<Vec<i64>>> = vec![Vec::new(); nl];
+        let mut da: Vec<Vec<Vec<i64>>> = vec![Vec::new(); nl];
+        dz[nl - 1] = samples
+            .iter()
+            .zip(ys)
+            .map(|(s, &y)| {
+                (0..classes)
+                    .map(|j| s.softmax.p[j] - if j as u32 == y { one } else { 0 })
+                    .collect()
+            })
+            .collect();
+        for l in (1..nl).rev() {
+            let spec = self.arch.layers[l];
+            let name = self.arch.layer_name(l);
+            let lw = &w.layers[l];
+            let mut da_l = Vec::with_capacity(batch);
+            let mut dz_prev = Vec::with_capacity(batch);
+            for (s, sample) in samples.iter().enumerate() {
+                let mut row = Vec::with_capacity(spec.inputs);
+                let mut prev = Vec::with_capacity(spec.inputs);
+                for i in 0..spec.inputs {
+                    let mut acc = 0i128;
+                    for j in 0..spec.outputs {
+                        acc += dz[l][s][j] as i128 * lw.w[i * spec.outputs + j] as i128;
+                    }
+                    let v = self.fx.check(div_round(acc, 1i128 << f).0, &name, "input_grad", s * spec.inputs + i)?;
+                    row.push(v);
+                    let pass = match self.arch.layers[l - 1].activation {
+                        Activation::Relu => sample.z[l - 1][i] >= 0,
+                        Activation::None => true,
+                    };
+                    prev.push(if pass { v } else { 0 });
+                }
+                da_l.push(row);
+                dz_prev.push(prev);
+            }
+            da[l] = da_l;
+            dz[l - 1] = dz_prev;
+        }
+
+        let mut weight_acc = Vec::with_capacity(nl);
+        let mut bias_acc = Vec::with_capacity(nl);
+        let mut new_layers = Vec::with_capacity(nl);
+        for (l, spec) in self.arch.layers.iter().enumerate() {
+            let name = self.arch.layer_name(l);
+            let mut g = vec![0i128; spec.inputs * spec.outputs];
+            let mut gb = vec![0i128; spec.outputs];
+            for (s, sample) in samples.iter().enumerate() {
+                for j in 0..spec.outputs {
+                    let d = dz[l][s][j] as i128;
+                    gb[j] += d;
+                    if d != 0 {
+                        for i in 0..spec.inputs {
+                            g[i * spec.outputs + j] += sample.inputs[l][i] as i128 * d;
+                        }
+                    }
+                }
+            }
+            let lw = &w.layers[l];
+            let wdiv = (batch as i128) << (2 * f);
+            let bdiv = (batch as i128) << f;
+            let new_w = lw
+                .w
+                .iter()
+                .zip(&g)
+                .enumerate()
+                .map(|(k, (&wk, &gk))| {
+                    let upd = div_round(lr_fx as i128 * gk, wdiv).0;
+                    self.fx.check(wk as i128 - upd, &name, "weight", k)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let new_b = lw
+                .b
+                .iter()
+                .zip(&gb)
+                .enumerate()
+                .map(|(k, (&bk, &gk))| {
+                    let upd = div_round(lr_fx as i128 * gk, bdiv).0;
+                    self.fx.check(bk as i128 - upd, &name, "bias", k)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            new_layers.push(LayerWeights { w: new_w, b: new_b });
+            weight_acc.push(g);
+            bias_acc.push(gb);
+        }
+        Ok(StepTrace {
+            samples,
+            dz,
+            da,
+            weight_acc,
+            bias_acc,
+            new_weights: Weights { layers: new_layers },
+        })
+    }
+
+    /// Cross-entropy of a sample's fixed-point probabilities (for reporting only).
+    pub fn loss(&self, s: &SampleForward, y: u32) -> f64 {
+        let p = s.softmax.p[y as usize].max(1) as f64 / self.fx.one() as f64;
+        -p.ln()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,186 @@
+//! Engine tests: hand-computed cases, overflow reporting, and property tests
+//! of every operation against the f64 reference with stated error bounds.
+
+use super::*;
+use crate::arch::DenseSpec;
+use crate::float_ref::{softmax as float_softmax, FloatModel};
+use proptest::prelude::*;
+
+fn tiny(fx: FixedParams) -> Engine {
+    let arch = Architecture::new(vec![
+        DenseSpec { inputs: 2, outputs: 2, activation: Activation::Relu },
+        DenseSpec { inputs: 2, outputs: 2, activation: Activation::None },
+    ])
+    .unwrap();
+    Engine::new(arch, fx)
+}
+
+#[test]
+fn dense_rounds_half_up() {
+    let fx = FixedParams::new(4, 16).unwrap(); // one = 16
+    let e = tiny(fx);
+    let lw = LayerWeights { w: vec![8, 0, 0, 16], b: vec![0, -1] }; // w = [[0.5, 0],[0, 1]]
+    // x = [3/16, -3/16]: z0 = 1.5/16 -> rounds half up to 2; z1 = (-3*16 - 16)/16 = -4
+    let z = e.dense(0, &lw, &[3, -3]).unwrap();
+    assert_eq!(z, vec![2, -4]);
+}
+
+#[test]
+fn overflow_names_layer_and_tensor() {
+    let fx = FixedParams::new(4, 8).unwrap(); // values in [-128, 128)
+    let e = tiny(fx);
+    let lw = LayerWeights { w: vec![127, 0, 127, 0], b: vec![0, 0] };
+    let err = e.dense(0, &lw, &[100, 100]).unwrap_err().to_string();
+    assert!(err.contains("layer 0 (dense 2->2)"), "{err}");
+    assert!(err.contains("tensor `z`"), "{err}");
+}
+
+#[test]
+fn update_overflow_names_weight_tensor() {
+    let fx = FixedParams::new(4, 8).unwrap();
+    let e = tiny(fx);
+    let w = Weights {
+        layers: vec![
+            LayerWeights { w: vec![16, 0, 0, 16], b: vec![0, 0] },
+            LayerWeights { w: vec![127, 0, 0, 16], b: vec![0, 0] },
+        ],
+    };
+    // A huge learning rate pushes a weight out of range.
+    let err = e.step(&w, &[vec![16, 16]], &[1], 100).unwrap_err().to_string();
+    assert!(err.contains("(dense 2->2)") && (err.contains("`weight`") || err.contains("`bias`")), "{err}");
+}
+
+#[test]
+fn softmax_of_equal_logits_is_uniform_and_sums_near_one() {
+    let e = tiny(FixedParams::default());
+    let t = e.softmax(&[0, 0, 0, 0]);
+    assert_eq!(t.max_index, 0);
+    assert_eq!(t.sum, 4 * 65536);
+    assert!(t.p.iter().all(|&p| p == 16384));
+}
+
+#[test]
+fn softmax_saturates_far_logits() {
+    let e = tiny(FixedParams::default());
+    let t = e.softmax(&[0, -(40 << 16), 5]);
+    assert_eq!(t.max_index, 2);
+    assert_eq!(t.e[1], 0);
+    assert_eq!(t.p[1], 0);
+    assert_eq!(t.e[2], 65536);
+}
+
+#[test]
+fn gradient_step_hand_example() {
+    // Logistic regression, one record, uniform start: p = [1/2, 1/2], y = 1,
+    // dz = [1/2, -1/2]; with x = [1, 0] and lr = 1: w[0][0] -= 1/2, w[0][1] += 1/2.
+    let fx = FixedParams::default();
+    let arch = Architecture::new(vec![DenseSpec { inputs: 2, outputs: 2, activation: Activation::None }]).unwrap();
+    let e = Engine::new(arch.clone(), fx);
+    let w = Weights::zeros(&arch);
+    let t = e.step(&w, &[vec![65536, 0]], &[1], 65536).unwrap();
+    assert_eq!(t.dz[0][0], vec![32768, -32768]);
+    assert_eq!(t.new_weights.layers[0].w, vec![-32768, 32768, 0, 0]);
+    assert_eq!(t.new_weights.layers[0].b, vec![-32768, 32768]);
+}
+
+fn arb_model() -> impl Strategy<Value = (Vec<usize>, u64)> {
+    (prop::collection::vec(1usize..6, 1..3), any::<u64>())
+}
+
+/// A random model with `hidden` widths, real weights in [-1, 1], inputs in [0, 1].
+fn random_setup(hidden: &[usize], seed: u64, batch: usize, fx: FixedParams) -> (Engine, Weights, Vec<Vec<i64>>, Vec<u32>) {
+    let mut rng = crate::seed::SeedRng::new(b"test", seed, 0);
+    let mut dims = vec![3usize];
+    dims.extend_from_slice(hidden);
+    dims.push(3);
+    let layers = dims
+        .windows(2)
+        .enumerate()
+        .map(|(i, d)| DenseSpec {
+            inputs: d[0],
+            outputs: d[1],
+            activation: if i + 2 == dims.len() { Activation::None } else { Activation::Relu },
+        })
+        .collect();
+    let arch = Architecture::new(layers).unwrap();
+    let one = fx.one() as u64;
+    let mut r = |lo: i64, span: u64| lo + rng.below(span) as i64;
+    let w = Weights {
+        layers: arch
+            .layers
+            .iter()
+            .map(|l| LayerWeights {
+                w: (0..l.inputs * l.outputs).map(|_| r(-(one as i64), 2 * one + 1)).collect(),
+                b: (0..l.outputs).map(|_| r(-(one as i64) / 4, one / 2 + 1)).collect(),
+            })
+            .collect(),
+    };
+    let xs = (0..batch).map(|_| (0..3).map(|_| r(0, one + 1)).collect()).collect();
+    let ys = (0..batch).map(|_| r(0, 3) as u32).collect();
+    (Engine::new(arch, fx), w, xs, ys)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Dense layer: exactly one rounding, so the error is at most half a unit.
+    #[test]
+    fn dense_error_at_most_half_unit((hidden, seed) in arb_model()) {
+        let fx = FixedParams::default();
+        let (e, w, xs, _) = random_setup(&hidden, seed, 1, fx);
+        let fm = FloatModel::from_fixed(&e.arch, &fx, &w);
+        let x: Vec<f64> = xs[0].iter().map(|&v| fx.dequantize(v)).collect();
+        let z = e.dense(0, &w.layers[0], &xs[0]).unwrap();
+        let zf = &fm.forward(&x)[0];
+        for (a, b) in z.iter().zip(zf) {
+            prop_assert!((fx.dequantize(*a) - b).abs() <= 0.5 / fx.one() as f64 + 1e-12);
+        }
+    }
+
+    /// Softmax: `|p - exact| <= 2n + 3` units for n classes (exp error 2 units per entry).
+    #[test]
+    fn softmax_error_bound(z in prop::collection::vec(-(20i64 << 16)..(20i64 << 16), 2..12)) {
+        let fx = FixedParams::default();
+        let e = tiny(fx);
+        let t = e.softmax(&z);
+        let exact = float_softmax(&z.iter().map(|&v| fx.dequantize(v)).collect::<Vec<_>>());
+        let bound = (2 * z.len() + 3) as f64 / fx.one() as f64;
+        for (p, q) in t.p.iter().zip(&exact) {
+            prop_assert!((fx.dequantize(*p) - q).abs() <= bound, "p={} exact={}", p, q);
+        }
+        prop_assert!(t.sum >= fx.one());
+        prop_assert!(t.p[t.max_index] > 0);
+    }
+
+    /// A whole step against the f64 reference from the same start: with inputs
+    /// in [0,1], weights in [-1,1], widths <= 5 and lr <= 0.5, every updated
+    /// parameter agrees within 1e-3 (the bound is loose: measured errors are ~1e-5).
+    #[test]
+    fn step_matches_float_reference((hidden, seed) in arb_model(), batch in 1usize..5, lr_bits in 1u32..16) {
+        let fx = FixedParams::default();
+        let (e, w, xs, ys) = random_setup(&hidden, seed, batch, fx);
+        let lr_fx = 1i64 << lr_bits; // lr in [2^-15, 0.5]
+        let t = e.step(&w, &xs, &ys, lr_fx).unwrap();
+        let mut fm = FloatModel::from_fixed(&e.arch, &fx, &w);
+        let fxs: Vec<Vec<f64>> = xs.iter().map(|x| x.iter().map(|&v| fx.dequantize(v)).collect()).collect();
+        fm.step(&fxs, &ys, fx.dequantize(lr_fx));
+        for (l, (fl, (wf, bf))) in t.new_weights.layers.iter().zip(&fm.layers).enumerate() {
+            for (a, b) in fl.w.iter().zip(wf).chain(fl.b.iter().zip(bf)) {
+                prop_assert!((fx.dequantize(*a) - b).abs() <= 1e-3, "layer {} fixed {} float {}", l, fx.dequantize(*a), b);
+            }
+        }
+    }
+
+    /// The cross-entropy gradient rows sum to `sum(p) - 2^f`, within the
+    /// rounding of the normalisation (at most n/2 units).
+    #[test]
+    fn ce_gradient_rows_sum_near_zero((hidden, seed) in arb_model()) {
+        let fx = FixedParams::default();
+        let (e, w, xs, ys) = random_setup(&hidden, seed, 2, fx);
+        let t = e.step(&w, &xs, &ys, 1 << 12).unwrap();
+        for row in &t.dz[e.arch.layers.len() - 1] {
+            let s: i64 = row.iter().sum();
+            prop_assert!(s.abs() <= row.len() as i64);
+        }
+    }
+}
