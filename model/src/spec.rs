@@ -1,0 +1,157 @@
+//! Model import: the native spec (TOML or JSON) and dispatch to ONNX.
+//!
+//! A native spec names the input width and the dense layers; initial weights
+//! then come from the public seed ([`crate::Weights::seeded`]):
+//!
+//! ```toml
+//! name = "digits-mlp"
+//! inputs = 64
+//! [[layers]]
+//! outputs = 16
+//! activation = "relu"
+//! [[layers]]
+//! outputs = 10            # logits; softmax cross-entropy is the loss
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::arch::{Activation, Architecture, DenseSpec};
+use crate::error::{ModelError, Result};
+
+/// Largest accepted model file.
+pub const MAX_MODEL_BYTES: u64 = 256 << 20;
+
+/// One layer of a native spec.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerSpec {
+    /// Output width.
+    pub outputs: usize,
+    /// `relu` or `none` (default `none`).
+    #[serde(default = "default_activation")]
+    pub activation: Activation,
+}
+
+fn default_activation() -> Activation {
+    Activation::None
+}
+
+/// A native model spec file.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Number of input features.
+    pub inputs: usize,
+    /// The dense layers, input first.
+    pub layers: Vec<LayerSpec>,
+}
+
+/// A model read from a file: its shape and, for ONNX, real initial weights.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImportedModel {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Display name.
+    pub name: String,
+    /// The shape.
+    pub arch: Architecture,
+    /// Initial weights per layer (`[inputs][outputs]` row-major, bias), if the file has them.
+    pub initial: Option<Vec<(Vec<f64>, Vec<f64>)>>,
+}
+
+/// Loads a model from `.toml`, `.json` or `.onnx`.
+pub fn load_model(path: &Path) -> Result<ImportedModel> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let meta = std::fs::metadata(path).map_err(|e| ModelError::io(path, e))?;
+    if meta.len() > MAX_MODEL_BYTES {
+        return Err(ModelError::Spec {
+            path: path.to_path_buf(),
+            message: format!("model file is larger than {MAX_MODEL_BYTES} bytes"),
+        });
+    }
+    match ext.as_str() {
+        "onnx" => crate::onnx::import(path),
+        "toml" | "json" => {
+            let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+            let spec: ModelSpec = if ext == "toml" {
+                toml::from_str(&text).map_err(|e| ModelError::Spec {
+                    path: path.to_path_buf(),
+                    message: e.to_string().trim().replace('\n', " "),
+                })?
+            } else {
+                serde_json::from_str(&text).map_err(|e| ModelError::Spec {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?
+            };
+            from_spec(path, spec)
+        }
+        _ => Err(ModelError::Spec {
+            path: path.to_path_buf(),
+            message: "unknown model format (expected .toml, .json or .onnx)".into(),
+        }),
+    }
+}
+
+fn from_spec(path: &Path, spec: ModelSpec) -> Result<ImportedModel> {
+    let mut layers = Vec::with_capacity(spec.layers.len());
+    let mut width = spec.inputs;
+    for l in &spec.layers {
+        layers.push(DenseSpec { inputs: width, outputs: l.outputs, activation: l.activation });
+        width = l.outputs;
+    }
+    let arch = Architecture::new(layers).map_err(|e| ModelError::Spec {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let name = spec.name.unwrap_or_else(|| {
+        path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    });
+    Ok(ImportedModel { path: path.to_path_buf(), name, arch, initial: None })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn bundled_specs_load() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/models");
+        let m = load_model(&root.join("digits_mlp.toml")).unwrap();
+        assert_eq!(m.arch.describe(), "64-16(relu)-10");
+        let c = load_model(&root.join("cancer_logreg.toml")).unwrap();
+        assert_eq!(c.arch.describe(), "30-2");
+    }
+
+    #[test]
+    fn json_spec() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(&d, "m.json", r#"{"inputs": 4, "layers": [{"outputs": 3, "activation": "relu"}, {"outputs": 3}]}"#);
+        assert_eq!(load_model(&p).unwrap().arch.describe(), "4-3(relu)-3");
+    }
+
+    #[test]
+    fn spec_errors_name_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(&d, "bad.toml", "inputs = 4\n[[layers]]\noutputs = 3\nactivation = \"tanh\"\n");
+        let e = load_model(&p).unwrap_err().to_string();
+        assert!(e.contains("bad.toml") && e.contains("tanh"), "{e}");
+        let p = write(&d, "relu_last.toml", "inputs = 4\n[[layers]]\noutputs = 3\nactivation = \"relu\"\n");
+        assert!(load_model(&p).unwrap_err().to_string().contains("no activation"));
+        let p = write(&d, "typo.toml", "inputs = 4\nlayer = []\n");
+        assert!(load_model(&p).unwrap_err().to_string().contains("typo.toml"));
+        let p = write(&d, "m.yaml", "x");
+        assert!(load_model(&p).unwrap_err().to_string().contains("unknown model format"));
+    }
+}
