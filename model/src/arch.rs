@@ -52,10 +52,16 @@ impl Architecture {
     /// Validates a layer chain.
     pub fn new(layers: Vec<DenseSpec>) -> Result<Self> {
         if layers.is_empty() {
-            return Err(ModelError::Shape("a model needs at least one dense layer".into()));
+            return Err(ModelError::Shape(
+                "a model needs at least one dense layer".into(),
+            ));
         }
         for (i, l) in layers.iter().enumerate() {
-            if l.inputs == 0 || l.outputs == 0 || l.inputs > MAX_LAYER_WIDTH || l.outputs > MAX_LAYER_WIDTH {
+            if l.inputs == 0
+                || l.outputs == 0
+                || l.inputs > MAX_LAYER_WIDTH
+                || l.outputs > MAX_LAYER_WIDTH
+            {
                 return Err(ModelError::Shape(format!(
                     "layer {i}: widths must be in 1..={MAX_LAYER_WIDTH}, got {}->{}",
                     l.inputs, l.outputs
@@ -96,7 +102,10 @@ impl Architecture {
 
     /// Number of trainable parameters.
     pub fn num_params(&self) -> usize {
-        self.layers.iter().map(|l| l.inputs * l.outputs + l.outputs).sum()
+        self.layers
+            .iter()
+            .map(|l| l.inputs * l.outputs + l.outputs)
+            .sum()
     }
 
     /// Compact description such as `64-16(relu)-10`.
@@ -123,7 +132,12 @@ impl Architecture {
     pub fn check_bounds(&self, fx: &FixedParams, batch: usize, lr_fx: i64) -> Result<()> {
         let vb = fx.value_bits as f64 - 1.0; // |stored value| < 2^vb
         let f = fx.frac_bits as f64;
-        let width = self.layers.iter().map(|l| l.inputs.max(l.outputs)).max().unwrap_or(1) as f64;
+        let width = self
+            .layers
+            .iter()
+            .map(|l| l.inputs.max(l.outputs))
+            .max()
+            .unwrap_or(1) as f64;
         let b = batch.max(1) as f64;
         // forward/backward dot products: width * 2^vb * 2^vb + 2^(vb+f)
         let dot = width.log2() + 2.0 * vb + 1.0;
@@ -198,7 +212,11 @@ impl Weights {
     }
 
     /// Quantizes real-valued weights (e.g. ONNX initializers) layer by layer.
-    pub fn quantize(arch: &Architecture, fx: &FixedParams, real: &[(Vec<f64>, Vec<f64>)]) -> Result<Self> {
+    pub fn quantize(
+        arch: &Architecture,
+        fx: &FixedParams,
+        real: &[(Vec<f64>, Vec<f64>)],
+    ) -> Result<Self> {
         if real.len() != arch.layers.len() {
             return Err(ModelError::Shape(format!(
                 "{} weight sets for {} layers",
@@ -210,7 +228,9 @@ impl Weights {
         for (i, ((w, b), spec)) in real.iter().zip(&arch.layers).enumerate() {
             let name = arch.layer_name(i);
             if w.len() != spec.inputs * spec.outputs || b.len() != spec.outputs {
-                return Err(ModelError::Shape(format!("{name}: weight or bias has the wrong size")));
+                return Err(ModelError::Shape(format!(
+                    "{name}: weight or bias has the wrong size"
+                )));
             }
             let q = |v: &[f64], tensor: &'static str| -> Result<Vec<i64>> {
                 v.iter()
@@ -220,7 +240,11 @@ impl Weights {
                             layer: name.clone(),
                             tensor,
                             index: k,
-                            value: if x.is_finite() { x.round() as i128 } else { i128::MAX },
+                            value: if x.is_finite() {
+                                x.round() as i128
+                            } else {
+                                i128::MAX
+                            },
                             value_bits: fx.value_bits,
                         })
                     })
@@ -276,8 +300,16 @@ mod tests {
 
     fn mlp() -> Architecture {
         Architecture::new(vec![
-            DenseSpec { inputs: 64, outputs: 16, activation: Activation::Relu },
-            DenseSpec { inputs: 16, outputs: 10, activation: Activation::None },
+            DenseSpec {
+                inputs: 64,
+                outputs: 16,
+                activation: Activation::Relu,
+            },
+            DenseSpec {
+                inputs: 16,
+                outputs: 10,
+                activation: Activation::None,
+            },
         ])
         .unwrap()
     }
@@ -292,11 +324,26 @@ mod tests {
     #[test]
     fn rejects_bad_chains() {
         let bad = Architecture::new(vec![
-            DenseSpec { inputs: 4, outputs: 3, activation: Activation::Relu },
-            DenseSpec { inputs: 5, outputs: 2, activation: Activation::None },
+            DenseSpec {
+                inputs: 4,
+                outputs: 3,
+                activation: Activation::Relu,
+            },
+            DenseSpec {
+                inputs: 5,
+                outputs: 2,
+                activation: Activation::None,
+            },
         ]);
-        assert!(bad.unwrap_err().to_string().contains("layer 1 takes 5 inputs"));
-        let relu_last = Architecture::new(vec![DenseSpec { inputs: 4, outputs: 3, activation: Activation::Relu }]);
+        assert!(bad
+            .unwrap_err()
+            .to_string()
+            .contains("layer 1 takes 5 inputs"));
+        let relu_last = Architecture::new(vec![DenseSpec {
+            inputs: 4,
+            outputs: 3,
+            activation: Activation::Relu,
+        }]);
         assert!(relu_last.is_err());
         assert!(Architecture::new(vec![]).is_err());
     }

@@ -133,7 +133,10 @@ impl RawDataset {
                     path: self.label_path.clone(),
                     line: self.origins[r].line,
                     column: self.label_column,
-                    message: format!("label {y} is not a class of a model with {classes} outputs (0..{})", classes - 1),
+                    message: format!(
+                        "label {y} is not a class of a model with {classes} outputs (0..{})",
+                        classes - 1
+                    ),
                 });
             }
         }
@@ -147,7 +150,9 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     let is_gz = path.extension().is_some_and(|e| e == "gz");
     let res = if is_gz {
-        flate2::read::GzDecoder::new(file).take(MAX_DATA_BYTES + 1).read_to_end(&mut out)
+        flate2::read::GzDecoder::new(file)
+            .take(MAX_DATA_BYTES + 1)
+            .read_to_end(&mut out)
     } else {
         file.take(MAX_DATA_BYTES + 1).read_to_end(&mut out)
     };
@@ -191,13 +196,19 @@ fn read_table(path: &Path, opts: &LoadOptions) -> Result<Table> {
             message: "contains no records".into(),
         });
     }
-    Ok(Table { rows, lines, sha256 })
+    Ok(Table {
+        rows,
+        lines,
+        sha256,
+    })
 }
 
 fn parse_csv(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<(Vec<Vec<f64>>, Vec<usize>)> {
     let text = std::str::from_utf8(bytes).map_err(|e| ModelError::DataFile {
         path: path.to_path_buf(),
-        message: format!("not UTF-8 text ({e}); CSV files must be text (NPY files must end in .npy)"),
+        message: format!(
+            "not UTF-8 text ({e}); CSV files must be text (NPY files must end in .npy)"
+        ),
     })?;
     let lines: Vec<(usize, &str)> = text
         .lines()
@@ -208,12 +219,16 @@ fn parse_csv(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<(Vec<Vec<f
     let Some(&(_, first)) = lines.first() else {
         return Ok((Vec::new(), Vec::new()));
     };
-    let delim = opts.delimiter.unwrap_or(if first.contains(',') { ',' } else { ' ' });
+    let delim = opts
+        .delimiter
+        .unwrap_or(if first.contains(',') { ',' } else { ' ' });
     let split = |l: &str| -> Vec<String> {
         if delim.is_whitespace() {
             l.split_whitespace().map(str::to_string).collect()
         } else {
-            l.split(delim).map(|s| s.trim().trim_matches('"').to_string()).collect()
+            l.split(delim)
+                .map(|s| s.trim().trim_matches('"').to_string())
+                .collect()
         }
     };
     let header = match opts.header {
@@ -233,7 +248,10 @@ fn parse_csv(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<(Vec<Vec<f
                 path: path.to_path_buf(),
                 line,
                 column: fields.len().min(w) + 1,
-                message: format!("expected {w} columns (as on the first data line), found {}", fields.len()),
+                message: format!(
+                    "expected {w} columns (as on the first data line), found {}",
+                    fields.len()
+                ),
             });
         }
         let mut row = Vec::with_capacity(w);
@@ -262,7 +280,10 @@ fn parse_csv(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<(Vec<Vec<f
 
 /// Parses an NPY file into rows (a 1-D array becomes one column).
 fn parse_npy(path: &Path, bytes: &[u8]) -> Result<(Vec<Vec<f64>>, Vec<usize>)> {
-    let bad = |m: String| ModelError::DataFile { path: path.to_path_buf(), message: m };
+    let bad = |m: String| ModelError::DataFile {
+        path: path.to_path_buf(),
+        message: m,
+    };
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err(bad("not an NPY file (missing the \\x93NUMPY magic)".into()));
     }
@@ -273,7 +294,10 @@ fn parse_npy(path: &Path, bytes: &[u8]) -> Result<(Vec<Vec<f64>>, Vec<usize>)> {
             if bytes.len() < 12 {
                 return Err(bad("truncated NPY header".into()));
             }
-            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+            (
+                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+                12,
+            )
         }
         v => return Err(bad(format!("unsupported NPY format version {v}"))),
     };
@@ -283,7 +307,9 @@ fn parse_npy(path: &Path, bytes: &[u8]) -> Result<(Vec<Vec<f64>>, Vec<usize>)> {
     let header = std::str::from_utf8(header).map_err(|_| bad("NPY header is not text".into()))?;
     let field = |key: &str| -> Result<&str> {
         let k = format!("'{key}':");
-        let i = header.find(&k).ok_or_else(|| bad(format!("NPY header lacks '{key}'")))?;
+        let i = header
+            .find(&k)
+            .ok_or_else(|| bad(format!("NPY header lacks '{key}'")))?;
         Ok(header[i + k.len()..].trim_start())
     };
     let descr = field("descr")?;
@@ -301,12 +327,19 @@ fn parse_npy(path: &Path, bytes: &[u8]) -> Result<(Vec<Vec<f64>>, Vec<usize>)> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| bad(format!("unreadable NPY shape ({shape_s})"))))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| bad(format!("unreadable NPY shape ({shape_s})")))
+        })
         .collect::<Result<_>>()?;
     let (nrows, ncols) = match shape.as_slice() {
         [n] => (*n, 1),
         [n, m] => (*n, *m),
-        _ => return Err(bad(format!("expected a 1-D or 2-D array, got shape ({shape_s})"))),
+        _ => {
+            return Err(bad(format!(
+                "expected a 1-D or 2-D array, got shape ({shape_s})"
+            )))
+        }
     };
     let (endian, kind, size) = {
         let mut ch = descr.chars();
@@ -320,7 +353,10 @@ fn parse_npy(path: &Path, bytes: &[u8]) -> Result<(Vec<Vec<f64>>, Vec<usize>)> {
         '>' => true,
         _ => return Err(bad(format!("unsupported dtype '{descr}'"))),
     };
-    let ok = matches!((kind, size), ('f', 4) | ('f', 8) | ('i', 1 | 2 | 4 | 8) | ('u', 1 | 2 | 4 | 8));
+    let ok = matches!(
+        (kind, size),
+        ('f', 4) | ('f', 8) | ('i', 1 | 2 | 4 | 8) | ('u', 1 | 2 | 4 | 8)
+    );
     if !ok {
         return Err(bad(format!(
             "unsupported dtype '{descr}' (supported: float32/64, int8-64, uint8-64)"
@@ -358,7 +394,11 @@ fn parse_npy(path: &Path, bytes: &[u8]) -> Result<(Vec<Vec<f64>>, Vec<usize>)> {
     for r in 0..nrows {
         let mut row = Vec::with_capacity(ncols);
         for c in 0..ncols {
-            let v = get(if fortran { c * nrows + r } else { r * ncols + c });
+            let v = get(if fortran {
+                c * nrows + r
+            } else {
+                r * ncols + c
+            });
             if !v.is_finite() {
                 return Err(ModelError::Data {
                     path: path.to_path_buf(),
@@ -391,11 +431,22 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<RawDataset> {
     let table = read_table(path, opts)?;
     let width = table.rows[0].len();
     let (labels, label_path, label_column, feature_columns, sha) = if let Some(lp) = &opts.labels {
-        let lt = read_table(lp, &LoadOptions { labels: None, ..opts.clone() })?;
+        let lt = read_table(
+            lp,
+            &LoadOptions {
+                labels: None,
+                ..opts.clone()
+            },
+        )?;
         if lt.rows.len() != table.rows.len() {
             return Err(ModelError::DataFile {
                 path: lp.clone(),
-                message: format!("has {} labels but {} has {} records", lt.rows.len(), path.display(), table.rows.len()),
+                message: format!(
+                    "has {} labels but {} has {} records",
+                    lt.rows.len(),
+                    path.display(),
+                    table.rows.len()
+                ),
             });
         }
         let col = resolve_col(opts.label_col, lt.rows[0].len(), lp)?;
@@ -405,7 +456,13 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<RawDataset> {
             .zip(&lt.lines)
             .map(|(r, &line)| to_label(r[col], lp, line, col + 1))
             .collect::<Result<Vec<_>>>()?;
-        (labels, lp.clone(), col + 1, (1..=width).collect::<Vec<_>>(), format!("{}+{}", table.sha256, lt.sha256))
+        (
+            labels,
+            lp.clone(),
+            col + 1,
+            (1..=width).collect::<Vec<_>>(),
+            format!("{}+{}", table.sha256, lt.sha256),
+        )
     } else {
         if width < 2 {
             return Err(ModelError::DataFile {
@@ -421,7 +478,13 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<RawDataset> {
             .map(|(r, &line)| to_label(r[col], path, line, col + 1))
             .collect::<Result<Vec<_>>>()?;
         let feats = (0..width).filter(|&c| c != col).map(|c| c + 1).collect();
-        (labels, path.to_path_buf(), col + 1, feats, table.sha256.clone())
+        (
+            labels,
+            path.to_path_buf(),
+            col + 1,
+            feats,
+            table.sha256.clone(),
+        )
     };
     let features = table
         .rows
@@ -431,7 +494,10 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<RawDataset> {
     let origins = table
         .lines
         .iter()
-        .map(|&line| Origin { line, first_column: 1 })
+        .map(|&line| Origin {
+            line,
+            first_column: 1,
+        })
         .collect();
     Ok(RawDataset {
         path: path.to_path_buf(),
@@ -475,7 +541,9 @@ impl std::str::FromStr for ScalingKind {
             "min-max" | "minmax" => Ok(ScalingKind::MinMax),
             "standard" => Ok(ScalingKind::Standard),
             "none" => Ok(ScalingKind::None),
-            _ => Err(format!("unknown scaling `{s}` (expected min-max, standard or none)")),
+            _ => Err(format!(
+                "unknown scaling `{s}` (expected min-max, standard or none)"
+            )),
         }
     }
 }
@@ -512,7 +580,11 @@ impl Scaling {
                 })
                 .unzip(),
         };
-        Scaling { kind, offset, factor }
+        Scaling {
+            kind,
+            offset,
+            factor,
+        }
     }
 
     /// Scales one row.
@@ -548,7 +620,9 @@ impl FixedDataset {
 /// The seeded hold-out split: `(train, test)` record indices, each in file order.
 pub fn split(n: usize, test_fraction: f64, seed: u64) -> Result<(Vec<usize>, Vec<usize>)> {
     if !(0.0..1.0).contains(&test_fraction) {
-        return Err(ModelError::Config(format!("test fraction must be in [0, 1), got {test_fraction}")));
+        return Err(ModelError::Config(format!(
+            "test fraction must be in [0, 1), got {test_fraction}"
+        )));
     }
     let n_test = (n as f64 * test_fraction + 0.5).floor() as usize;
     let perm = SeedRng::new(b"zkaudit/split/v1", seed, 0).permutation(n);
@@ -560,7 +634,12 @@ pub fn split(n: usize, test_fraction: f64, seed: u64) -> Result<(Vec<usize>, Vec
 }
 
 /// Scales and quantizes the given records; out-of-range values name their origin.
-pub fn quantize(raw: &RawDataset, idx: &[usize], scaling: &Scaling, fx: &FixedParams) -> Result<FixedDataset> {
+pub fn quantize(
+    raw: &RawDataset,
+    idx: &[usize],
+    scaling: &Scaling,
+    fx: &FixedParams,
+) -> Result<FixedDataset> {
     let mut features = Vec::with_capacity(idx.len());
     let mut labels = Vec::with_capacity(idx.len());
     for &i in idx {

@@ -143,7 +143,13 @@ impl Engine {
             .iter()
             .map(|&ej| div_round(ej as i128 * one, sum as i128).0 as i64)
             .collect();
-        SoftmaxTrace { max_index, d, e, sum, p }
+        SoftmaxTrace {
+            max_index,
+            d,
+            e,
+            sum,
+            p,
+        }
     }
 
     /// Forward pass of one record.
@@ -161,7 +167,11 @@ impl Engine {
             zs.push(z);
         }
         let softmax = self.softmax(&a);
-        Ok(SampleForward { inputs, z: zs, softmax })
+        Ok(SampleForward {
+            inputs,
+            z: zs,
+            softmax,
+        })
     }
 
     /// One SGD step on a batch. `lr_fx` is the learning rate at scale `2^f`.
@@ -174,7 +184,9 @@ impl Engine {
             )));
         }
         if lr_fx <= 0 {
-            return Err(ModelError::Config(format!("learning rate must be positive at scale 2^f, got {lr_fx}")));
+            return Err(ModelError::Config(format!(
+                "learning rate must be positive at scale 2^f, got {lr_fx}"
+            )));
         }
         let nl = self.arch.layers.len();
         let batch = xs.len();
@@ -207,11 +219,18 @@ impl Engine {
                 let mut row = Vec::with_capacity(spec.inputs);
                 let mut prev = Vec::with_capacity(spec.inputs);
                 for i in 0..spec.inputs {
-                    let mut acc = 0i128;
-                    for j in 0..spec.outputs {
-                        acc += dz[l][s][j] as i128 * lw.w[i * spec.outputs + j] as i128;
-                    }
-                    let v = self.fx.check(div_round(acc, 1i128 << f).0, &name, "input_grad", s * spec.inputs + i)?;
+                    let row_w = &lw.w[i * spec.outputs..(i + 1) * spec.outputs];
+                    let acc: i128 = dz[l][s]
+                        .iter()
+                        .zip(row_w)
+                        .map(|(&d, &wv)| d as i128 * wv as i128)
+                        .sum();
+                    let v = self.fx.check(
+                        div_round(acc, 1i128 << f).0,
+                        &name,
+                        "input_grad",
+                        s * spec.inputs + i,
+                    )?;
                     row.push(v);
                     let pass = match self.arch.layers[l - 1].activation {
                         Activation::Relu => sample.z[l - 1][i] >= 0,
@@ -247,26 +266,24 @@ impl Engine {
             let lw = &w.layers[l];
             let wdiv = (batch as i128) << (2 * f);
             let bdiv = (batch as i128) << f;
-            let new_w = lw
-                .w
-                .iter()
-                .zip(&g)
-                .enumerate()
-                .map(|(k, (&wk, &gk))| {
-                    let upd = div_round(lr_fx as i128 * gk, wdiv).0;
-                    self.fx.check(wk as i128 - upd, &name, "weight", k)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let new_b = lw
-                .b
-                .iter()
-                .zip(&gb)
-                .enumerate()
-                .map(|(k, (&bk, &gk))| {
-                    let upd = div_round(lr_fx as i128 * gk, bdiv).0;
-                    self.fx.check(bk as i128 - upd, &name, "bias", k)
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let new_w =
+                lw.w.iter()
+                    .zip(&g)
+                    .enumerate()
+                    .map(|(k, (&wk, &gk))| {
+                        let upd = div_round(lr_fx as i128 * gk, wdiv).0;
+                        self.fx.check(wk as i128 - upd, &name, "weight", k)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+            let new_b =
+                lw.b.iter()
+                    .zip(&gb)
+                    .enumerate()
+                    .map(|(k, (&bk, &gk))| {
+                        let upd = div_round(lr_fx as i128 * gk, bdiv).0;
+                        self.fx.check(bk as i128 - upd, &name, "bias", k)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
             new_layers.push(LayerWeights { w: new_w, b: new_b });
             weight_acc.push(g);
             bias_acc.push(gb);

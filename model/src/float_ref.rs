@@ -27,7 +27,10 @@ impl FloatModel {
                 )
             })
             .collect();
-        FloatModel { arch: arch.clone(), layers }
+        FloatModel {
+            arch: arch.clone(),
+            layers,
+        }
     }
 
     /// Pre-activations of every layer for one input.
@@ -36,7 +39,11 @@ impl FloatModel {
         let mut a = x.to_vec();
         for (spec, (w, b)) in self.arch.layers.iter().zip(&self.layers) {
             let z: Vec<f64> = (0..spec.outputs)
-                .map(|j| b[j] + (0..spec.inputs).map(|i| a[i] * w[i * spec.outputs + j]).sum::<f64>())
+                .map(|j| {
+                    b[j] + (0..spec.inputs)
+                        .map(|i| a[i] * w[i * spec.outputs + j])
+                        .sum::<f64>()
+                })
                 .collect();
             a = match spec.activation {
                 Activation::Relu => z.iter().map(|&v| v.max(0.0)).collect(),
@@ -64,8 +71,16 @@ impl FloatModel {
     pub fn step(&mut self, xs: &[Vec<f64>], ys: &[u32], lr: f64) {
         let nl = self.layers.len();
         let batch = xs.len() as f64;
-        let mut gw: Vec<Vec<f64>> = self.layers.iter().map(|(w, _)| vec![0.0; w.len()]).collect();
-        let mut gb: Vec<Vec<f64>> = self.layers.iter().map(|(_, b)| vec![0.0; b.len()]).collect();
+        let mut gw: Vec<Vec<f64>> = self
+            .layers
+            .iter()
+            .map(|(w, _)| vec![0.0; w.len()])
+            .collect();
+        let mut gb: Vec<Vec<f64>> = self
+            .layers
+            .iter()
+            .map(|(_, b)| vec![0.0; b.len()])
+            .collect();
         for (x, &y) in xs.iter().zip(ys) {
             let zs = self.forward(x);
             let mut inputs = vec![x.clone()];
@@ -89,7 +104,9 @@ impl FloatModel {
                     let w = &self.layers[l].0;
                     dz = (0..spec.inputs)
                         .map(|i| {
-                            let g: f64 = (0..spec.outputs).map(|j| dz[j] * w[i * spec.outputs + j]).sum();
+                            let g: f64 = (0..spec.outputs)
+                                .map(|j| dz[j] * w[i * spec.outputs + j])
+                                .sum();
                             match self.arch.layers[l - 1].activation {
                                 Activation::Relu if zs[l - 1][i] <= 0.0 => 0.0,
                                 _ => g,

@@ -53,7 +53,10 @@ impl Ctx<'_> {
     }
 
     fn err(&self, msg: impl Into<String>) -> ModelError {
-        ModelError::Onnx { path: self.path.to_path_buf(), message: msg.into() }
+        ModelError::Onnx {
+            path: self.path.to_path_buf(),
+            message: msg.into(),
+        }
     }
 }
 
@@ -64,8 +67,13 @@ struct Init {
 }
 
 fn read_initializer(ctx: &Ctx, t: &pb::TensorProto) -> Result<Init> {
-    if t.data_location == Some(pb::tensor_proto::DataLocation::External as i32) || !t.external_data.is_empty() {
-        return Err(ctx.err(format!("initializer `{}` uses external data, which is not supported", t.name())));
+    if t.data_location == Some(pb::tensor_proto::DataLocation::External as i32)
+        || !t.external_data.is_empty()
+    {
+        return Err(ctx.err(format!(
+            "initializer `{}` uses external data, which is not supported",
+            t.name()
+        )));
     }
     let n: i64 = t.dims.iter().product();
     let data: Vec<f64> = match DataType::try_from(t.data_type()) {
@@ -88,7 +96,9 @@ fn read_initializer(ctx: &Ctx, t: &pb::TensorProto) -> Result<Init> {
             }
         }
         other => {
-            let name = other.map(|d| d.as_str_name().to_string()).unwrap_or_else(|_| t.data_type().to_string());
+            let name = other
+                .map(|d| d.as_str_name().to_string())
+                .unwrap_or_else(|_| t.data_type().to_string());
             return Err(ctx.err(format!(
                 "initializer `{}` has dtype {name}; weights must be FLOAT or DOUBLE",
                 t.name()
@@ -104,13 +114,22 @@ fn read_initializer(ctx: &Ctx, t: &pb::TensorProto) -> Result<Init> {
         )));
     }
     if let Some(k) = data.iter().position(|v| !v.is_finite()) {
-        return Err(ctx.err(format!("initializer `{}` has a non-finite value at index {k}", t.name())));
+        return Err(ctx.err(format!(
+            "initializer `{}` has a non-finite value at index {k}",
+            t.name()
+        )));
     }
-    Ok(Init { dims: t.dims.clone(), data })
+    Ok(Init {
+        dims: t.dims.clone(),
+        data,
+    })
 }
 
 /// The node producing `name`, looking through Identity nodes.
-fn through_identity<'a>(producer: &HashMap<&str, &'a pb::NodeProto>, mut name: &'a str) -> Option<&'a pb::NodeProto> {
+fn through_identity<'a>(
+    producer: &HashMap<&str, &'a pb::NodeProto>,
+    mut name: &'a str,
+) -> Option<&'a pb::NodeProto> {
     loop {
         let n = *producer.get(name)?;
         if n.op_type() == "Identity" {
@@ -131,13 +150,19 @@ pub fn import(path: &Path) -> Result<ImportedModel> {
     let ctx = Ctx { path };
     let model = pb::ModelProto::decode(bytes.as_slice())
         .map_err(|e| ctx.err(format!("not a valid ONNX model ({e})")))?;
-    let graph = model.graph.as_ref().ok_or_else(|| ctx.err("model has no graph"))?;
+    let graph = model
+        .graph
+        .as_ref()
+        .ok_or_else(|| ctx.err("model has no graph"))?;
     let mut inits = HashMap::new();
     for t in &graph.initializer {
         inits.insert(t.name().to_string(), t);
     }
-    let data_inputs: Vec<&pb::ValueInfoProto> =
-        graph.input.iter().filter(|i| !inits.contains_key(i.name())).collect();
+    let data_inputs: Vec<&pb::ValueInfoProto> = graph
+        .input
+        .iter()
+        .filter(|i| !inits.contains_key(i.name()))
+        .collect();
     let [input] = data_inputs.as_slice() else {
         return Err(ctx.err(format!(
             "expected exactly one data input, found {}: {:?}",
@@ -145,10 +170,15 @@ pub fn import(path: &Path) -> Result<ImportedModel> {
             data_inputs.iter().map(|i| i.name()).collect::<Vec<_>>()
         )));
     };
-    if let Some(pb::type_proto::Value::TensorType(tt)) = input.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+    if let Some(pb::type_proto::Value::TensorType(tt)) =
+        input.r#type.as_ref().and_then(|t| t.value.as_ref())
+    {
         let et = tt.elem_type();
         if et != DataType::Float as i32 && et != DataType::Double as i32 {
-            return Err(ctx.err(format!("input `{}` must be float or double, has elem type {et}", input.name())));
+            return Err(ctx.err(format!(
+                "input `{}` must be float or double, has elem type {et}",
+                input.name()
+            )));
         }
     }
     // Which output: the one a Softmax produces (through Identity), else the only one.
@@ -194,15 +224,25 @@ pub fn import(path: &Path) -> Result<ImportedModel> {
     let mut finished = false; // a Softmax was seen
     let mut in_width: Option<usize> = None;
     let get_init = |n: &pb::NodeProto, name: &str| -> Result<Init> {
-        let t = inits
-            .get(name)
-            .ok_or_else(|| ctx.node_err(n, format!("operand `{name}` must be an initializer (a constant weight)")))?;
+        let t = inits.get(name).ok_or_else(|| {
+            ctx.node_err(
+                n,
+                format!("operand `{name}` must be an initializer (a constant weight)"),
+            )
+        })?;
         read_initializer(&ctx, t)
     };
-    for n in graph.node.iter().filter(|n| needed.contains(&(*n as *const pb::NodeProto))) {
+    for n in graph
+        .node
+        .iter()
+        .filter(|n| needed.contains(&(*n as *const pb::NodeProto)))
+    {
         let op = n.op_type();
         if !n.domain().is_empty() && n.domain() != "ai.onnx" {
-            return Err(ctx.node_err(n, format!("operator domain `{}` is not supported", n.domain())));
+            return Err(ctx.node_err(
+                n,
+                format!("operator domain `{}` is not supported", n.domain()),
+            ));
         }
         let flow: Vec<&String> = n.input.iter().filter(|i| **i == cur).collect();
         if flow.is_empty() {
@@ -211,7 +251,11 @@ pub fn import(path: &Path) -> Result<ImportedModel> {
         if finished && op != "Identity" {
             return Err(ctx.node_err(n, "only Identity may follow the trailing Softmax"));
         }
-        let out = n.output.first().cloned().ok_or_else(|| ctx.node_err(n, "has no output"))?;
+        let out = n
+            .output
+            .first()
+            .cloned()
+            .ok_or_else(|| ctx.node_err(n, "has no output"))?;
         match op {
             "Identity" => {}
             "Cast" => {
@@ -339,19 +383,32 @@ pub fn import(path: &Path) -> Result<ImportedModel> {
         cur = out;
     }
     if cur != output {
-        return Err(ctx.err(format!("output `{output}` is not reached by the chain from the input")));
+        return Err(ctx.err(format!(
+            "output `{output}` is not reached by the chain from the input"
+        )));
     }
     if let (Some(w), Some(first)) = (in_width, layers.first()) {
         if w != first.inputs {
-            return Err(ctx.err(format!("reshape to {w} features but the first layer takes {}", first.inputs)));
+            return Err(ctx.err(format!(
+                "reshape to {w} features but the first layer takes {}",
+                first.inputs
+            )));
         }
     }
     let arch = Architecture::new(layers).map_err(|e| ctx.err(e.to_string()))?;
     let name = match model.graph.as_ref().map(|g| g.name()).unwrap_or("") {
-        "" => path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+        "" => path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         s => s.to_string(),
     };
-    Ok(ImportedModel { path: path.to_path_buf(), name, arch, initial: Some(weights) })
+    Ok(ImportedModel {
+        path: path.to_path_buf(),
+        name,
+        arch,
+        initial: Some(weights),
+    })
 }
 
 fn tensor(name: &str, dims: Vec<i64>, data: Vec<f32>) -> pb::TensorProto {
@@ -388,7 +445,13 @@ fn value_info(name: &str, dims: &[Option<i64>]) -> pb::ValueInfoProto {
     }
 }
 
-fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attribute: Vec<pb::AttributeProto>) -> pb::NodeProto {
+fn node(
+    op: &str,
+    name: &str,
+    inputs: &[&str],
+    outputs: &[&str],
+    attribute: Vec<pb::AttributeProto>,
+) -> pb::NodeProto {
     pb::NodeProto {
         input: inputs.iter().map(|s| s.to_string()).collect(),
         output: outputs.iter().map(|s| s.to_string()).collect(),
@@ -400,7 +463,12 @@ fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attribute: Vec<
 }
 
 /// Builds the ONNX model of fixed-point weights (dequantized to float32).
-pub fn to_onnx(arch: &Architecture, fx: &FixedParams, w: &Weights, graph_name: &str) -> pb::ModelProto {
+pub fn to_onnx(
+    arch: &Architecture,
+    fx: &FixedParams,
+    w: &Weights,
+    graph_name: &str,
+) -> pb::ModelProto {
     let mut nodes = Vec::new();
     let mut inits = Vec::new();
     let mut cur = "input".to_string();
@@ -408,10 +476,28 @@ pub fn to_onnx(arch: &Architecture, fx: &FixedParams, w: &Weights, graph_name: &
     for (l, (spec, lw)) in arch.layers.iter().zip(&w.layers).enumerate() {
         let wn = format!("dense{l}.weight");
         let bn = format!("dense{l}.bias");
-        inits.push(tensor(&wn, vec![spec.inputs as i64, spec.outputs as i64], lw.w.iter().map(|&v| fx.dequantize(v) as f32).collect()));
-        inits.push(tensor(&bn, vec![spec.outputs as i64], lw.b.iter().map(|&v| fx.dequantize(v) as f32).collect()));
-        let z = if l + 1 == nl { "logits".to_string() } else { format!("dense{l}.z") };
-        nodes.push(node("Gemm", &format!("dense{l}"), &[&cur, &wn, &bn], &[&z], vec![]));
+        inits.push(tensor(
+            &wn,
+            vec![spec.inputs as i64, spec.outputs as i64],
+            lw.w.iter().map(|&v| fx.dequantize(v) as f32).collect(),
+        ));
+        inits.push(tensor(
+            &bn,
+            vec![spec.outputs as i64],
+            lw.b.iter().map(|&v| fx.dequantize(v) as f32).collect(),
+        ));
+        let z = if l + 1 == nl {
+            "logits".to_string()
+        } else {
+            format!("dense{l}.z")
+        };
+        nodes.push(node(
+            "Gemm",
+            &format!("dense{l}"),
+            &[&cur, &wn, &bn],
+            &[&z],
+            vec![],
+        ));
         cur = z;
         if spec.activation == Activation::Relu {
             let a = format!("dense{l}.relu");
@@ -425,10 +511,19 @@ pub fn to_onnx(arch: &Architecture, fx: &FixedParams, w: &Weights, graph_name: &
         i: Some(-1),
         ..Default::default()
     };
-    nodes.push(node("Softmax", "softmax", &[&cur], &["probabilities"], vec![axis]));
+    nodes.push(node(
+        "Softmax",
+        "softmax",
+        &[&cur],
+        &["probabilities"],
+        vec![axis],
+    ));
     pb::ModelProto {
         ir_version: Some(8),
-        opset_import: vec![pb::OperatorSetIdProto { domain: Some(String::new()), version: Some(13) }],
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(13),
+        }],
         producer_name: Some("zkaudit".into()),
         producer_version: Some(env!("CARGO_PKG_VERSION").into()),
         graph: Some(pb::GraphProto {
@@ -447,7 +542,13 @@ pub fn to_onnx(arch: &Architecture, fx: &FixedParams, w: &Weights, graph_name: &
 }
 
 /// Writes fixed-point weights as an ONNX file (atomically).
-pub fn export(path: &Path, arch: &Architecture, fx: &FixedParams, w: &Weights, graph_name: &str) -> Result<()> {
+pub fn export(
+    path: &Path,
+    arch: &Architecture,
+    fx: &FixedParams,
+    w: &Weights,
+    graph_name: &str,
+) -> Result<()> {
     let bytes = to_onnx(arch, fx, w, graph_name).encode_to_vec();
     crate::transcript::write_atomic(path, &bytes)
 }

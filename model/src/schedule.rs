@@ -36,7 +36,11 @@ impl Schedule {
                 "batch size must be in 1..={num_records} (the number of training records), got {batch_size}"
             )));
         }
-        Ok(Schedule { seed, num_records, batch_size })
+        Ok(Schedule {
+            seed,
+            num_records,
+            batch_size,
+        })
     }
 
     /// Steps per epoch, `floor(n / B)`.

@@ -58,10 +58,22 @@ mod tests {
 
     #[test]
     fn streams_are_deterministic_and_distinct() {
-        let a: Vec<u64> = { let mut r = SeedRng::new(b"x", 1, 0); (0..4).map(|_| r.next_u64()).collect() };
-        let b: Vec<u64> = { let mut r = SeedRng::new(b"x", 1, 0); (0..4).map(|_| r.next_u64()).collect() };
-        let c: Vec<u64> = { let mut r = SeedRng::new(b"x", 1, 1); (0..4).map(|_| r.next_u64()).collect() };
-        let d: Vec<u64> = { let mut r = SeedRng::new(b"y", 1, 0); (0..4).map(|_| r.next_u64()).collect() };
+        let a: Vec<u64> = {
+            let mut r = SeedRng::new(b"x", 1, 0);
+            (0..4).map(|_| r.next_u64()).collect()
+        };
+        let b: Vec<u64> = {
+            let mut r = SeedRng::new(b"x", 1, 0);
+            (0..4).map(|_| r.next_u64()).collect()
+        };
+        let c: Vec<u64> = {
+            let mut r = SeedRng::new(b"x", 1, 1);
+            (0..4).map(|_| r.next_u64()).collect()
+        };
+        let d: Vec<u64> = {
+            let mut r = SeedRng::new(b"y", 1, 0);
+            (0..4).map(|_| r.next_u64()).collect()
+        };
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_ne!(a, d);
@@ -93,6 +105,9 @@ mod tests {
         for _ in 0..30_000 {
             counts[r.below(3) as usize] += 1;
         }
-        assert!(counts.iter().all(|&c| (9_000..11_000).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (9_000..11_000).contains(&c)),
+            "{counts:?}"
+        );
     }
 }

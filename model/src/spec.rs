@@ -66,7 +66,11 @@ pub struct ImportedModel {
 
 /// Loads a model from `.toml`, `.json` or `.onnx`.
 pub fn load_model(path: &Path) -> Result<ImportedModel> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let meta = std::fs::metadata(path).map_err(|e| ModelError::io(path, e))?;
     if meta.len() > MAX_MODEL_BYTES {
         return Err(ModelError::Spec {
@@ -102,7 +106,11 @@ fn from_spec(path: &Path, spec: ModelSpec) -> Result<ImportedModel> {
     let mut layers = Vec::with_capacity(spec.layers.len());
     let mut width = spec.inputs;
     for l in &spec.layers {
-        layers.push(DenseSpec { inputs: width, outputs: l.outputs, activation: l.activation });
+        layers.push(DenseSpec {
+            inputs: width,
+            outputs: l.outputs,
+            activation: l.activation,
+        });
         width = l.outputs;
     }
     let arch = Architecture::new(layers).map_err(|e| ModelError::Spec {
@@ -110,9 +118,16 @@ fn from_spec(path: &Path, spec: ModelSpec) -> Result<ImportedModel> {
         message: e.to_string(),
     })?;
     let name = spec.name.unwrap_or_else(|| {
-        path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+        path.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
     });
-    Ok(ImportedModel { path: path.to_path_buf(), name, arch, initial: None })
+    Ok(ImportedModel {
+        path: path.to_path_buf(),
+        name,
+        arch,
+        initial: None,
+    })
 }
 
 #[cfg(test)]
@@ -137,21 +152,42 @@ mod tests {
     #[test]
     fn json_spec() {
         let d = tempfile::tempdir().unwrap();
-        let p = write(&d, "m.json", r#"{"inputs": 4, "layers": [{"outputs": 3, "activation": "relu"}, {"outputs": 3}]}"#);
+        let p = write(
+            &d,
+            "m.json",
+            r#"{"inputs": 4, "layers": [{"outputs": 3, "activation": "relu"}, {"outputs": 3}]}"#,
+        );
         assert_eq!(load_model(&p).unwrap().arch.describe(), "4-3(relu)-3");
     }
 
     #[test]
     fn spec_errors_name_the_file() {
         let d = tempfile::tempdir().unwrap();
-        let p = write(&d, "bad.toml", "inputs = 4\n[[layers]]\noutputs = 3\nactivation = \"tanh\"\n");
+        let p = write(
+            &d,
+            "bad.toml",
+            "inputs = 4\n[[layers]]\noutputs = 3\nactivation = \"tanh\"\n",
+        );
         let e = load_model(&p).unwrap_err().to_string();
         assert!(e.contains("bad.toml") && e.contains("tanh"), "{e}");
-        let p = write(&d, "relu_last.toml", "inputs = 4\n[[layers]]\noutputs = 3\nactivation = \"relu\"\n");
-        assert!(load_model(&p).unwrap_err().to_string().contains("no activation"));
+        let p = write(
+            &d,
+            "relu_last.toml",
+            "inputs = 4\n[[layers]]\noutputs = 3\nactivation = \"relu\"\n",
+        );
+        assert!(load_model(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("no activation"));
         let p = write(&d, "typo.toml", "inputs = 4\nlayer = []\n");
-        assert!(load_model(&p).unwrap_err().to_string().contains("typo.toml"));
+        assert!(load_model(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("typo.toml"));
         let p = write(&d, "m.yaml", "x");
-        assert!(load_model(&p).unwrap_err().to_string().contains("unknown model format"));
+        assert!(load_model(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown model format"));
     }
 }

@@ -169,7 +169,9 @@ fn evaluate_float(m: &FloatModel, xs: &[Vec<f64>], ys: &[u32]) -> (f64, f64) {
 }
 
 fn dequantize_rows(fx: &FixedParams, rows: &[Vec<i64>]) -> Vec<Vec<f64>> {
-    rows.iter().map(|r| r.iter().map(|&v| fx.dequantize(v)).collect()).collect()
+    rows.iter()
+        .map(|r| r.iter().map(|&v| fx.dequantize(v)).collect())
+        .collect()
 }
 
 fn file_sha256(path: &Path) -> Result<String> {
@@ -179,13 +181,19 @@ fn file_sha256(path: &Path) -> Result<String> {
 
 /// Runs training and returns the transcript and the summary (without the
 /// transcript hash, which [`write_run`] fills in).
-pub fn train(opts: &TrainOptions, progress: &mut dyn FnMut(Progress)) -> Result<(Transcript, Summary)> {
+pub fn train(
+    opts: &TrainOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(Transcript, Summary)> {
     let fx = opts.fx;
     if opts.epochs == 0 {
         return Err(ModelError::Config("--epochs must be at least 1".into()));
     }
     if !(opts.lr.is_finite() && opts.lr > 0.0) {
-        return Err(ModelError::Config(format!("--lr must be a positive number, got {}", opts.lr)));
+        return Err(ModelError::Config(format!(
+            "--lr must be a positive number, got {}",
+            opts.lr
+        )));
     }
     let lr_fx = fx
         .quantize(opts.lr)
@@ -219,7 +227,9 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn FnMut(Progress)) -> Result<
     let schedule = Schedule::new(opts.seed, train.len(), opts.batch_size)?;
     let total = schedule.steps_per_epoch() * opts.epochs as usize;
     if total > MAX_STEPS {
-        return Err(ModelError::Config(format!("{total} steps exceed the supported {MAX_STEPS}")));
+        return Err(ModelError::Config(format!(
+            "{total} steps exceed the supported {MAX_STEPS}"
+        )));
     }
 
     let (w0, init) = match (&model.initial, opts.init) {
@@ -246,12 +256,17 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn FnMut(Progress)) -> Result<
         let order = schedule.epoch_order(epoch);
         for s in 0..spe {
             let idx = &order[s * opts.batch_size..(s + 1) * opts.batch_size];
-            let xs: Vec<Vec<i64>> = idx.iter().map(|&i| train.features[i as usize].clone()).collect();
+            let xs: Vec<Vec<i64>> = idx
+                .iter()
+                .map(|&i| train.features[i as usize].clone())
+                .collect();
             let ys: Vec<u32> = idx.iter().map(|&i| train.labels[i as usize]).collect();
-            let cur = weights.last().ok_or_else(|| ModelError::Config("no weights".into()))?;
-            let trace = engine.step(cur, &xs, &ys, lr_fx).map_err(|e| {
-                ModelError::Config(format!("step {}: {e}", weights.len() - 1))
-            })?;
+            let cur = weights
+                .last()
+                .ok_or_else(|| ModelError::Config("no weights".into()))?;
+            let trace = engine
+                .step(cur, &xs, &ys, lr_fx)
+                .map_err(|e| ModelError::Config(format!("step {}: {e}", weights.len() - 1)))?;
             let batch_loss = trace
                 .samples
                 .iter()
@@ -262,11 +277,16 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn FnMut(Progress)) -> Result<
             weights.push(trace.new_weights);
             let fxs: Vec<Vec<f64>> = idx.iter().map(|&i| train_f[i as usize].clone()).collect();
             fm.step(&fxs, &ys, opts.lr);
-            progress(Progress::Step { done: weights.len() - 1, batch_loss });
+            progress(Progress::Step {
+                done: weights.len() - 1,
+                batch_loss,
+            });
         }
     }
     progress(Progress::Evaluating);
-    let last = weights.last().ok_or_else(|| ModelError::Config("no weights".into()))?;
+    let last = weights
+        .last()
+        .ok_or_else(|| ModelError::Config("no weights".into()))?;
     let (train_acc, train_loss) = evaluate_fixed(&engine, last, &train)?;
     let (test_acc, _) = evaluate_fixed(&engine, last, &test)?;
     let (ftrain_acc, ftrain_loss) = evaluate_float(&fm, &train_f, &train.labels);
@@ -304,8 +324,16 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn FnMut(Progress)) -> Result<
         },
         steps: total,
         steps_per_epoch: spe,
-        fixed: Metrics { train_accuracy: train_acc, test_accuracy: test_acc, final_loss: train_loss },
-        float: Metrics { train_accuracy: ftrain_acc, test_accuracy: ftest_acc, final_loss: ftrain_loss },
+        fixed: Metrics {
+            train_accuracy: train_acc,
+            test_accuracy: test_acc,
+            final_loss: train_loss,
+        },
+        float: Metrics {
+            train_accuracy: ftrain_acc,
+            test_accuracy: ftest_acc,
+            final_loss: ftrain_loss,
+        },
         transcript_sha256: String::new(),
     };
     let transcript = Transcript {

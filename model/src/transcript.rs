@@ -89,6 +89,17 @@ pub struct DataSource {
     pub features: usize,
 }
 
+/// The records of one step's batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Batch {
+    /// Indices into the training split, in schedule order.
+    pub indices: Vec<u32>,
+    /// Their features.
+    pub features: Vec<Vec<i64>>,
+    /// Their labels.
+    pub labels: Vec<u32>,
+}
+
 /// Everything a prover needs to prove the run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Transcript {
@@ -129,20 +140,32 @@ impl Transcript {
     }
 
     /// Record indices, features and labels of step `t`'s batch.
-    pub fn batch(&self, t: usize) -> Result<(Vec<u32>, Vec<Vec<i64>>, Vec<u32>)> {
+    pub fn batch(&self, t: usize) -> Result<Batch> {
         if t >= self.num_steps() {
-            return Err(ModelError::Config(format!("step {t} does not exist; the run has {} steps", self.num_steps())));
+            return Err(ModelError::Config(format!(
+                "step {t} does not exist; the run has {} steps",
+                self.num_steps()
+            )));
         }
         let idx = self.schedule()?.batch(t as u64);
-        let xs = idx.iter().map(|&i| self.train.features[i as usize].clone()).collect();
+        let xs = idx
+            .iter()
+            .map(|&i| self.train.features[i as usize].clone())
+            .collect();
         let ys = idx.iter().map(|&i| self.train.labels[i as usize]).collect();
-        Ok((idx, xs, ys))
+        Ok(Batch {
+            indices: idx,
+            features: xs,
+            labels: ys,
+        })
     }
 
     /// Recomputes step `t` and checks that it yields `weights[t + 1]`.
     pub fn replay_step(&self, t: usize) -> Result<StepTrace> {
-        let (_, xs, ys) = self.batch(t)?;
-        let trace = self.engine().step(&self.weights[t], &xs, &ys, self.config.lr_fx)?;
+        let b = self.batch(t)?;
+        let trace =
+            self.engine()
+                .step(&self.weights[t], &b.features, &b.labels, self.config.lr_fx)?;
         if trace.new_weights != self.weights[t + 1] {
             return Err(ModelError::Config(format!(
                 "transcript is inconsistent: replaying step {t} does not give the recorded weights of step {}",
@@ -159,20 +182,34 @@ impl Transcript {
             w.check_shape(arch)?;
         }
         if self.weights.is_empty() || self.weight_salts.len() != self.weights.len() {
-            return Err(ModelError::Config("weights and weight salts disagree in count".into()));
+            return Err(ModelError::Config(
+                "weights and weight salts disagree in count".into(),
+            ));
         }
         if self.leaf_salts.len() != self.train.len() {
-            return Err(ModelError::Config("leaf salts and training records disagree in count".into()));
+            return Err(ModelError::Config(
+                "leaf salts and training records disagree in count".into(),
+            ));
         }
-        if self.train.features.iter().chain(&self.test.features).any(|r| r.len() != arch.input_dim()) {
-            return Err(ModelError::Shape(format!("a record does not have {} features", arch.input_dim())));
+        if self
+            .train
+            .features
+            .iter()
+            .chain(&self.test.features)
+            .any(|r| r.len() != arch.input_dim())
+        {
+            return Err(ModelError::Shape(format!(
+                "a record does not have {} features",
+                arch.input_dim()
+            )));
         }
         Ok(())
     }
 
     /// Serializes with the header described in the module docs.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let payload = bincode::serialize(self).map_err(|e| ModelError::Config(format!("cannot encode transcript: {e}")))?;
+        let payload = bincode::serialize(self)
+            .map_err(|e| ModelError::Config(format!("cannot encode transcript: {e}")))?;
         let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&TRANSCRIPT_VERSION.to_le_bytes());
@@ -184,9 +221,15 @@ impl Transcript {
 
     /// Parses bytes produced by [`Transcript::to_bytes`]; `path` is for messages.
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
-        let bad = |m: String| ModelError::Transcript { path: path.to_path_buf(), message: m };
+        let bad = |m: String| ModelError::Transcript {
+            path: path.to_path_buf(),
+            message: m,
+        };
         if bytes.len() < 8 || bytes[..8] != MAGIC {
-            return Err(bad("not a zkaudit transcript (bad magic); expected a file written by `zkaudit train`".into()));
+            return Err(bad(
+                "not a zkaudit transcript (bad magic); expected a file written by `zkaudit train`"
+                    .into(),
+            ));
         }
         if bytes.len() < HEADER_LEN {
             return Err(bad("truncated header".into()));
@@ -202,12 +245,16 @@ impl Transcript {
         let len = u64::from_le_bytes(len8);
         let payload = &bytes[HEADER_LEN..];
         if payload.len() as u64 != len {
-            return Err(bad(format!("payload is {} bytes, header says {len}: file truncated or corrupt", payload.len())));
+            return Err(bad(format!(
+                "payload is {} bytes, header says {len}: file truncated or corrupt",
+                payload.len()
+            )));
         }
         if Sha256::digest(payload).as_slice() != &bytes[20..52] {
             return Err(bad("checksum mismatch: the file is corrupt".into()));
         }
-        let t: Transcript = bincode::deserialize(payload).map_err(|e| bad(format!("cannot decode payload: {e}")))?;
+        let t: Transcript = bincode::deserialize(payload)
+            .map_err(|e| bad(format!("cannot decode payload: {e}")))?;
         t.validate().map_err(|e| bad(e.to_string()))?;
         Ok(t)
     }
@@ -248,8 +295,14 @@ pub const SUMMARY_FILE: &str = "summary.json";
 
 /// Writes `bytes` to `path` through a synced temporary file and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let res = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;

@@ -45,7 +45,14 @@ fn csv_with_auto_header_and_last_label() {
 fn csv_label_column_first_and_whitespace_delimiter() {
     let d = tempfile::tempdir().unwrap();
     let p = write(&d, "w.txt", b"1  0.5 0.25\n0 1 2\n");
-    let ds = load(&p, &LoadOptions { label_col: 0, ..Default::default() }).unwrap();
+    let ds = load(
+        &p,
+        &LoadOptions {
+            label_col: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(ds.labels, vec![1, 0]);
     assert_eq!(ds.features[1], vec![1.0, 2.0]);
     assert_eq!(ds.feature_columns, vec![2, 3]);
@@ -74,7 +81,10 @@ fn csv_wrong_column_count() {
     let d = tempfile::tempdir().unwrap();
     let p = write(&d, "c.csv", b"1,2,0\n3,4,5,1\n");
     let e = err_of(load(&p, &LoadOptions::default()));
-    assert!(e.contains("c.csv:2:") && e.contains("expected 3 columns"), "{e}");
+    assert!(
+        e.contains("c.csv:2:") && e.contains("expected 3 columns"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -82,7 +92,10 @@ fn csv_malformed_value() {
     let d = tempfile::tempdir().unwrap();
     let p = write(&d, "m.csv", b"1,2,0\n3,x4,1\n");
     let e = err_of(load(&p, &LoadOptions::default()));
-    assert!(e.contains("m.csv:2:2") && e.contains("`x4` is not a number"), "{e}");
+    assert!(
+        e.contains("m.csv:2:2") && e.contains("`x4` is not a number"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -90,7 +103,10 @@ fn csv_bad_labels() {
     let d = tempfile::tempdir().unwrap();
     let p = write(&d, "l.csv", b"1,2,0\n3,4,-1\n");
     let e = err_of(load(&p, &LoadOptions::default()));
-    assert!(e.contains("l.csv:2:3") && e.contains("non-negative integer"), "{e}");
+    assert!(
+        e.contains("l.csv:2:3") && e.contains("non-negative integer"),
+        "{e}"
+    );
     let p = write(&d, "f.csv", b"1,2,0.5\n");
     assert!(err_of(load(&p, &LoadOptions::default())).contains("f.csv:1:3"));
     let p = write(&d, "k.csv", b"1,2,0\n3,4,7\n");
@@ -103,7 +119,13 @@ fn csv_bad_labels() {
 fn label_column_out_of_range() {
     let d = tempfile::tempdir().unwrap();
     let p = write(&d, "a.csv", b"1,2,0\n");
-    let e = err_of(load(&p, &LoadOptions { label_col: 5, ..Default::default() }));
+    let e = err_of(load(
+        &p,
+        &LoadOptions {
+            label_col: 5,
+            ..Default::default()
+        },
+    ));
     assert!(e.contains("label column 5 does not exist"), "{e}");
 }
 
@@ -112,11 +134,24 @@ fn separate_label_file() {
     let d = tempfile::tempdir().unwrap();
     let x = write(&d, "x.csv", b"1,2\n3,4\n");
     let y = write(&d, "y.csv", b"1\n0\n");
-    let ds = load(&x, &LoadOptions { labels: Some(y), ..Default::default() }).unwrap();
+    let ds = load(
+        &x,
+        &LoadOptions {
+            labels: Some(y),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(ds.labels, vec![1, 0]);
     assert_eq!(ds.num_features(), 2);
     let y3 = write(&d, "y3.csv", b"1\n0\n1\n");
-    let e = err_of(load(&x, &LoadOptions { labels: Some(y3), ..Default::default() }));
+    let e = err_of(load(
+        &x,
+        &LoadOptions {
+            labels: Some(y3),
+            ..Default::default()
+        },
+    ));
     assert!(e.contains("has 3 labels"), "{e}");
 }
 
@@ -139,23 +174,42 @@ fn npy_f8_i4_u1_and_fortran() {
     assert_eq!(ds.features, vec![vec![1.5, 2.0], vec![3.0, 4.0]]);
     assert_eq!(ds.labels, vec![0, 1]);
 
-    let ints: Vec<u8> = [-3i32, 5, 1, 7, 8, 0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let ints: Vec<u8> = [-3i32, 5, 1, 7, 8, 0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
     let p = write(&d, "i.npy", &npy("<i4", "(2, 3)", false, &ints));
     let ds = load(&p, &LoadOptions::default()).unwrap();
     assert_eq!(ds.features[0], vec![-3.0, 5.0]);
 
-    let p = write(&d, "u.npy", &npy("|u1", "(2, 3)", false, &[1, 2, 0, 3, 4, 1]));
-    assert_eq!(load(&p, &LoadOptions::default()).unwrap().labels, vec![0, 1]);
+    let p = write(
+        &d,
+        "u.npy",
+        &npy("|u1", "(2, 3)", false, &[1, 2, 0, 3, 4, 1]),
+    );
+    assert_eq!(
+        load(&p, &LoadOptions::default()).unwrap().labels,
+        vec![0, 1]
+    );
 
     // Fortran order: column-major storage of [[1,2,0],[3,4,1]].
-    let f: Vec<u8> = [1.0f32, 3.0, 2.0, 4.0, 0.0, 1.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let f: Vec<u8> = [1.0f32, 3.0, 2.0, 4.0, 0.0, 1.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
     let p = write(&d, "f.npy", &npy("<f4", "(2, 3)", true, &f));
     let ds = load(&p, &LoadOptions::default()).unwrap();
     assert_eq!(ds.features, vec![vec![1.0, 2.0], vec![3.0, 4.0]]);
 
-    let be: Vec<u8> = [1.0f64, 2.0, 1.0].iter().flat_map(|v| v.to_be_bytes()).collect();
+    let be: Vec<u8> = [1.0f64, 2.0, 1.0]
+        .iter()
+        .flat_map(|v| v.to_be_bytes())
+        .collect();
     let p = write(&d, "b.npy", &npy(">f8", "(1, 3)", false, &be));
-    assert_eq!(load(&p, &LoadOptions::default()).unwrap().features, vec![vec![1.0, 2.0]]);
+    assert_eq!(
+        load(&p, &LoadOptions::default()).unwrap().features,
+        vec![vec![1.0, 2.0]]
+    );
 }
 
 #[test]
@@ -167,7 +221,10 @@ fn npy_errors() {
     assert!(err_of(load(&p, &LoadOptions::default())).contains("unsupported dtype '<c16'"));
     let p = write(&d, "t.npy", &npy("<f8", "(4, 3)", false, &[0; 16]));
     assert!(err_of(load(&p, &LoadOptions::default())).contains("truncated"));
-    let nan: Vec<u8> = [1.0f64, f64::NAN, 0.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let nan: Vec<u8> = [1.0f64, f64::NAN, 0.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
     let p = write(&d, "n.npy", &npy("<f8", "(1, 3)", false, &nan));
     let e = err_of(load(&p, &LoadOptions::default()));
     assert!(e.contains("n.npy:1:2") && e.contains("not finite"), "{e}");
@@ -180,9 +237,18 @@ fn quantize_out_of_range_names_origin() {
     let d = tempfile::tempdir().unwrap();
     let p = write(&d, "big.csv", b"1,2,0\n3,1e12,1\n");
     let ds = load(&p, &LoadOptions::default()).unwrap();
-    let sc = Scaling::fit(ScalingKind::None, &ds.features.iter().collect::<Vec<_>>(), 2);
-    let e = quantize(&ds, &[0, 1], &sc, &FixedParams::default()).unwrap_err().to_string();
-    assert!(e.contains("big.csv:2:2") && e.contains("outside the fixed-point range"), "{e}");
+    let sc = Scaling::fit(
+        ScalingKind::None,
+        &ds.features.iter().collect::<Vec<_>>(),
+        2,
+    );
+    let e = quantize(&ds, &[0, 1], &sc, &FixedParams::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("big.csv:2:2") && e.contains("outside the fixed-point range"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -8,8 +8,16 @@ use proptest::prelude::*;
 
 fn tiny(fx: FixedParams) -> Engine {
     let arch = Architecture::new(vec![
-        DenseSpec { inputs: 2, outputs: 2, activation: Activation::Relu },
-        DenseSpec { inputs: 2, outputs: 2, activation: Activation::None },
+        DenseSpec {
+            inputs: 2,
+            outputs: 2,
+            activation: Activation::Relu,
+        },
+        DenseSpec {
+            inputs: 2,
+            outputs: 2,
+            activation: Activation::None,
+        },
     ])
     .unwrap();
     Engine::new(arch, fx)
@@ -19,8 +27,11 @@ fn tiny(fx: FixedParams) -> Engine {
 fn dense_rounds_half_up() {
     let fx = FixedParams::new(4, 16).unwrap(); // one = 16
     let e = tiny(fx);
-    let lw = LayerWeights { w: vec![8, 0, 0, 16], b: vec![0, -1] }; // w = [[0.5, 0],[0, 1]]
-    // x = [3/16, -3/16]: z0 = 1.5/16 -> rounds half up to 2; z1 = (-3*16 - 16)/16 = -4
+    let lw = LayerWeights {
+        w: vec![8, 0, 0, 16],
+        b: vec![0, -1],
+    }; // w = [[0.5, 0],[0, 1]]
+       // x = [3/16, -3/16]: z0 = 1.5/16 -> rounds half up to 2; z1 = (-3*16 - 16)/16 = -4
     let z = e.dense(0, &lw, &[3, -3]).unwrap();
     assert_eq!(z, vec![2, -4]);
 }
@@ -29,7 +40,10 @@ fn dense_rounds_half_up() {
 fn overflow_names_layer_and_tensor() {
     let fx = FixedParams::new(4, 8).unwrap(); // values in [-128, 128)
     let e = tiny(fx);
-    let lw = LayerWeights { w: vec![127, 0, 127, 0], b: vec![0, 0] };
+    let lw = LayerWeights {
+        w: vec![127, 0, 127, 0],
+        b: vec![0, 0],
+    };
     let err = e.dense(0, &lw, &[100, 100]).unwrap_err().to_string();
     assert!(err.contains("layer 0 (dense 2->2)"), "{err}");
     assert!(err.contains("tensor `z`"), "{err}");
@@ -41,13 +55,25 @@ fn update_overflow_names_weight_tensor() {
     let e = tiny(fx);
     let w = Weights {
         layers: vec![
-            LayerWeights { w: vec![16, 0, 0, 16], b: vec![0, 0] },
-            LayerWeights { w: vec![127, 0, 0, 16], b: vec![0, 0] },
+            LayerWeights {
+                w: vec![16, 0, 0, 16],
+                b: vec![0, 0],
+            },
+            LayerWeights {
+                w: vec![127, 0, 0, 16],
+                b: vec![0, 0],
+            },
         ],
     };
     // A huge learning rate pushes a weight out of range.
-    let err = e.step(&w, &[vec![16, 16]], &[1], 100).unwrap_err().to_string();
-    assert!(err.contains("(dense 2->2)") && (err.contains("`weight`") || err.contains("`bias`")), "{err}");
+    let err = e
+        .step(&w, &[vec![16, 16]], &[1], 100)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("(dense 2->2)") && (err.contains("`weight`") || err.contains("`bias`")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -74,7 +100,12 @@ fn gradient_step_hand_example() {
     // Logistic regression, one record, uniform start: p = [1/2, 1/2], y = 1,
     // dz = [1/2, -1/2]; with x = [1, 0] and lr = 1: w[0][0] -= 1/2, w[0][1] += 1/2.
     let fx = FixedParams::default();
-    let arch = Architecture::new(vec![DenseSpec { inputs: 2, outputs: 2, activation: Activation::None }]).unwrap();
+    let arch = Architecture::new(vec![DenseSpec {
+        inputs: 2,
+        outputs: 2,
+        activation: Activation::None,
+    }])
+    .unwrap();
     let e = Engine::new(arch.clone(), fx);
     let w = Weights::zeros(&arch);
     let t = e.step(&w, &[vec![65536, 0]], &[1], 65536).unwrap();
@@ -88,7 +119,12 @@ fn arb_model() -> impl Strategy<Value = (Vec<usize>, u64)> {
 }
 
 /// A random model with `hidden` widths, real weights in [-1, 1], inputs in [0, 1].
-fn random_setup(hidden: &[usize], seed: u64, batch: usize, fx: FixedParams) -> (Engine, Weights, Vec<Vec<i64>>, Vec<u32>) {
+fn random_setup(
+    hidden: &[usize],
+    seed: u64,
+    batch: usize,
+    fx: FixedParams,
+) -> (Engine, Weights, Vec<Vec<i64>>, Vec<u32>) {
     let mut rng = crate::seed::SeedRng::new(b"test", seed, 0);
     let mut dims = vec![3usize];
     dims.extend_from_slice(hidden);
@@ -99,7 +135,11 @@ fn random_setup(hidden: &[usize], seed: u64, batch: usize, fx: FixedParams) -> (
         .map(|(i, d)| DenseSpec {
             inputs: d[0],
             outputs: d[1],
-            activation: if i + 2 == dims.len() { Activation::None } else { Activation::Relu },
+            activation: if i + 2 == dims.len() {
+                Activation::None
+            } else {
+                Activation::Relu
+            },
         })
         .collect();
     let arch = Architecture::new(layers).unwrap();
@@ -110,12 +150,18 @@ fn random_setup(hidden: &[usize], seed: u64, batch: usize, fx: FixedParams) -> (
             .layers
             .iter()
             .map(|l| LayerWeights {
-                w: (0..l.inputs * l.outputs).map(|_| r(-(one as i64), 2 * one + 1)).collect(),
-                b: (0..l.outputs).map(|_| r(-(one as i64) / 4, one / 2 + 1)).collect(),
+                w: (0..l.inputs * l.outputs)
+                    .map(|_| r(-(one as i64), 2 * one + 1))
+                    .collect(),
+                b: (0..l.outputs)
+                    .map(|_| r(-(one as i64) / 4, one / 2 + 1))
+                    .collect(),
             })
             .collect(),
     };
-    let xs = (0..batch).map(|_| (0..3).map(|_| r(0, one + 1)).collect()).collect();
+    let xs = (0..batch)
+        .map(|_| (0..3).map(|_| r(0, one + 1)).collect())
+        .collect();
     let ys = (0..batch).map(|_| r(0, 3) as u32).collect();
     (Engine::new(arch, fx), w, xs, ys)
 }

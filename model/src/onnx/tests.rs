@@ -9,7 +9,12 @@ fn write_model(dir: &tempfile::TempDir, name: &str, m: &pb::ModelProto) -> std::
     p
 }
 
-fn graph(nodes: Vec<pb::NodeProto>, inits: Vec<pb::TensorProto>, inputs: Vec<pb::ValueInfoProto>, outputs: &[&str]) -> pb::ModelProto {
+fn graph(
+    nodes: Vec<pb::NodeProto>,
+    inits: Vec<pb::TensorProto>,
+    inputs: Vec<pb::ValueInfoProto>,
+    outputs: &[&str],
+) -> pb::ModelProto {
     pb::ModelProto {
         ir_version: Some(8),
         graph: Some(pb::GraphProto {
@@ -17,7 +22,10 @@ fn graph(nodes: Vec<pb::NodeProto>, inits: Vec<pb::TensorProto>, inputs: Vec<pb:
             name: Some("g".into()),
             initializer: inits,
             input: inputs,
-            output: outputs.iter().map(|o| value_info(o, &[None, None])).collect(),
+            output: outputs
+                .iter()
+                .map(|o| value_info(o, &[None, None]))
+                .collect(),
             ..Default::default()
         }),
         ..Default::default()
@@ -25,7 +33,12 @@ fn graph(nodes: Vec<pb::NodeProto>, inits: Vec<pb::TensorProto>, inputs: Vec<pb:
 }
 
 fn int_attr(name: &str, v: i64) -> pb::AttributeProto {
-    pb::AttributeProto { name: Some(name.into()), r#type: Some(2), i: Some(v), ..Default::default() }
+    pb::AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(2),
+        i: Some(v),
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -35,15 +48,25 @@ fn imports_exporter_made_digits_mlp() {
     let init = m.initial.unwrap();
     assert_eq!(init[0].0.len(), 64 * 16);
     assert_eq!(init[1].1.len(), 10);
-    assert!(init.iter().all(|(w, b)| w.iter().chain(b).all(|v| v.is_finite())));
+    assert!(init
+        .iter()
+        .all(|(w, b)| w.iter().chain(b).all(|v| v.is_finite())));
     assert!(init[0].0.iter().any(|&v| v != 0.0));
 }
 
 #[test]
 fn export_import_round_trip() {
     let arch = Architecture::new(vec![
-        DenseSpec { inputs: 3, outputs: 4, activation: Activation::Relu },
-        DenseSpec { inputs: 4, outputs: 2, activation: Activation::None },
+        DenseSpec {
+            inputs: 3,
+            outputs: 4,
+            activation: Activation::Relu,
+        },
+        DenseSpec {
+            inputs: 4,
+            outputs: 2,
+            activation: Activation::None,
+        },
     ])
     .unwrap();
     let fx = FixedParams::default();
@@ -63,7 +86,13 @@ fn gemm_trans_b_matmul_without_add_and_flatten() {
     // Flatten -> Gemm(transB=1, W is [out=2, in=3]) -> Relu -> MatMul (no bias) -> logits
     let nodes = vec![
         node("Flatten", "flat", &["x"], &["f"], vec![int_attr("axis", 1)]),
-        node("Gemm", "g0", &["f", "W0", "B0"], &["z0"], vec![int_attr("transB", 1)]),
+        node(
+            "Gemm",
+            "g0",
+            &["f", "W0", "B0"],
+            &["z0"],
+            vec![int_attr("transB", 1)],
+        ),
         node("Relu", "r0", &["z0"], &["a0"], vec![]),
         node("MatMul", "m1", &["a0", "W1"], &["logits"], vec![]),
     ];
@@ -72,7 +101,16 @@ fn gemm_trans_b_matmul_without_add_and_flatten() {
         tensor("B0", vec![2], vec![0.5, -0.5]),
         tensor("W1", vec![2, 2], vec![1.0, 0.0, 0.0, 1.0]),
     ];
-    let p = write_model(&d, "t.onnx", &graph(nodes, inits, vec![value_info("x", &[None, Some(3)])], &["logits"]));
+    let p = write_model(
+        &d,
+        "t.onnx",
+        &graph(
+            nodes,
+            inits,
+            vec![value_info("x", &[None, Some(3)])],
+            &["logits"],
+        ),
+    );
     let m = crate::spec::load_model(&p).unwrap();
     assert_eq!(m.arch.describe(), "3-2(relu)-2");
     let init = m.initial.unwrap();
@@ -90,10 +128,25 @@ fn unsupported_op_names_node_and_op() {
         node("Sigmoid", "act", &["z0"], &["a0"], vec![]),
         node("Gemm", "g1", &["a0", "W1"], &["y"], vec![]),
     ];
-    let inits = vec![tensor("W0", vec![2, 2], vec![0.0; 4]), tensor("W1", vec![2, 2], vec![0.0; 4])];
-    let p = write_model(&d, "s.onnx", &graph(nodes, inits, vec![value_info("x", &[None, Some(2)])], &["y"]));
+    let inits = vec![
+        tensor("W0", vec![2, 2], vec![0.0; 4]),
+        tensor("W1", vec![2, 2], vec![0.0; 4]),
+    ];
+    let p = write_model(
+        &d,
+        "s.onnx",
+        &graph(
+            nodes,
+            inits,
+            vec![value_info("x", &[None, Some(2)])],
+            &["y"],
+        ),
+    );
     let e = crate::spec::load_model(&p).unwrap_err().to_string();
-    assert!(e.contains("node `act`") && e.contains("op Sigmoid") && e.contains("not supported"), "{e}");
+    assert!(
+        e.contains("node `act`") && e.contains("op Sigmoid") && e.contains("not supported"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -107,7 +160,16 @@ fn integer_weights_are_rejected_with_dtype() {
         ..Default::default()
     };
     let nodes = vec![node("MatMul", "m0", &["x", "W0"], &["y"], vec![])];
-    let p = write_model(&d, "i.onnx", &graph(nodes, vec![w], vec![value_info("x", &[None, Some(2)])], &["y"]));
+    let p = write_model(
+        &d,
+        "i.onnx",
+        &graph(
+            nodes,
+            vec![w],
+            vec![value_info("x", &[None, Some(2)])],
+            &["y"],
+        ),
+    );
     let e = crate::spec::load_model(&p).unwrap_err().to_string();
     assert!(e.contains("`W0`") && e.contains("INT64"), "{e}");
 }
@@ -117,7 +179,10 @@ fn structural_errors() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("garbage.onnx");
     std::fs::write(&p, b"\xff\xff\xff not protobuf").unwrap();
-    assert!(crate::spec::load_model(&p).unwrap_err().to_string().contains("not a valid ONNX model"));
+    assert!(crate::spec::load_model(&p)
+        .unwrap_err()
+        .to_string()
+        .contains("not a valid ONNX model"));
 
     // Softmax over the batch axis.
     let nodes = vec![
@@ -125,17 +190,40 @@ fn structural_errors() {
         node("Softmax", "sm", &["z"], &["p"], vec![int_attr("axis", 0)]),
     ];
     let inits = vec![tensor("W0", vec![2, 2], vec![0.0; 4])];
-    let p = write_model(&d, "ax.onnx", &graph(nodes, inits, vec![value_info("x", &[None, Some(2)])], &["p"]));
-    assert!(crate::spec::load_model(&p).unwrap_err().to_string().contains("axis 0"));
+    let p = write_model(
+        &d,
+        "ax.onnx",
+        &graph(
+            nodes,
+            inits,
+            vec![value_info("x", &[None, Some(2)])],
+            &["p"],
+        ),
+    );
+    assert!(crate::spec::load_model(&p)
+        .unwrap_err()
+        .to_string()
+        .contains("axis 0"));
 
     // A weight that is a second data input rather than an initializer.
     let nodes = vec![node("MatMul", "m0", &["x", "W"], &["y"], vec![])];
     let p = write_model(
         &d,
         "two.onnx",
-        &graph(nodes, vec![], vec![value_info("x", &[None, Some(2)]), value_info("W", &[Some(2), Some(2)])], &["y"]),
+        &graph(
+            nodes,
+            vec![],
+            vec![
+                value_info("x", &[None, Some(2)]),
+                value_info("W", &[Some(2), Some(2)]),
+            ],
+            &["y"],
+        ),
     );
-    assert!(crate::spec::load_model(&p).unwrap_err().to_string().contains("exactly one data input"));
+    assert!(crate::spec::load_model(&p)
+        .unwrap_err()
+        .to_string()
+        .contains("exactly one data input"));
 
     // Add that is not a bias.
     let nodes = vec![
@@ -143,16 +231,42 @@ fn structural_errors() {
         node("Add", "skip", &["z", "z"], &["y"], vec![]),
     ];
     let inits = vec![tensor("W0", vec![2, 2], vec![0.0; 4])];
-    let p = write_model(&d, "add.onnx", &graph(nodes, inits, vec![value_info("x", &[None, Some(2)])], &["y"]));
+    let p = write_model(
+        &d,
+        "add.onnx",
+        &graph(
+            nodes,
+            inits,
+            vec![value_info("x", &[None, Some(2)])],
+            &["y"],
+        ),
+    );
     let e = crate::spec::load_model(&p).unwrap_err().to_string();
     assert!(e.contains("node `skip`") && e.contains("op Add"), "{e}");
 }
 
 #[test]
 fn exported_model_has_expected_nodes() {
-    let arch = Architecture::new(vec![DenseSpec { inputs: 2, outputs: 2, activation: Activation::None }]).unwrap();
-    let w = Weights { layers: vec![LayerWeights { w: vec![65536, 0, 0, 65536], b: vec![0, 0] }] };
+    let arch = Architecture::new(vec![DenseSpec {
+        inputs: 2,
+        outputs: 2,
+        activation: Activation::None,
+    }])
+    .unwrap();
+    let w = Weights {
+        layers: vec![LayerWeights {
+            w: vec![65536, 0, 0, 65536],
+            b: vec![0, 0],
+        }],
+    };
     let m = to_onnx(&arch, &FixedParams::default(), &w, "x");
-    let ops: Vec<&str> = m.graph.as_ref().unwrap().node.iter().map(|n| n.op_type()).collect();
+    let ops: Vec<&str> = m
+        .graph
+        .as_ref()
+        .unwrap()
+        .node
+        .iter()
+        .map(|n| n.op_type())
+        .collect();
     assert_eq!(ops, vec!["Gemm", "Softmax"]);
 }

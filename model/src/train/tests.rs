@@ -26,18 +26,36 @@ fn opts(model: &str, data: &str, epochs: u32, batch: usize, lr: f64) -> TrainOpt
 
 #[test]
 fn digits_mlp_fixed_point_tracks_float_reference() {
-    let (t, s) = train(&opts("digits_mlp.toml", "digits.csv.gz", 2, 8, 0.1), &mut |_| {}).unwrap();
+    let (t, s) = train(
+        &opts("digits_mlp.toml", "digits.csv.gz", 2, 8, 0.1),
+        &mut |_| {},
+    )
+    .unwrap();
     assert_eq!(s.steps, 2 * (1438 / 8));
     assert_eq!(t.num_steps(), s.steps);
     assert!(s.fixed.test_accuracy > 0.90, "{:?}", s.fixed);
-    assert!((s.fixed.test_accuracy - s.float.test_accuracy).abs() <= 0.02, "{:?} vs {:?}", s.fixed, s.float);
+    assert!(
+        (s.fixed.test_accuracy - s.float.test_accuracy).abs() <= 0.02,
+        "{:?} vs {:?}",
+        s.fixed,
+        s.float
+    );
 }
 
 #[test]
 fn cancer_logreg_fixed_point_tracks_float_reference() {
-    let (_, s) = train(&opts("cancer_logreg.toml", "breast_cancer.csv", 5, 16, 0.5), &mut |_| {}).unwrap();
+    let (_, s) = train(
+        &opts("cancer_logreg.toml", "breast_cancer.csv", 5, 16, 0.5),
+        &mut |_| {},
+    )
+    .unwrap();
     assert!(s.fixed.test_accuracy > 0.90, "{:?}", s.fixed);
-    assert!((s.fixed.test_accuracy - s.float.test_accuracy).abs() <= 0.02, "{:?} vs {:?}", s.fixed, s.float);
+    assert!(
+        (s.fixed.test_accuracy - s.float.test_accuracy).abs() <= 0.02,
+        "{:?} vs {:?}",
+        s.fixed,
+        s.float
+    );
 }
 
 #[test]
@@ -57,20 +75,32 @@ fn training_is_deterministic_and_replayable() {
 
 #[test]
 fn onnx_init_is_imported_and_private() {
-    let (t, s) = train(&opts("digits_mlp.onnx", "digits.csv.gz", 1, 8, 0.1), &mut |_| {}).unwrap();
-    assert!(matches!(t.init, crate::transcript::InitSource::Imported { .. }));
+    let (t, s) = train(
+        &opts("digits_mlp.onnx", "digits.csv.gz", 1, 8, 0.1),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(matches!(
+        t.init,
+        crate::transcript::InitSource::Imported { .. }
+    ));
     assert_eq!(s.init, "imported");
     assert!(s.fixed.test_accuracy > 0.85, "{:?}", s.fixed);
 }
 
 #[test]
 fn transcript_round_trip_and_corruption() {
-    let (t, mut s) = train(&opts("cancer_logreg.toml", "breast_cancer.csv", 1, 32, 0.5), &mut |_| {}).unwrap();
+    let (t, mut s) = train(
+        &opts("cancer_logreg.toml", "breast_cancer.csv", 1, 32, 0.5),
+        &mut |_| {},
+    )
+    .unwrap();
     let d = tempfile::tempdir().unwrap();
     write_run(d.path(), &t, &mut s).unwrap();
     let back = Transcript::read_run(d.path()).unwrap();
     assert_eq!(back, t);
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(d.path().join("summary.json")).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.path().join("summary.json")).unwrap()).unwrap();
     assert!(json["fixed"]["test_accuracy"].is_number() && json["float"]["final_loss"].is_number());
 
     let path = d.path().join("transcript.bin");
@@ -78,15 +108,21 @@ fn transcript_round_trip_and_corruption() {
     let mut flipped = good.clone();
     let k = flipped.len() - 10;
     flipped[k] ^= 1;
-    let e = Transcript::from_bytes(&flipped, &path).unwrap_err().to_string();
+    let e = Transcript::from_bytes(&flipped, &path)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("checksum mismatch"), "{e}");
-    let e = Transcript::from_bytes(&good[..good.len() - 5], &path).unwrap_err().to_string();
+    let e = Transcript::from_bytes(&good[..good.len() - 5], &path)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("truncated"), "{e}");
     let mut v2 = good.clone();
     v2[8] = 2;
     let e = Transcript::from_bytes(&v2, &path).unwrap_err().to_string();
     assert!(e.contains("version 2 is not supported"), "{e}");
-    let e = Transcript::from_bytes(b"PK\x03\x04 a zip file", &path).unwrap_err().to_string();
+    let e = Transcript::from_bytes(b"PK\x03\x04 a zip file", &path)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("bad magic"), "{e}");
 }
 
@@ -94,13 +130,25 @@ fn transcript_round_trip_and_corruption() {
 fn configuration_errors_are_clear() {
     let mut o = opts("digits_mlp.toml", "breast_cancer.csv", 1, 8, 0.1);
     let e = train(&o, &mut |_| {}).unwrap_err().to_string();
-    assert!(e.contains("30 feature columns") && e.contains("64 inputs"), "{e}");
+    assert!(
+        e.contains("30 feature columns") && e.contains("64 inputs"),
+        "{e}"
+    );
     o = opts("cancer_logreg.toml", "breast_cancer.csv", 1, 8, 1e-9);
-    assert!(train(&o, &mut |_| {}).unwrap_err().to_string().contains("not representable"));
+    assert!(train(&o, &mut |_| {})
+        .unwrap_err()
+        .to_string()
+        .contains("not representable"));
     o = opts("cancer_logreg.toml", "breast_cancer.csv", 1, 100_000, 0.1);
-    assert!(train(&o, &mut |_| {}).unwrap_err().to_string().contains("batch size"));
+    assert!(train(&o, &mut |_| {})
+        .unwrap_err()
+        .to_string()
+        .contains("batch size"));
     // iris has 3 classes: labels 2 do not fit a 2-class model
     o = opts("cancer_logreg.toml", "iris.csv", 1, 8, 0.1);
     let e = train(&o, &mut |_| {}).unwrap_err().to_string();
-    assert!(e.contains("feature columns") || e.contains("label 2"), "{e}");
+    assert!(
+        e.contains("feature columns") || e.contains("label 2"),
+        "{e}"
+    );
 }

@@ -1,0 +1,61 @@
+//! Command-line definitions and dispatch; one module per command.
+
+mod export;
+mod inspect;
+mod train;
+
+use clap::{Parser, Subcommand};
+
+/// zkaudit: trustless audits of machine-learning models with zero-knowledge proofs.
+#[derive(Debug, Parser)]
+#[command(name = "zkaudit", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// All commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a model with deterministic fixed-point SGD and write the transcript to prove.
+    Train(train::TrainArgs),
+    /// Write the weights of one step of a run as an ONNX model.
+    Export(export::ExportArgs),
+    /// Show a run's configuration and results; optionally replay every step.
+    Inspect(inspect::InspectArgs),
+}
+
+/// Runs one parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Train(a) => train::run(a),
+        Command::Export(a) => export::run(a),
+        Command::Inspect(a) => inspect::run(a),
+    }
+}
+
+/// Logging to stderr: `RUST_LOG` filter (default `warn`), `LOG_FORMAT=json` for JSON lines.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("LOG_FORMAT").is_ok_and(|v| v == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new(len);
+    let style = indicatif::ProgressStyle::with_template(&format!(
+        "{what} [{{elapsed_precise}}] {{bar:40}} {{pos}}/{{len}} ({{eta}} left) {{msg}}"
+    ))
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    pb.set_style(style);
+    pb
+}

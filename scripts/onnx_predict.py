@@ -1,0 +1,19 @@
+#!/usr/bin/env python3
+"""Evaluates an ONNX model with onnxruntime on the features of a JSON file.
+
+usage: onnx_predict.py MODEL.onnx INPUT.json OUTPUT.json
+INPUT.json: {"features": [[...], ...]}; OUTPUT.json: {"predictions": [...]}.
+Used by the export test to check that standard runtimes load zkaudit's ONNX
+export and agree with the fixed-point model.
+"""
+import json
+import sys
+
+import numpy as np
+import onnxruntime as ort
+
+model, inp, out = sys.argv[1:4]
+x = np.asarray(json.load(open(inp))["features"], dtype=np.float32)
+sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+logits = sess.run(["logits"], {"input": x})[0]
+json.dump({"predictions": [int(i) for i in np.argmax(logits, axis=1)]}, open(out, "w"))
