@@ -1,0 +1,329 @@
+//! The fixed-point chip: the constraints behind every operation of the model
+//! crate's engine, with witnesses computed by that engine's own functions.
+//!
+//! # Soundness argument (no field wraparound)
+//! Values live in BN254's scalar field `p ~ 2^253.6`; a signed integer `x` is
+//! `x mod p`. Every stored value is checked to lie in `[-2^(b-1), 2^(b-1))`
+//! (`b <= 48`) by [`FixedChip::signed`]: `x + 2^(b-1) = bit * 2^(b-1) + low`
+//! with `bit` boolean and `low` range-checked to `b-1` bits. This pins `x`
+//! to the integer range and yields `bit = [x >= 0]`, the ReLU mask.
+//! Accumulators are sums of products of checked values, so their integer
+//! magnitude is below `2^120` (checked statically by the model crate) and the
+//! field holds them exactly.
+//!
+//! A rounded division of an accumulator `a` by a positive constant `d` is
+//! `a + floor(d/2) = q*d + r` with `0 <= r < d` range-checked on both sides
+//! (`r` to `bits(d-1)` bits and, unless `d` is a power of two, `d - 1 - r` too)
+//! and `q` bounded (range-checked as a value, or because `w - q` is).
+//! Both sides of the equation are then integers far below `p/2`, so the field
+//! equation is an integer equation and `(q, r)` is unique: no other quotient
+//! can be forged. Division by the variable softmax normaliser `S` is the same
+//! with `r` and `S - 1 - r` range-checked and `S >= 2^f` guaranteed by the
+//! maximal entry's `exp(0) = 2^f`.
+//!
+//! The softmax maximum is a prover-supplied one-hot selector (boolean entries,
+//! sum 1) whose selected logit `m` satisfies `m - z_j >= 0` for every `j`
+//! (range check), hence `m = max z`. `exp` comes from a fixed two-part table
+//! looked up as `(key, value)` pairs (see [`crate::step`]).
+//!
+//! # Testing hooks
+//! [`Tamper`] lets the soundness tests make the *witness generation* produce a
+//! chosen wrong value (e.g. a remainder one too large with the quotient
+//! adjusted so the linear equation still holds); the constraints must reject
+//! it. Production code never sets it.
+
+use std::cell::RefCell;
+
+use halo2_base::gates::{GateChip, GateInstructions, RangeChip, RangeInstructions};
+use halo2_base::{AssignedValue, Context, QuantumCell};
+use zkaudit_model::exp::ExpTable;
+use zkaudit_model::fixed::{div_round, FixedParams};
+
+use crate::field::{fe, to_i128};
+use crate::Fr;
+
+/// Which witness the soundness tests corrupt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tamper {
+    /// The `n`-th rescale gets remainder `r + 2^s` and quotient `q - 1`.
+    RemainderTooLarge(usize),
+    /// The `n`-th rescale gets remainder `r - 2^s` and quotient `q + 1`.
+    RemainderNegative(usize),
+    /// The `n`-th sign decomposition gets its bit flipped (low part adjusted).
+    FlipSignBit(usize),
+    /// The `n`-th constant-divisor quotient (an SGD update) is off by one, remainder adjusted.
+    UpdateQuotient(usize),
+    /// The `n`-th cross-entropy gradient entry is off by one.
+    Gradient(usize),
+}
+
+/// Counts of each operation, to address [`Tamper`] targets.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counters {
+    rescale: usize,
+    sign: usize,
+    div_const: usize,
+    grad: usize,
+}
+
+/// The native integer of an assigned value. Honest witnesses are always
+/// within `i128`; a value outside it can only come from a corrupted witness,
+/// whose constraints fail whatever we compute here.
+pub fn int(a: &AssignedValue<Fr>) -> i128 {
+    to_i128(a.value()).unwrap_or(0)
+}
+
+/// Number of bits of `x >= 0` (`bits(0) = 0`).
+pub fn bits_of(x: u128) -> usize {
+    (128 - x.leading_zeros()) as usize
+}
+
+/// The fixed-point chip.
+#[derive(Debug)]
+pub struct FixedChip {
+    /// Range checks (and its gate).
+    pub range: RangeChip<Fr>,
+    /// The fixed-point format.
+    pub fx: FixedParams,
+    /// The softmax exp tables.
+    pub exp: ExpTable,
+    /// `(key, value)` pairs to look up in the exp table, assigned at synthesis.
+    pub exp_lookups: RefCell<Vec<[AssignedValue<Fr>; 2]>>,
+    tamper: Option<Tamper>,
+    counters: RefCell<Counters>,
+}
+
+impl FixedChip {
+    /// A chip for a format, with a range chip of `lookup_bits`.
+    pub fn new(range: RangeChip<Fr>, fx: FixedParams, tamper: Option<Tamper>) -> Self {
+        FixedChip {
+            range,
+            exp: ExpTable::new(&fx),
+            fx,
+            exp_lookups: RefCell::new(Vec::new()),
+            tamper,
+            counters: RefCell::new(Counters::default()),
+        }
+    }
+
+    /// The gate.
+    pub fn gate(&self) -> &GateChip<Fr> {
+        &self.range.gate
+    }
+
+    fn next(&self, f: impl FnOnce(&mut Counters) -> &mut usize) -> usize {
+        let mut c = self.counters.borrow_mut();
+        let slot = f(&mut c);
+        let n = *slot;
+        *slot += 1;
+        n
+    }
+
+    /// Constrains `x` to `[-2^(b-1), 2^(b-1))` and returns the bit `[x >= 0]`.
+    pub fn signed(&self, ctx: &mut Context<Fr>, x: AssignedValue<Fr>) -> AssignedValue<Fr> {
+        let b = self.fx.value_bits;
+        let half = 1i128 << (b - 1);
+        let u = int(&x) + half;
+        let (mut bit, mut low) = (u >> (b - 1), u & (half - 1));
+        if self.tamper == Some(Tamper::FlipSignBit(self.next(|c| &mut c.sign))) {
+            bit = 1 - bit;
+            low = u - bit * half;
+        }
+        let bit = ctx.load_witness(fe(bit));
+        let low = ctx.load_witness(fe(low));
+        self.gate().assert_bit(ctx, bit);
+        self.range.range_check(ctx, low, (b - 1) as usize);
+        // x + 2^(b-1) = bit * 2^(b-1) + low
+        let rhs = self.gate().mul_add(ctx, bit, QuantumCell::Constant(fe(half)), low);
+        let lhs = self.gate().add(ctx, x, QuantumCell::Constant(fe(half)));
+        ctx.constrain_equal(&lhs, &rhs);
+        bit
+    }
+
+    /// Loads a stored value (weight, feature) and range-checks it.
+    pub fn load_value(&self, ctx: &mut Context<Fr>, v: i64) -> AssignedValue<Fr> {
+        let a = ctx.load_witness(fe(v as i128));
+        self.signed(ctx, a);
+        a
+    }
+
+    /// `q = div_round(acc, 2^s)`, with `q` range-checked; returns `(q, [q >= 0])`.
+    pub fn rescale(&self, ctx: &mut Context<Fr>, acc: AssignedValue<Fr>, s: u32) -> (AssignedValue<Fr>, AssignedValue<Fr>) {
+        let d = 1i128 << s;
+        let (mut q, mut r) = div_round(int(&acc), d);
+        let n = self.next(|c| &mut c.rescale);
+        match self.tamper {
+            Some(Tamper::RemainderTooLarge(k)) if k == n => (q, r) = (q - 1, r + d),
+            Some(Tamper::RemainderNegative(k)) if k == n => (q, r) = (q + 1, r - d),
+            _ => {}
+        }
+        let q = ctx.load_witness(fe(q));
+        let r = ctx.load_witness(fe(r));
+        self.range.range_check(ctx, r, s as usize);
+        // acc + 2^(s-1) = q * 2^s + r
+        let rhs = self.gate().mul_add(ctx, q, QuantumCell::Constant(fe(d)), r);
+        let lhs = self.gate().add(ctx, acc, QuantumCell::Constant(fe(d / 2)));
+        ctx.constrain_equal(&lhs, &rhs);
+        let bit = self.signed(ctx, q);
+        (q, bit)
+    }
+
+    /// Checks `0 <= r < d` for a constant `d > 0`.
+    fn check_below_const(&self, ctx: &mut Context<Fr>, r: AssignedValue<Fr>, d: u128) {
+        let bits = bits_of(d - 1);
+        self.range.range_check(ctx, r, bits);
+        if !d.is_power_of_two() {
+            let rest = self.gate().sub(ctx, QuantumCell::Constant(fe((d - 1) as i128)), r);
+            self.range.range_check(ctx, rest, bits);
+        }
+    }
+
+    /// `q = div_round(num, d)` for a constant `d > 0`. The caller must bound `q`
+    /// (e.g. by range-checking `w - q`).
+    pub fn div_const(&self, ctx: &mut Context<Fr>, num: AssignedValue<Fr>, d: u128) -> AssignedValue<Fr> {
+        let di = d as i128;
+        let (mut q, mut r) = div_round(int(&num), di);
+        if self.tamper == Some(Tamper::UpdateQuotient(self.next(|c| &mut c.div_const))) {
+            (q, r) = (q + 1, r - di);
+        }
+        let q = ctx.load_witness(fe(q));
+        let r = ctx.load_witness(fe(r));
+        self.check_below_const(ctx, r, d);
+        let rhs = self.gate().mul_add(ctx, q, QuantumCell::Constant(fe(di)), r);
+        let lhs = self.gate().add(ctx, num, QuantumCell::Constant(fe(di / 2)));
+        ctx.constrain_equal(&lhs, &rhs);
+        q
+    }
+
+    /// `sum_i a_i * b_i` (all existing cells).
+    pub fn dot(&self, ctx: &mut Context<Fr>, a: &[AssignedValue<Fr>], b: &[AssignedValue<Fr>]) -> AssignedValue<Fr> {
+        self.gate().inner_product(ctx, a.iter().copied(), b.iter().copied().map(QuantumCell::Existing))
+    }
+
+    /// Dense layer output `div_round(x . w_col + bias * 2^f, 2^f)`; returns `(z, [z >= 0])`.
+    pub fn dense_unit(
+        &self,
+        ctx: &mut Context<Fr>,
+        x: &[AssignedValue<Fr>],
+        w_col: &[AssignedValue<Fr>],
+        bias: AssignedValue<Fr>,
+    ) -> (AssignedValue<Fr>, AssignedValue<Fr>) {
+        let dot = self.dot(ctx, x, w_col);
+        let acc = self.gate().mul_add(ctx, bias, QuantumCell::Constant(fe(self.fx.one() as i128)), dot);
+        self.rescale(ctx, acc, self.fx.frac_bits)
+    }
+
+    /// `exp_fixed(d)` for `0 <= d < 2^b` (range-checked here), via clamp and two table lookups.
+    pub fn exp_neg(&self, ctx: &mut Context<Fr>, d: AssignedValue<Fr>) -> AssignedValue<Fr> {
+        let gate = self.gate();
+        let t = &self.exp;
+        let dbits = (t.lo_bits + t.hi_bits) as usize;
+        let b = self.fx.value_bits as usize;
+        let dv = int(&d);
+        // d = top * 2^D + low, low < 2^D, top < 2^(b-D)
+        let (top, low) = (dv >> dbits, dv & ((1i128 << dbits) - 1));
+        let top_a = ctx.load_witness(fe(top));
+        let low_a = ctx.load_witness(fe(low));
+        self.range.range_check(ctx, top_a, b - dbits);
+        self.range.range_check(ctx, low_a, dbits);
+        let recomposed = gate.mul_add(ctx, top_a, QuantumCell::Constant(fe(1i128 << dbits)), low_a);
+        ctx.constrain_equal(&recomposed, &d);
+        // clamp: c = low if top == 0 else 2^D - 1
+        let small = gate.is_zero(ctx, top_a);
+        let c = gate.select(ctx, low_a, QuantumCell::Constant(fe(t.clamp_max() as i128)), small);
+        let (cv, hi, lo) = t.split(int(&c) as i64);
+        debug_assert_eq!(cv as i128, int(&c));
+        let hi_a = ctx.load_witness(fe(hi as i128));
+        let lo_a = ctx.load_witness(fe(lo as i128));
+        let re = gate.mul_add(ctx, hi_a, QuantumCell::Constant(fe(1i128 << t.lo_bits)), lo_a);
+        ctx.constrain_equal(&re, &c);
+        // table lookups: lo keys are lo, hi keys are 2^lo_bits + hi
+        let th = ctx.load_witness(fe(t.hi[hi] as i128));
+        let tl = ctx.load_witness(fe(t.lo[lo] as i128));
+        let hi_key = gate.add(ctx, hi_a, QuantumCell::Constant(fe(1i128 << t.lo_bits)));
+        self.exp_lookups.borrow_mut().push([hi_key, th]);
+        self.exp_lookups.borrow_mut().push([lo_a, tl]);
+        let prod = gate.mul(ctx, th, tl);
+        let (e, _) = self.rescale(ctx, prod, self.fx.frac_bits);
+        e
+    }
+
+    /// Stable softmax of one row of logits; returns the probabilities `p`.
+    pub fn softmax(&self, ctx: &mut Context<Fr>, z: &[AssignedValue<Fr>]) -> Vec<AssignedValue<Fr>> {
+        let gate = self.gate();
+        let zi: Vec<i128> = z.iter().map(int).collect();
+        let mut mi = 0;
+        for (j, v) in zi.iter().enumerate() {
+            if *v > zi[mi] {
+                mi = j;
+            }
+        }
+        // one-hot selector of the maximum
+        let sel: Vec<AssignedValue<Fr>> = (0..z.len()).map(|j| ctx.load_witness(fe(i128::from(j == mi)))).collect();
+        for s in &sel {
+            gate.assert_bit(ctx, *s);
+        }
+        let ssum = gate.sum(ctx, sel.iter().copied());
+        gate.assert_is_const(ctx, &ssum, &Fr::one());
+        let m = self.dot(ctx, &sel, z);
+        let e: Vec<AssignedValue<Fr>> = z
+            .iter()
+            .map(|zj| {
+                let d = gate.sub(ctx, m, *zj);
+                self.exp_neg(ctx, d) // range-checks d >= 0
+            })
+            .collect();
+        let s = gate.sum(ctx, e.iter().copied());
+        // floor(S/2): S = 2h + t
+        let sv = int(&s);
+        let h = ctx.load_witness(fe(sv / 2));
+        let tb = ctx.load_witness(fe(sv % 2));
+        gate.assert_bit(ctx, tb);
+        let s2 = gate.mul_add(ctx, h, QuantumCell::Constant(fe(2)), tb);
+        ctx.constrain_equal(&s2, &s);
+        let one = self.fx.one() as i128;
+        // S <= n * 2^f + n, so remainders fit in rbits bits
+        let rbits = bits_of((z.len() as u128) * (one as u128 + 1));
+        e.iter()
+            .map(|ej| {
+                let (p, r) = div_round(int(ej) * one, sv.max(1));
+                let p = ctx.load_witness(fe(p));
+                let r = ctx.load_witness(fe(r));
+                self.range.range_check(ctx, p, self.fx.frac_bits as usize + 1);
+                self.range.range_check(ctx, r, rbits);
+                let rest = gate.sub(ctx, s, r);
+                let rest = gate.sub(ctx, rest, QuantumCell::Constant(Fr::one()));
+                self.range.range_check(ctx, rest, rbits);
+                // e * 2^f + h = p * S + r
+                let lhs = gate.mul_add(ctx, *ej, QuantumCell::Constant(fe(one)), h);
+                let ps = gate.mul(ctx, p, s);
+                let rhs = gate.add(ctx, ps, r);
+                ctx.constrain_equal(&lhs, &rhs);
+                p
+            })
+            .collect()
+    }
+
+    /// Cross-entropy gradient `p - 2^f * onehot(y)`; constrains `y < n`.
+    pub fn ce_grad(&self, ctx: &mut Context<Fr>, p: &[AssignedValue<Fr>], y: AssignedValue<Fr>) -> Vec<AssignedValue<Fr>> {
+        let gate = self.gate();
+        let onehot = gate.idx_to_indicator(ctx, y, p.len());
+        let total = gate.sum(ctx, onehot.iter().copied());
+        gate.assert_is_const(ctx, &total, &Fr::one());
+        let one = self.fx.one() as i128;
+        p.iter()
+            .zip(&onehot)
+            .map(|(pj, oj)| {
+                let mut v = int(pj) - one * int(oj);
+                if self.tamper == Some(Tamper::Gradient(self.next(|c| &mut c.grad))) {
+                    v += 1;
+                }
+                let g = ctx.load_witness(fe(v));
+                // g + 2^f * onehot = p
+                let back = gate.mul_add(ctx, *oj, QuantumCell::Constant(fe(one)), g);
+                ctx.constrain_equal(&back, pj);
+                g
+            })
+            .collect()
+    }
+}

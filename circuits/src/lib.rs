@@ -1,0 +1,24 @@
+//! zkaudit's halo2 circuits (halo2-axiom through halo2-base, KZG on BN254,
+//! SHPLONK): the commitments (salted Poseidon over packed fixed-point lanes,
+//! the dataset Merkle tree), the fixed-point chip that enforces the model
+//! crate's arithmetic, and the SGD-step circuit with its keys, SRS handling,
+//! proving and verification.
+//!
+//! Module map:
+//! - [`field`]: signed fixed-point integers as BN254 scalars;
+//! - [`hash`]: Poseidon commitments and the Merkle tree, native values computed
+//!   by running the very same gadgets in witness-only mode;
+//! - [`fixed_chip`]: range-checked values, rounding division, ReLU, softmax exp lookups;
+//! - [`step`]: the SGD-step circuit;
+//! - [`shape`]: circuit shape derived from the model and batch;
+//! - [`srs`], [`keys`], [`prover`]: SRS files, cached proving keys, prove and verify.
+
+pub mod error;
+pub mod field;
+pub mod fixed_chip;
+pub mod hash;
+
+pub use error::{CircuitError, Result};
+
+/// The BN254 scalar field.
+pub use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
