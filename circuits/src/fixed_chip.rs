@@ -55,6 +55,8 @@ pub enum Tamper {
     UpdateQuotient(usize),
     /// The `n`-th cross-entropy gradient entry is off by one.
     Gradient(usize),
+    /// The `n`-th exp evaluation uses a low-table value off by one.
+    ExpValue(usize),
 }
 
 /// Counts of each operation, to address [`Tamper`] targets.
@@ -64,6 +66,7 @@ struct Counters {
     sign: usize,
     div_const: usize,
     grad: usize,
+    exp: usize,
 }
 
 /// The native integer of an assigned value. Honest witnesses are always
@@ -237,12 +240,18 @@ impl FixedChip {
         let lo_a = ctx.load_witness(fe(lo as i128));
         let re = gate.mul_add(ctx, hi_a, QuantumCell::Constant(fe(1i128 << t.lo_bits)), lo_a);
         ctx.constrain_equal(&re, &c);
-        // table lookups: lo keys are lo, hi keys are 2^lo_bits + hi
+        // Table lookups. Keys: lo + 1 for the low table, 2^lo_bits + hi + 1 for
+        // the high table; key 0 is the table's disabled row.
         let th = ctx.load_witness(fe(t.hi[hi] as i128));
-        let tl = ctx.load_witness(fe(t.lo[lo] as i128));
-        let hi_key = gate.add(ctx, hi_a, QuantumCell::Constant(fe(1i128 << t.lo_bits)));
+        let mut tlv = t.lo[lo] as i128;
+        if self.tamper == Some(Tamper::ExpValue(self.next(|c| &mut c.exp))) {
+            tlv += 1;
+        }
+        let tl = ctx.load_witness(fe(tlv));
+        let hi_key = gate.add(ctx, hi_a, QuantumCell::Constant(fe((1i128 << t.lo_bits) + 1)));
+        let lo_key = gate.add(ctx, lo_a, QuantumCell::Constant(Fr::one()));
         self.exp_lookups.borrow_mut().push([hi_key, th]);
-        self.exp_lookups.borrow_mut().push([lo_a, tl]);
+        self.exp_lookups.borrow_mut().push([lo_key, tl]);
         let prod = gate.mul(ctx, th, tl);
         let (e, _) = self.rescale(ctx, prod, self.fx.frac_bits);
         e

@@ -17,6 +17,8 @@ pub mod error;
 pub mod field;
 pub mod fixed_chip;
 pub mod hash;
+pub mod shape;
+pub mod step;
 
 pub use error::{CircuitError, Result};
 

@@ -1,0 +1,109 @@
+//! The shape of a step circuit, derived from the public run parameters, and
+//! the digest of those parameters that every step proof exposes.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use zkaudit_model::transcript::Transcript;
+use zkaudit_model::{Architecture, FixedParams};
+
+use crate::hash::MerkleTree;
+use crate::Fr;
+
+/// Rows halo2 keeps for blinding; never used for witnesses.
+pub const MINIMUM_ROWS: usize = 20;
+
+/// Everything that determines the step circuit (and so its keys).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StepShape {
+    /// The model.
+    pub arch: Architecture,
+    /// The fixed-point format.
+    pub fx: FixedParams,
+    /// Learning rate at scale `2^f`.
+    pub lr_fx: i64,
+    /// Batch size.
+    pub batch: usize,
+    /// Merkle tree depth.
+    pub depth: usize,
+    /// Circuit size `2^k` rows.
+    pub k: u32,
+    /// Bits of the range-check lookup table.
+    pub lookup_bits: usize,
+}
+
+impl StepShape {
+    /// The shape for a run's transcript with a given `k` (lookup bits `k - 1`).
+    pub fn for_run(t: &Transcript, k: u32) -> Self {
+        StepShape {
+            arch: t.config.arch.clone(),
+            fx: t.config.fx,
+            lr_fx: t.config.lr_fx,
+            batch: t.config.batch_size,
+            depth: MerkleTree::depth_for(t.train.len()),
+            k,
+            lookup_bits: (k - 1) as usize,
+        }
+    }
+
+    /// A stable identifier of the shape (hex SHA-256 of its bincode), for key caches.
+    pub fn id(&self) -> String {
+        let bytes = bincode::serialize(self).unwrap_or_default();
+        hex::encode(&Sha256::digest(bytes)[..16])
+    }
+
+    /// Number of public instances: `c_t, c_{t+1}, R, t, digest` and the batch indices.
+    pub fn num_instances(&self) -> usize {
+        5 + self.batch
+    }
+}
+
+/// The public parameters bound into every step proof.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PublicParams {
+    /// Architecture.
+    pub arch: Architecture,
+    /// Fixed-point format.
+    pub fx: FixedParams,
+    /// Learning rate at scale `2^f`.
+    pub lr_fx: i64,
+    /// Batch size.
+    pub batch: usize,
+    /// Public seed of the schedule.
+    pub seed: u64,
+    /// Training records (committed dataset size).
+    pub num_records: usize,
+    /// Total steps of the run.
+    pub num_steps: usize,
+}
+
+impl PublicParams {
+    /// The public parameters of a transcript.
+    pub fn of(t: &Transcript) -> Self {
+        PublicParams {
+            arch: t.config.arch.clone(),
+            fx: t.config.fx,
+            lr_fx: t.config.lr_fx,
+            batch: t.config.batch_size,
+            seed: t.config.seed,
+            num_records: t.train.len(),
+            num_steps: t.num_steps(),
+        }
+    }
+
+    /// SHA-256 of the bincode encoding, truncated to 248 bits, as a field element.
+    pub fn digest(&self) -> Fr {
+        let bytes = bincode::serialize(self).unwrap_or_default();
+        let h = Sha256::digest(bytes);
+        let mut limbs = [0u64; 4];
+        for (i, limb) in limbs.iter_mut().enumerate() {
+            let mut b = [0u8; 8];
+            let end = ((i + 1) * 8).min(31);
+            let start = i * 8;
+            if start < end {
+                b[..end - start].copy_from_slice(&h[start..end]);
+            }
+            *limb = u64::from_le_bytes(b);
+        }
+        Fr::from_raw(limbs)
+    }
+}

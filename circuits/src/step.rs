@@ -1,0 +1,523 @@
+//! The SGD-step circuit: one training step proven with hidden weights and
+//! committed data.
+//!
+//! Public instances, in order: `c_t`, `c_{t+1}`, the dataset root `R`, the
+//! step index `t`, the digest of the public parameters, and the `B` record
+//! indices of the batch (which the verifier recomputes from the seed).
+//!
+//! The circuit enforces, with every witness produced by the model crate's
+//! engine semantics (see [`crate::fixed_chip`] for the soundness argument):
+//! 1. `c_t = H(TAG_WEIGHTS, salt_t, pack(W_t))` with every weight range-checked;
+//! 2. for each record `s`: its features are range-checked, its leaf
+//!    `H(TAG_LEAF, salt_s, y_s, pack(x_s))` is on a Merkle path to `R` at the
+//!    position given by the public index `i_s` (`i_s < 2^depth` by its bit
+//!    decomposition; the verifier checks `i_s` against the schedule);
+//! 3. the forward pass, stable softmax, cross-entropy gradient, backward pass
+//!    and the SGD update of [`zkaudit_model::engine`], exactly;
+//! 4. `c_{t+1} = H(TAG_WEIGHTS, salt_{t+1}, pack(W_{t+1}))` where `W_{t+1}` is the
+//!    in-circuit update, element by element, range-checked.
+
+use halo2_base::gates::circuit::builder::BaseCircuitBuilder;
+use halo2_base::gates::circuit::{BaseCircuitParams, BaseConfig, CircuitBuilderStage};
+use halo2_base::gates::GateInstructions;
+use halo2_base::halo2_proofs::circuit::{Layouter, SimpleFloorPlanner, Value};
+use halo2_base::halo2_proofs::plonk::{Advice, Circuit, Column, ConstraintSystem, Error, Selector, TableColumn};
+use halo2_base::halo2_proofs::poly::Rotation;
+use halo2_base::utils::halo2::{constrain_virtual_equals_external, raw_assign_advice};
+use halo2_base::virtual_region::manager::VirtualRegionManager;
+use halo2_base::{AssignedValue, QuantumCell};
+use serde::{Deserialize, Serialize};
+use snark_verifier_sdk::CircuitExt;
+use zkaudit_model::exp::ExpTable;
+use zkaudit_model::transcript::Transcript;
+use zkaudit_model::{Activation, FixedParams, Weights};
+
+use crate::field::{fe, fe64, fe_u128};
+use crate::fixed_chip::{FixedChip, Tamper};
+use crate::hash::{self, MerkleTree};
+use crate::shape::{PublicParams, StepShape, MINIMUM_ROWS};
+use crate::{CircuitError, Fr, Result};
+
+/// The public statement of one step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepStatement {
+    /// Commitment to the weights before the step.
+    pub c_before: Fr,
+    /// Commitment to the weights after the step.
+    pub c_after: Fr,
+    /// Dataset Merkle root.
+    pub root: Fr,
+    /// Step index.
+    pub step: u64,
+    /// Digest of the public parameters.
+    pub digest: Fr,
+    /// Record indices of the batch.
+    pub indices: Vec<u32>,
+}
+
+impl StepStatement {
+    /// The instance column values.
+    pub fn instances(&self) -> Vec<Fr> {
+        let mut v = vec![self.c_before, self.c_after, self.root, Fr::from(self.step), self.digest];
+        v.extend(self.indices.iter().map(|&i| Fr::from(i as u64)));
+        v
+    }
+}
+
+/// The private witness of one step.
+#[derive(Clone, Debug)]
+pub struct StepWitness {
+    /// Weights before the step.
+    pub weights: Weights,
+    /// Salt of `c_t`.
+    pub salt_before: u128,
+    /// Salt of `c_{t+1}`.
+    pub salt_after: u128,
+    /// Batch records.
+    pub features: Vec<Vec<i64>>,
+    /// Batch labels.
+    pub labels: Vec<u32>,
+    /// Leaf salts of the batch records.
+    pub leaf_salts: Vec<u128>,
+    /// Merkle siblings of each record, bottom-up.
+    pub paths: Vec<Vec<Fr>>,
+}
+
+/// Statement and witness of step `t` of a transcript (tree built by the caller, once per run).
+pub fn step_inputs(t: &Transcript, tree: &MerkleTree, step: usize) -> Result<(StepStatement, StepWitness)> {
+    let b = t.batch(step)?;
+    let vb = t.config.fx.value_bits;
+    let statement = StepStatement {
+        c_before: hash::commit_weights_native(t.weight_salts[step], &t.weights[step].flatten(), vb),
+        c_after: hash::commit_weights_native(t.weight_salts[step + 1], &t.weights[step + 1].flatten(), vb),
+        root: tree.root(),
+        step: step as u64,
+        digest: PublicParams::of(t).digest(),
+        indices: b.indices.clone(),
+    };
+    let witness = StepWitness {
+        weights: t.weights[step].clone(),
+        salt_before: t.weight_salts[step],
+        salt_after: t.weight_salts[step + 1],
+        leaf_salts: b.indices.iter().map(|&i| t.leaf_salts[i as usize]).collect(),
+        paths: b.indices.iter().map(|&i| tree.path(i as usize)).collect(),
+        features: b.features,
+        labels: b.labels,
+    };
+    Ok((statement, witness))
+}
+
+/// A witness of the right shape with all-zero values (for key generation).
+pub fn dummy_inputs(shape: &StepShape) -> (StepStatement, StepWitness) {
+    let a = &shape.arch;
+    let statement = StepStatement {
+        c_before: Fr::zero(),
+        c_after: Fr::zero(),
+        root: Fr::zero(),
+        step: 0,
+        digest: Fr::zero(),
+        indices: vec![0; shape.batch],
+    };
+    let witness = StepWitness {
+        weights: Weights::zeros(a),
+        salt_before: 0,
+        salt_after: 0,
+        features: vec![vec![0; a.input_dim()]; shape.batch],
+        labels: vec![0; shape.batch],
+        leaf_salts: vec![0; shape.batch],
+        paths: vec![vec![Fr::zero(); shape.depth]; shape.batch],
+    };
+    (statement, witness)
+}
+
+/// Parameters of the physical circuit: the halo2-base layout plus the exp table.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StepCircuitParams {
+    /// halo2-base columns and lookup bits.
+    pub base: BaseCircuitParams,
+    /// Fixed-point fractional bits (selects the exp table).
+    pub frac_bits: u32,
+    /// Stored-value width.
+    pub value_bits: u32,
+}
+
+/// Columns of the exp-table lookup.
+#[derive(Clone, Debug)]
+pub struct ExpLookupConfig {
+    q: Selector,
+    key: Column<Advice>,
+    value: Column<Advice>,
+    t_key: TableColumn,
+    t_value: TableColumn,
+}
+
+/// The configuration: halo2-base plus the exp lookup.
+#[derive(Clone, Debug)]
+pub struct StepConfig {
+    /// halo2-base gates, range lookup and instances.
+    pub base: BaseConfig<Fr>,
+    /// The exp table lookup.
+    pub exp: ExpLookupConfig,
+}
+
+/// The step circuit, ready for keygen, mock proving or proving.
+pub struct StepCircuit {
+    /// The halo2-base virtual circuit.
+    pub builder: BaseCircuitBuilder<Fr>,
+    /// Exp-table `(key, value)` lookups.
+    pub lookups: Vec<[AssignedValue<Fr>; 2]>,
+    /// Physical parameters.
+    pub params: StepCircuitParams,
+}
+
+impl StepCircuit {
+    /// Builds the circuit for a statement and witness.
+    ///
+    /// `stage` is keygen, mock or prover; `params` must be given for the
+    /// prover stage (from keygen) and is computed otherwise.
+    pub fn build(
+        shape: &StepShape,
+        statement: &StepStatement,
+        witness: &StepWitness,
+        stage: CircuitBuilderStage,
+        params: Option<StepCircuitParams>,
+        break_points: Option<Vec<Vec<usize>>>,
+        tamper: Option<Tamper>,
+    ) -> Result<Self> {
+        check_inputs(shape, statement, witness)?;
+        let mut builder = BaseCircuitBuilder::from_stage(stage)
+            .use_k(shape.k as usize)
+            .use_lookup_bits(shape.lookup_bits)
+            .use_instance_columns(1);
+        if let Some(p) = &params {
+            builder.set_params(p.base.clone());
+        }
+        if let Some(bp) = break_points {
+            builder.set_break_points(bp);
+        }
+        let chip = FixedChip::new(builder.range_chip(), shape.fx, tamper);
+        let instances = synthesize_step(&mut builder, &chip, shape, statement, witness);
+        builder.assigned_instances = vec![instances];
+        let lookups = chip.exp_lookups.borrow().clone();
+        let params = match params {
+            Some(p) => p,
+            None => {
+                let base = builder.calculate_params(Some(MINIMUM_ROWS));
+                let table_rows = (1usize << chip.exp.lo_bits) + (1usize << chip.exp.hi_bits) + 1;
+                let usable = (1usize << shape.k) - MINIMUM_ROWS;
+                if table_rows > usable || lookups.len() > usable {
+                    return Err(CircuitError::Shape(format!(
+                        "k = {} is too small for the exp table ({table_rows} rows) and {} lookups",
+                        shape.k,
+                        lookups.len()
+                    )));
+                }
+                StepCircuitParams { base, frac_bits: shape.fx.frac_bits, value_bits: shape.fx.value_bits }
+            }
+        };
+        Ok(StepCircuit { builder, lookups, params })
+    }
+
+    /// Number of advice cells used (for benchmarks).
+    pub fn advice_cells(&self) -> usize {
+        self.builder.statistics().gate.total_advice_per_phase.iter().sum()
+    }
+
+    /// The halo2-base break points (kept from keygen for proving).
+    pub fn break_points(&self) -> Vec<Vec<usize>> {
+        self.builder.break_points()
+    }
+}
+
+fn check_inputs(shape: &StepShape, st: &StepStatement, w: &StepWitness) -> Result<()> {
+    let bad = |m: String| Err(CircuitError::Shape(m));
+    w.weights.check_shape(&shape.arch)?;
+    if st.indices.len() != shape.batch || w.features.len() != shape.batch || w.labels.len() != shape.batch {
+        return bad(format!("the circuit proves batches of {} records", shape.batch));
+    }
+    if w.paths.iter().any(|p| p.len() != shape.depth) || w.leaf_salts.len() != shape.batch {
+        return bad(format!("Merkle paths must have depth {}", shape.depth));
+    }
+    if w.features.iter().any(|x| x.len() != shape.arch.input_dim()) {
+        return bad(format!("records must have {} features", shape.arch.input_dim()));
+    }
+    Ok(())
+}
+
+/// Lays out the whole step; returns the public instances.
+fn synthesize_step(
+    builder: &mut BaseCircuitBuilder<Fr>,
+    chip: &FixedChip,
+    shape: &StepShape,
+    st: &StepStatement,
+    w: &StepWitness,
+) -> Vec<AssignedValue<Fr>> {
+    let gate = chip.gate().clone();
+    let fx: FixedParams = shape.fx;
+    let f = fx.frac_bits;
+    let vb = fx.value_bits;
+    let ctx = builder.main(0);
+    let h = hash::hasher(ctx, &gate);
+
+    // Public values.
+    let c_before = ctx.load_witness(st.c_before);
+    let c_after = ctx.load_witness(st.c_after);
+    let root = ctx.load_witness(st.root);
+    let step = ctx.load_witness(Fr::from(st.step));
+    let digest = ctx.load_witness(st.digest);
+    let indices: Vec<_> = st.indices.iter().map(|&i| ctx.load_witness(Fr::from(i as u64))).collect();
+
+    // 1. Weights before, range-checked, committed.
+    let layers: Vec<(Vec<AssignedValue<Fr>>, Vec<AssignedValue<Fr>>)> = w
+        .weights
+        .layers
+        .iter()
+        .map(|l| {
+            (
+                l.w.iter().map(|&v| chip.load_value(ctx, v)).collect(),
+                l.b.iter().map(|&v| chip.load_value(ctx, v)).collect(),
+            )
+        })
+        .collect();
+    let flat: Vec<_> = layers.iter().flat_map(|(wl, bl)| wl.iter().chain(bl).copied()).collect();
+    let salt_before = ctx.load_witness(fe_u128(w.salt_before));
+    let c = hash::commit_weights(ctx, &gate, &h, salt_before, &flat, vb);
+    ctx.constrain_equal(&c, &c_before);
+
+    // 2. Records and their Merkle membership at the scheduled indices.
+    let mut xs = Vec::with_capacity(shape.batch);
+    let mut ys = Vec::with_capacity(shape.batch);
+    for s in 0..shape.batch {
+        let x: Vec<_> = w.features[s].iter().map(|&v| chip.load_value(ctx, v)).collect();
+        let y = ctx.load_witness(Fr::from(w.labels[s] as u64));
+        let salt = ctx.load_witness(fe_u128(w.leaf_salts[s]));
+        let leaf = hash::leaf(ctx, &gate, &h, salt, y, &x, vb);
+        let bits = gate.num_to_bits(ctx, indices[s], shape.depth);
+        let sibs: Vec<_> = w.paths[s].iter().map(|&p| ctx.load_witness(p)).collect();
+        let r = hash::merkle_root(ctx, &gate, &h, leaf, &bits, &sibs);
+        ctx.constrain_equal(&r, &root);
+        xs.push(x);
+        ys.push(y);
+    }
+
+    // 3. Forward pass.
+    let nl = shape.arch.layers.len();
+    // inputs[l][s], z[l][s], mask[l][s]
+    let mut inputs: Vec<Vec<Vec<AssignedValue<Fr>>>> = vec![xs];
+    let mut masks: Vec<Vec<Vec<AssignedValue<Fr>>>> = Vec::with_capacity(nl);
+    let mut logits = Vec::with_capacity(shape.batch);
+    for (l, spec) in shape.arch.layers.iter().enumerate() {
+        let (wl, bl) = &layers[l];
+        let cols: Vec<Vec<AssignedValue<Fr>>> =
+            (0..spec.outputs).map(|j| (0..spec.inputs).map(|i| wl[i * spec.outputs + j]).collect()).collect();
+        let mut next = Vec::with_capacity(shape.batch);
+        let mut mask_l = Vec::with_capacity(shape.batch);
+        for s in 0..shape.batch {
+            let mut out = Vec::with_capacity(spec.outputs);
+            let mut mask = Vec::with_capacity(spec.outputs);
+            for j in 0..spec.outputs {
+                let (z, bit) = chip.dense_unit(ctx, &inputs[l][s], &cols[j], bl[j]);
+                match spec.activation {
+                    Activation::Relu => out.push(gate.mul(ctx, z, bit)),
+                    Activation::None => out.push(z),
+                }
+                mask.push(bit);
+            }
+            if l + 1 == nl {
+                logits.push(out);
+            } else {
+                next.push(out);
+            }
+            mask_l.push(mask);
+        }
+        masks.push(mask_l);
+        if l + 1 < nl {
+            inputs.push(next);
+        }
+    }
+
+    // 4. Softmax and cross-entropy gradient.
+    let mut dz: Vec<Vec<AssignedValue<Fr>>> = (0..shape.batch)
+        .map(|s| {
+            let p = chip.softmax(ctx, &logits[s]);
+            chip.ce_grad(ctx, &p, ys[s])
+        })
+        .collect();
+
+    // 5. Backward pass and 6. update, last layer first.
+    let mut new_layers: Vec<Vec<AssignedValue<Fr>>> = vec![Vec::new(); nl];
+    for l in (0..nl).rev() {
+        let spec = shape.arch.layers[l];
+        let (wl, bl) = &layers[l];
+        // Input gradients with the weights before the update.
+        let dz_prev: Option<Vec<Vec<AssignedValue<Fr>>>> = (l > 0).then(|| {
+            (0..shape.batch)
+                .map(|s| {
+                    (0..spec.inputs)
+                        .map(|i| {
+                            let row = &wl[i * spec.outputs..(i + 1) * spec.outputs];
+                            let acc = chip.dot(ctx, &dz[s], row);
+                            let (da, _) = chip.rescale(ctx, acc, f);
+                            match shape.arch.layers[l - 1].activation {
+                                Activation::Relu => gate.mul(ctx, da, masks[l - 1][s][i]),
+                                Activation::None => da,
+                            }
+                        })
+                        .collect()
+                })
+                .collect()
+        });
+        let wdiv = (shape.batch as u128) << (2 * f);
+        let bdiv = (shape.batch as u128) << f;
+        let mut updated = Vec::with_capacity(spec.inputs * spec.outputs + spec.outputs);
+        for i in 0..spec.inputs {
+            let a_i: Vec<_> = (0..shape.batch).map(|s| inputs[l][s][i]).collect();
+            for j in 0..spec.outputs {
+                let d_j: Vec<_> = (0..shape.batch).map(|s| dz[s][j]).collect();
+                let g = chip.dot(ctx, &a_i, &d_j);
+                let num = gate.mul(ctx, g, QuantumCell::Constant(fe64(shape.lr_fx)));
+                let q = chip.div_const(ctx, num, wdiv);
+                let nw = gate.sub(ctx, wl[i * spec.outputs + j], q);
+                chip.signed(ctx, nw);
+                updated.push(nw);
+            }
+        }
+        for j in 0..spec.outputs {
+            let g = gate.sum(ctx, (0..shape.batch).map(|s| dz[s][j]));
+            let num = gate.mul(ctx, g, QuantumCell::Constant(fe64(shape.lr_fx)));
+            let q = chip.div_const(ctx, num, bdiv);
+            let nb = gate.sub(ctx, bl[j], q);
+            chip.signed(ctx, nb);
+            updated.push(nb);
+        }
+        new_layers[l] = updated;
+        if let Some(p) = dz_prev {
+            dz = p;
+        }
+    }
+
+    // 7. Commitment to the updated weights.
+    let flat_new: Vec<_> = new_layers.into_iter().flatten().collect();
+    let salt_after = ctx.load_witness(fe_u128(w.salt_after));
+    let c = hash::commit_weights(ctx, &gate, &h, salt_after, &flat_new, vb);
+    ctx.constrain_equal(&c, &c_after);
+
+    let mut instances = vec![c_before, c_after, root, step, digest];
+    instances.extend(indices);
+    instances
+}
+
+impl Circuit<Fr> for StepCircuit {
+    type Config = StepConfig;
+    type FloorPlanner = SimpleFloorPlanner;
+    type Params = StepCircuitParams;
+
+    fn params(&self) -> Self::Params {
+        self.params.clone()
+    }
+
+    fn without_witnesses(&self) -> Self {
+        unimplemented!("StepCircuit is built with params")
+    }
+
+    fn configure_with_params(meta: &mut ConstraintSystem<Fr>, params: Self::Params) -> Self::Config {
+        let base = BaseConfig::configure(meta, params.base.clone());
+        let q = meta.complex_selector();
+        let key = meta.advice_column();
+        let value = meta.advice_column();
+        meta.enable_equality(key);
+        meta.enable_equality(value);
+        let t_key = meta.lookup_table_column();
+        let t_value = meta.lookup_table_column();
+        meta.lookup("exp table", |meta| {
+            let q = meta.query_selector(q);
+            let k = meta.query_advice(key, Rotation::cur());
+            let v = meta.query_advice(value, Rotation::cur());
+            vec![(q.clone() * k, t_key), (q * v, t_value)]
+        });
+        StepConfig { base, exp: ExpLookupConfig { q, key, value, t_key, t_value } }
+    }
+
+    fn configure(_: &mut ConstraintSystem<Fr>) -> Self::Config {
+        unreachable!("StepCircuit is configured with params")
+    }
+
+    fn synthesize(&self, config: Self::Config, mut layouter: impl Layouter<Fr>) -> Result<(), Error> {
+        config.base.initialize(&mut layouter);
+        let fx = FixedParams { frac_bits: self.params.frac_bits, value_bits: self.params.value_bits };
+        let table = ExpTable::new(&fx);
+        layouter.assign_table(
+            || "exp table",
+            |mut t| {
+                let mut row = 0;
+                let mut put = |k: i128, v: i128, row: &mut usize| -> Result<(), Error> {
+                    t.assign_cell(|| "key", config.exp.t_key, *row, || Value::known(fe(k)))?;
+                    t.assign_cell(|| "value", config.exp.t_value, *row, || Value::known(fe(v)))?;
+                    *row += 1;
+                    Ok(())
+                };
+                put(0, 0, &mut row)?; // disabled rows
+                for (lo, v) in table.lo.iter().enumerate() {
+                    put(lo as i128 + 1, *v as i128, &mut row)?;
+                }
+                for (hi, v) in table.hi.iter().enumerate() {
+                    put((1i128 << table.lo_bits) + hi as i128 + 1, *v as i128, &mut row)?;
+                }
+                Ok(())
+            },
+        )?;
+        let builder = &self.builder;
+        let witness_gen_only = builder.witness_gen_only();
+        layouter.assign_region(
+            || "halo2-base",
+            |mut region| {
+                let gate = config.base.gate();
+                builder.core().phase_manager[0].assign_raw(&(gate.basic_gates[0].clone(), gate.max_rows), &mut region);
+                if let halo2_base::gates::circuit::MaybeRangeConfig::WithRange(rc) = &config.base.base {
+                    builder.assign_lookups_in_phase(rc, &mut region, 0);
+                }
+                Ok(())
+            },
+        )?;
+        layouter.assign_region(
+            || "exp lookups",
+            |mut region| {
+                let mut cm = (!witness_gen_only).then(|| builder.core().copy_manager.lock());
+                for (row, [k, v]) in self.lookups.iter().enumerate() {
+                    config.exp.q.enable(&mut region, row)?;
+                    let kc = raw_assign_advice(&mut region, config.exp.key, row, Value::known(*k.value()));
+                    let vc = raw_assign_advice(&mut region, config.exp.value, row, Value::known(*v.value()));
+                    if let Some(Ok(cm)) = cm.as_mut() {
+                        constrain_virtual_equals_external(&mut region, *k, kc.cell(), cm);
+                        constrain_virtual_equals_external(&mut region, *v, vc.cell(), cm);
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        layouter.assign_region(
+            || "copy constraints",
+            |mut region| {
+                if !witness_gen_only {
+                    builder.core().copy_manager.assign_raw(config.base.constants(), &mut region);
+                }
+                Ok(())
+            },
+        )?;
+        builder.assign_instances(&config.base.instance, layouter.namespace(|| "expose"));
+        Ok(())
+    }
+}
+
+impl CircuitExt<Fr> for StepCircuit {
+    fn num_instance(&self) -> Vec<usize> {
+        vec![self.builder.assigned_instances[0].len()]
+    }
+
+    fn instances(&self) -> Vec<Vec<Fr>> {
+        vec![self.builder.assigned_instances[0].iter().map(|a| *a.value()).collect()]
+    }
+}
+
+#[cfg(test)]
+mod tests;
