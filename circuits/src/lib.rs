@@ -17,7 +17,12 @@ pub mod error;
 pub mod field;
 pub mod fixed_chip;
 pub mod hash;
+pub mod keys;
+pub mod prover;
+#[cfg(test)]
+mod prover_tests;
 pub mod shape;
+pub mod srs;
 pub mod step;
 
 pub use error::{CircuitError, Result};

@@ -520,4 +520,4 @@ impl CircuitExt<Fr> for StepCircuit {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -174,3 +174,38 @@ proptest! {
         prop_assert!(ok);
     }
 }
+
+#[test]
+fn exp_tamper_is_caught_by_the_lookup_itself() {
+    let t = mlp();
+    let tree = MerkleTree::of_dataset(&t.train.features, &t.train.labels, &t.leaf_salts, 32);
+    let shape = StepShape::for_run(&t, K);
+    let (st, w) = step_inputs(&t, &tree, 0).unwrap();
+    let circuit = StepCircuit::build(&shape, &st, &w, CircuitBuilderStage::Mock, None, None, Some(Tamper::ExpValue(1))).unwrap();
+    let errs = MockProver::run(K, &circuit, vec![st.instances()]).unwrap().verify().unwrap_err();
+    let text = format!("{errs:?}");
+    assert!(text.contains("exp table"), "{text}");
+}
+
+/// Prints cell counts for the digits-sized step (run with --ignored --nocapture).
+#[test]
+#[ignore]
+fn print_digits_shape() {
+    let t = synthetic_run(&[(64, Activation::None), (16, Activation::Relu), (10, Activation::None)], 1438, 8, 1, 5);
+    let tree = MerkleTree::of_dataset(&t.train.features, &t.train.labels, &t.leaf_salts, 32);
+    for k in [15u32, 16, 17, 18] {
+        let shape = StepShape::for_run(&t, k);
+        let (st, w) = step_inputs(&t, &tree, 0).unwrap();
+        let start = std::time::Instant::now();
+        let c = StepCircuit::build(&shape, &st, &w, CircuitBuilderStage::Keygen, None, None, None).unwrap();
+        let stats = c.builder.statistics();
+        println!(
+            "k={k} cells={} lookups={:?} params={:?} exp_lookups={} build={:?}",
+            c.advice_cells(),
+            stats.total_lookup_advice_per_phase,
+            c.params.base,
+            c.lookups.len(),
+            start.elapsed()
+        );
+    }
+}

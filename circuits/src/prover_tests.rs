@@ -1,0 +1,70 @@
+//! Real keygen, prove and verify of step proofs on a small model, and the
+//! proof-level soundness checks: a flipped byte, another step's instances, an
+//! edited statement.
+
+use crate::hash::MerkleTree;
+use crate::keys::{step_key, step_vk};
+use crate::prover::{prove_step, verify_snark, verify_step, StepProof};
+use crate::shape::StepShape;
+use crate::srs;
+use crate::step::tests::synthetic_run;
+use zkaudit_model::Activation;
+
+#[test]
+fn prove_verify_and_reject_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = synthetic_run(&[(4, Activation::None), (3, Activation::Relu), (3, Activation::None)], 10, 2, 3, 7);
+    let tree = MerkleTree::of_dataset(&t.train.features, &t.train.labels, &t.leaf_salts, 32);
+    let k = 13;
+    let srs_path = dir.path().join("srs.bin");
+    srs::generate_insecure(k + 1, &srs_path).unwrap();
+    assert!(srs::is_insecure(&srs_path));
+    let params = srs::load(&srs_path, k).unwrap();
+    let shape = StepShape::for_run(&t, k);
+    let keys = dir.path().join("keys");
+    let key = step_key(&keys, &shape, &params).unwrap();
+    let p0 = prove_step(&t, &tree, 0, &shape, &params, &key).unwrap();
+    let p1 = prove_step(&t, &tree, 1, &shape, &params, &key).unwrap();
+
+    // Verify from public data only (vk from the cache, then regenerated from the shape).
+    let vk = step_vk(&keys, &shape, &params).unwrap();
+    verify_step(&p0, &params, &vk).unwrap();
+    verify_step(&p1, &params, &vk).unwrap();
+    let fresh = step_vk(&dir.path().join("empty"), &shape, &params).unwrap();
+    verify_step(&p1, &params, &fresh).unwrap();
+
+    // File round trip.
+    let f = dir.path().join("p0.step");
+    p0.write(&f).unwrap();
+    let back = StepProof::read(&f).unwrap();
+    verify_step(&back, &params, &vk).unwrap();
+
+    // A proof with one byte flipped.
+    for pos in [10, p0.proof.len() / 2, p0.proof.len() - 3] {
+        let mut bad = p0.clone();
+        bad.proof[pos] ^= 1;
+        assert!(verify_step(&bad, &params, &vk).is_err(), "flipped byte {pos} accepted");
+    }
+    // A proof checked against another step's instances.
+    assert!(verify_snark(&params, &vk, &p1.statement.instances(), &p0.proof).is_err());
+    // Edited statements.
+    let mut edited = p0.clone();
+    edited.statement.c_after = p1.statement.c_after;
+    assert!(verify_step(&edited, &params, &vk).is_err());
+    let mut edited = p0.clone();
+    edited.statement.indices.swap(0, 1);
+    assert!(verify_step(&edited, &params, &vk).is_err());
+    let mut edited = p0.clone();
+    edited.public.lr_fx += 1;
+    assert!(verify_step(&edited, &params, &vk).is_err());
+
+    // A transcript whose recorded weights do not follow from the engine is refused before proving.
+    let mut forged = t.clone();
+    forged.weights[1].layers[1].b[0] += 1;
+    assert!(prove_step(&forged, &tree, 0, &shape, &params, &key).is_err());
+
+    // The cached key is reused.
+    let again = step_key(&keys, &shape, &params).unwrap();
+    let p2 = prove_step(&t, &tree, 2, &shape, &params, &again).unwrap();
+    verify_step(&p2, &params, &vk).unwrap();
+}
