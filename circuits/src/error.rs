@@ -45,6 +45,9 @@ pub type Result<T, E = CircuitError> = std::result::Result<T, E>;
 impl CircuitError {
     /// Wraps an I/O error with its path.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        CircuitError::Io { path: path.into(), source }
+        CircuitError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -137,7 +137,9 @@ impl FixedChip {
         self.gate().assert_bit(ctx, bit);
         self.range.range_check(ctx, low, (b - 1) as usize);
         // x + 2^(b-1) = bit * 2^(b-1) + low
-        let rhs = self.gate().mul_add(ctx, bit, QuantumCell::Constant(fe(half)), low);
+        let rhs = self
+            .gate()
+            .mul_add(ctx, bit, QuantumCell::Constant(fe(half)), low);
         let lhs = self.gate().add(ctx, x, QuantumCell::Constant(fe(half)));
         ctx.constrain_equal(&lhs, &rhs);
         bit
@@ -151,7 +153,12 @@ impl FixedChip {
     }
 
     /// `q = div_round(acc, 2^s)`, with `q` range-checked; returns `(q, [q >= 0])`.
-    pub fn rescale(&self, ctx: &mut Context<Fr>, acc: AssignedValue<Fr>, s: u32) -> (AssignedValue<Fr>, AssignedValue<Fr>) {
+    pub fn rescale(
+        &self,
+        ctx: &mut Context<Fr>,
+        acc: AssignedValue<Fr>,
+        s: u32,
+    ) -> (AssignedValue<Fr>, AssignedValue<Fr>) {
         let d = 1i128 << s;
         let (mut q, mut r) = div_round(int(&acc), d);
         let n = self.next(|c| &mut c.rescale);
@@ -176,14 +183,21 @@ impl FixedChip {
         let bits = bits_of(d - 1);
         self.range.range_check(ctx, r, bits);
         if !d.is_power_of_two() {
-            let rest = self.gate().sub(ctx, QuantumCell::Constant(fe((d - 1) as i128)), r);
+            let rest = self
+                .gate()
+                .sub(ctx, QuantumCell::Constant(fe((d - 1) as i128)), r);
             self.range.range_check(ctx, rest, bits);
         }
     }
 
     /// `q = div_round(num, d)` for a constant `d > 0`. The caller must bound `q`
     /// (e.g. by range-checking `w - q`).
-    pub fn div_const(&self, ctx: &mut Context<Fr>, num: AssignedValue<Fr>, d: u128) -> AssignedValue<Fr> {
+    pub fn div_const(
+        &self,
+        ctx: &mut Context<Fr>,
+        num: AssignedValue<Fr>,
+        d: u128,
+    ) -> AssignedValue<Fr> {
         let di = d as i128;
         let (mut q, mut r) = div_round(int(&num), di);
         if self.tamper == Some(Tamper::UpdateQuotient(self.next(|c| &mut c.div_const))) {
@@ -192,15 +206,26 @@ impl FixedChip {
         let q = ctx.load_witness(fe(q));
         let r = ctx.load_witness(fe(r));
         self.check_below_const(ctx, r, d);
-        let rhs = self.gate().mul_add(ctx, q, QuantumCell::Constant(fe(di)), r);
+        let rhs = self
+            .gate()
+            .mul_add(ctx, q, QuantumCell::Constant(fe(di)), r);
         let lhs = self.gate().add(ctx, num, QuantumCell::Constant(fe(di / 2)));
         ctx.constrain_equal(&lhs, &rhs);
         q
     }
 
     /// `sum_i a_i * b_i` (all existing cells).
-    pub fn dot(&self, ctx: &mut Context<Fr>, a: &[AssignedValue<Fr>], b: &[AssignedValue<Fr>]) -> AssignedValue<Fr> {
-        self.gate().inner_product(ctx, a.iter().copied(), b.iter().copied().map(QuantumCell::Existing))
+    pub fn dot(
+        &self,
+        ctx: &mut Context<Fr>,
+        a: &[AssignedValue<Fr>],
+        b: &[AssignedValue<Fr>],
+    ) -> AssignedValue<Fr> {
+        self.gate().inner_product(
+            ctx,
+            a.iter().copied(),
+            b.iter().copied().map(QuantumCell::Existing),
+        )
     }
 
     /// Dense layer output `div_round(x . w_col + bias * 2^f, 2^f)`; returns `(z, [z >= 0])`.
@@ -212,7 +237,12 @@ impl FixedChip {
         bias: AssignedValue<Fr>,
     ) -> (AssignedValue<Fr>, AssignedValue<Fr>) {
         let dot = self.dot(ctx, x, w_col);
-        let acc = self.gate().mul_add(ctx, bias, QuantumCell::Constant(fe(self.fx.one() as i128)), dot);
+        let acc = self.gate().mul_add(
+            ctx,
+            bias,
+            QuantumCell::Constant(fe(self.fx.one() as i128)),
+            dot,
+        );
         self.rescale(ctx, acc, self.fx.frac_bits)
     }
 
@@ -233,12 +263,22 @@ impl FixedChip {
         ctx.constrain_equal(&recomposed, &d);
         // clamp: c = low if top == 0 else 2^D - 1
         let small = gate.is_zero(ctx, top_a);
-        let c = gate.select(ctx, low_a, QuantumCell::Constant(fe(t.clamp_max() as i128)), small);
+        let c = gate.select(
+            ctx,
+            low_a,
+            QuantumCell::Constant(fe(t.clamp_max() as i128)),
+            small,
+        );
         let (cv, hi, lo) = t.split(int(&c) as i64);
         debug_assert_eq!(cv as i128, int(&c));
         let hi_a = ctx.load_witness(fe(hi as i128));
         let lo_a = ctx.load_witness(fe(lo as i128));
-        let re = gate.mul_add(ctx, hi_a, QuantumCell::Constant(fe(1i128 << t.lo_bits)), lo_a);
+        let re = gate.mul_add(
+            ctx,
+            hi_a,
+            QuantumCell::Constant(fe(1i128 << t.lo_bits)),
+            lo_a,
+        );
         ctx.constrain_equal(&re, &c);
         // Table lookups. Keys: lo + 1 for the low table, 2^lo_bits + hi + 1 for
         // the high table; key 0 is the table's disabled row.
@@ -248,7 +288,11 @@ impl FixedChip {
             tlv += 1;
         }
         let tl = ctx.load_witness(fe(tlv));
-        let hi_key = gate.add(ctx, hi_a, QuantumCell::Constant(fe((1i128 << t.lo_bits) + 1)));
+        let hi_key = gate.add(
+            ctx,
+            hi_a,
+            QuantumCell::Constant(fe((1i128 << t.lo_bits) + 1)),
+        );
         let lo_key = gate.add(ctx, lo_a, QuantumCell::Constant(Fr::one()));
         self.exp_lookups.borrow_mut().push([hi_key, th]);
         self.exp_lookups.borrow_mut().push([lo_key, tl]);
@@ -258,7 +302,11 @@ impl FixedChip {
     }
 
     /// Stable softmax of one row of logits; returns the probabilities `p`.
-    pub fn softmax(&self, ctx: &mut Context<Fr>, z: &[AssignedValue<Fr>]) -> Vec<AssignedValue<Fr>> {
+    pub fn softmax(
+        &self,
+        ctx: &mut Context<Fr>,
+        z: &[AssignedValue<Fr>],
+    ) -> Vec<AssignedValue<Fr>> {
         let gate = self.gate();
         let zi: Vec<i128> = z.iter().map(int).collect();
         let mut mi = 0;
@@ -268,7 +316,9 @@ impl FixedChip {
             }
         }
         // one-hot selector of the maximum
-        let sel: Vec<AssignedValue<Fr>> = (0..z.len()).map(|j| ctx.load_witness(fe(i128::from(j == mi)))).collect();
+        let sel: Vec<AssignedValue<Fr>> = (0..z.len())
+            .map(|j| ctx.load_witness(fe(i128::from(j == mi))))
+            .collect();
         for s in &sel {
             gate.assert_bit(ctx, *s);
         }
@@ -298,7 +348,8 @@ impl FixedChip {
                 let (p, r) = div_round(int(ej) * one, sv.max(1));
                 let p = ctx.load_witness(fe(p));
                 let r = ctx.load_witness(fe(r));
-                self.range.range_check(ctx, p, self.fx.frac_bits as usize + 1);
+                self.range
+                    .range_check(ctx, p, self.fx.frac_bits as usize + 1);
                 self.range.range_check(ctx, r, rbits);
                 let rest = gate.sub(ctx, s, r);
                 let rest = gate.sub(ctx, rest, QuantumCell::Constant(Fr::one()));
@@ -314,7 +365,12 @@ impl FixedChip {
     }
 
     /// Cross-entropy gradient `p - 2^f * onehot(y)`; constrains `y < n`.
-    pub fn ce_grad(&self, ctx: &mut Context<Fr>, p: &[AssignedValue<Fr>], y: AssignedValue<Fr>) -> Vec<AssignedValue<Fr>> {
+    pub fn ce_grad(
+        &self,
+        ctx: &mut Context<Fr>,
+        p: &[AssignedValue<Fr>],
+        y: AssignedValue<Fr>,
+    ) -> Vec<AssignedValue<Fr>> {
         let gate = self.gate();
         let onehot = gate.idx_to_indicator(ctx, y, p.len());
         let total = gate.sum(ctx, onehot.iter().copied());

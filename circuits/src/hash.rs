@@ -55,7 +55,7 @@ pub const TAG_NODE: u64 = 0x7a6b_0003;
 /// The Poseidon specification shared by every hash.
 pub fn spec() -> &'static OptimizedPoseidonSpec<Fr, T, RATE> {
     static SPEC: OnceLock<OptimizedPoseidonSpec<Fr, T, RATE>> = OnceLock::new();
-    SPEC.get_or_init(|| OptimizedPoseidonSpec::new::<R_F, R_P, 0>())
+    SPEC.get_or_init(OptimizedPoseidonSpec::new::<R_F, R_P, 0>)
 }
 
 /// A Poseidon hasher with its constants loaded into `ctx`.
@@ -71,21 +71,36 @@ pub fn lanes_per_element(value_bits: u32) -> usize {
 }
 
 /// Packs signed `value_bits`-bit values (already range-checked) into field elements.
-pub fn pack(ctx: &mut Context<Fr>, gate: &GateChip<Fr>, values: &[AssignedValue<Fr>], value_bits: u32) -> Vec<AssignedValue<Fr>> {
+pub fn pack(
+    ctx: &mut Context<Fr>,
+    gate: &GateChip<Fr>,
+    values: &[AssignedValue<Fr>],
+    value_bits: u32,
+) -> Vec<AssignedValue<Fr>> {
     let l = lanes_per_element(value_bits);
     values
         .chunks(l)
         .map(|chunk| {
             // sum (v_i + 2^(b-1)) 2^(b i) = sum v_i 2^(b i) + offset
-            let offset: i128 = (0..chunk.len()).map(|i| 1i128 << (value_bits - 1 + value_bits * i as u32)).sum::<i128>();
+            let offset: i128 = (0..chunk.len())
+                .map(|i| 1i128 << (value_bits - 1 + value_bits * i as u32))
+                .sum::<i128>();
             let offset = if chunk.len() as u32 * value_bits + value_bits < 127 {
                 fe(offset)
             } else {
                 // sum_i 2^(b-1+b i) computed in the field for wide packs
-                (0..chunk.len()).fold(Fr::zero(), |acc, i| acc + pow2(value_bits - 1 + value_bits * i as u32))
+                (0..chunk.len()).fold(Fr::zero(), |acc, i| {
+                    acc + pow2(value_bits - 1 + value_bits * i as u32)
+                })
             };
-            let coeffs: Vec<QuantumCell<Fr>> = (0..chunk.len()).map(|i| QuantumCell::Constant(pow2(value_bits * i as u32))).collect();
-            let dot = gate.inner_product(ctx, chunk.iter().copied().map(QuantumCell::Existing), coeffs);
+            let coeffs: Vec<QuantumCell<Fr>> = (0..chunk.len())
+                .map(|i| QuantumCell::Constant(pow2(value_bits * i as u32)))
+                .collect();
+            let dot = gate.inner_product(
+                ctx,
+                chunk.iter().copied().map(QuantumCell::Existing),
+                coeffs,
+            );
             gate.add(ctx, dot, QuantumCell::Constant(offset))
         })
         .collect()
@@ -164,7 +179,9 @@ pub fn merkle_root(
 }
 
 /// Runs a gadget in witness-only mode and returns its native result.
-pub fn native<R>(f: impl FnOnce(&mut Context<Fr>, &GateChip<Fr>, &PoseidonHasher<Fr, T, RATE>) -> R) -> R {
+pub fn native<R>(
+    f: impl FnOnce(&mut Context<Fr>, &GateChip<Fr>, &PoseidonHasher<Fr, T, RATE>) -> R,
+) -> R {
     let mut pool = SinglePhaseCoreManager::new(true, Default::default());
     let gate = GateChip::default();
     let ctx = pool.main();
@@ -176,7 +193,10 @@ pub fn native<R>(f: impl FnOnce(&mut Context<Fr>, &GateChip<Fr>, &PoseidonHasher
 pub fn commit_weights_native(salt: u128, weights: &[i64], value_bits: u32) -> Fr {
     native(|ctx, gate, h| {
         let s = ctx.load_witness(fe_u128(salt));
-        let w: Vec<_> = weights.iter().map(|&v| ctx.load_witness(fe(v as i128))).collect();
+        let w: Vec<_> = weights
+            .iter()
+            .map(|&v| ctx.load_witness(fe(v as i128)))
+            .collect();
         *commit_weights(ctx, gate, h, s, &w, value_bits).value()
     })
 }
@@ -186,7 +206,10 @@ pub fn leaf_native(salt: u128, label: u32, features: &[i64], value_bits: u32) ->
     native(|ctx, gate, h| {
         let s = ctx.load_witness(fe_u128(salt));
         let y = ctx.load_witness(Fr::from(label as u64));
-        let x: Vec<_> = features.iter().map(|&v| ctx.load_witness(fe(v as i128))).collect();
+        let x: Vec<_> = features
+            .iter()
+            .map(|&v| ctx.load_witness(fe(v as i128)))
+            .collect();
         *leaf(ctx, gate, h, s, y, &x, value_bits).value()
     })
 }
@@ -224,14 +247,22 @@ impl MerkleTree {
         let mut levels = vec![leaves];
         while levels[levels.len() - 1].len() > 1 {
             let prev = &levels[levels.len() - 1];
-            let next: Vec<Fr> = prev.par_chunks(2).map(|p| node_native(p[0], p[1])).collect();
+            let next: Vec<Fr> = prev
+                .par_chunks(2)
+                .map(|p| node_native(p[0], p[1]))
+                .collect();
             levels.push(next);
         }
         MerkleTree { levels }
     }
 
     /// Builds the tree of a training set with its leaf salts.
-    pub fn of_dataset(features: &[Vec<i64>], labels: &[u32], salts: &[u128], value_bits: u32) -> Self {
+    pub fn of_dataset(
+        features: &[Vec<i64>],
+        labels: &[u32],
+        salts: &[u128],
+        value_bits: u32,
+    ) -> Self {
         let leaves: Vec<Fr> = (0..labels.len())
             .into_par_iter()
             .map(|i| leaf_native(salts[i], labels[i], &features[i], value_bits))
@@ -251,7 +282,9 @@ impl MerkleTree {
 
     /// Siblings of leaf `index`, bottom-up.
     pub fn path(&self, index: usize) -> Vec<Fr> {
-        (0..self.depth()).map(|d| self.levels[d][(index >> d) ^ 1]).collect()
+        (0..self.depth())
+            .map(|d| self.levels[d][(index >> d) ^ 1])
+            .collect()
     }
 }
 
@@ -280,7 +313,11 @@ mod tests {
         for (i, leaf) in leaves.iter().enumerate() {
             let mut cur = *leaf;
             for (d, sib) in t.path(i).iter().enumerate() {
-                cur = if (i >> d) & 1 == 1 { node_native(*sib, cur) } else { node_native(cur, *sib) };
+                cur = if (i >> d) & 1 == 1 {
+                    node_native(*sib, cur)
+                } else {
+                    node_native(cur, *sib)
+                };
             }
             assert_eq!(cur, t.root());
         }

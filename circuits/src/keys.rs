@@ -46,7 +46,15 @@ fn base(dir: &Path, shape: &StepShape, params: &ParamsKZG<Bn256>) -> PathBuf {
 
 fn keygen_circuit(shape: &StepShape) -> Result<StepCircuit> {
     let (st, w) = dummy_inputs(shape);
-    StepCircuit::build(shape, &st, &w, CircuitBuilderStage::Keygen, None, None, None)
+    StepCircuit::build(
+        shape,
+        &st,
+        &w,
+        CircuitBuilderStage::Keygen,
+        None,
+        None,
+        None,
+    )
 }
 
 fn io(p: &Path) -> impl Fn(std::io::Error) -> CircuitError + '_ {
@@ -58,21 +66,34 @@ pub fn step_key(dir: &Path, shape: &StepShape, params: &ParamsKZG<Bn256>) -> Res
     let b = base(dir, shape, params);
     let (pk_path, meta_path) = (b.with_extension("pk"), b.with_extension("json"));
     if let (Ok(meta), Ok(f)) = (std::fs::read(&meta_path), std::fs::File::open(&pk_path)) {
-        let meta: KeyMeta = serde_json::from_slice(&meta)
-            .map_err(|e| CircuitError::Format { path: meta_path.clone(), message: e.to_string() })?;
-        let pk = ProvingKey::<G1Affine>::read::<_, StepCircuit>(&mut BufReader::new(f), SerdeFormat::RawBytesUnchecked, meta.params.clone())
-            .map_err(io(&pk_path))?;
+        let meta: KeyMeta = serde_json::from_slice(&meta).map_err(|e| CircuitError::Format {
+            path: meta_path.clone(),
+            message: e.to_string(),
+        })?;
+        let pk = ProvingKey::<G1Affine>::read::<_, StepCircuit>(
+            &mut BufReader::new(f),
+            SerdeFormat::RawBytesUnchecked,
+            meta.params.clone(),
+        )
+        .map_err(io(&pk_path))?;
         return Ok(StepKey { pk, meta });
     }
     let circuit = keygen_circuit(shape)?;
-    let vk = keygen_vk(params, &circuit).map_err(|e| CircuitError::Shape(format!("keygen_vk: {e:?}")))?;
-    let pk = keygen_pk(params, vk, &circuit).map_err(|e| CircuitError::Shape(format!("keygen_pk: {e:?}")))?;
-    let meta = KeyMeta { params: circuit.params.clone(), break_points: circuit.break_points(), advice_cells: circuit.advice_cells() };
+    let vk = keygen_vk(params, &circuit)
+        .map_err(|e| CircuitError::Shape(format!("keygen_vk: {e:?}")))?;
+    let pk = keygen_pk(params, vk, &circuit)
+        .map_err(|e| CircuitError::Shape(format!("keygen_pk: {e:?}")))?;
+    let meta = KeyMeta {
+        params: circuit.params.clone(),
+        break_points: circuit.break_points(),
+        advice_cells: circuit.advice_cells(),
+    };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let tmp = b.with_extension("pk.tmp");
     {
         let mut w = BufWriter::new(std::fs::File::create(&tmp).map_err(io(&tmp))?);
-        pk.write(&mut w, SerdeFormat::RawBytesUnchecked).map_err(io(&tmp))?;
+        pk.write(&mut w, SerdeFormat::RawBytesUnchecked)
+            .map_err(io(&tmp))?;
     }
     std::fs::rename(&tmp, &pk_path).map_err(io(&pk_path))?;
     write_vk(&b.with_extension("vk"), pk.get_vk())?;
@@ -88,20 +109,33 @@ fn write_vk(path: &Path, vk: &VerifyingKey<G1Affine>) -> Result<()> {
 
 /// The verifying key of a shape: from the cache, else regenerated from the
 /// shape alone (public data) and cached.
-pub fn step_vk(dir: &Path, shape: &StepShape, params: &ParamsKZG<Bn256>) -> Result<VerifyingKey<G1Affine>> {
+pub fn step_vk(
+    dir: &Path,
+    shape: &StepShape,
+    params: &ParamsKZG<Bn256>,
+) -> Result<VerifyingKey<G1Affine>> {
     let b = base(dir, shape, params);
     let (vk_path, meta_path) = (b.with_extension("vk"), b.with_extension("json"));
     if let (Ok(meta), Ok(f)) = (std::fs::read(&meta_path), std::fs::File::open(&vk_path)) {
         if let Ok(meta) = serde_json::from_slice::<KeyMeta>(&meta) {
-            if let Ok(vk) = VerifyingKey::<G1Affine>::read::<_, StepCircuit>(&mut BufReader::new(f), SerdeFormat::RawBytes, meta.params) {
+            if let Ok(vk) = VerifyingKey::<G1Affine>::read::<_, StepCircuit>(
+                &mut BufReader::new(f),
+                SerdeFormat::RawBytes,
+                meta.params,
+            ) {
                 return Ok(vk);
             }
         }
     }
     let circuit = keygen_circuit(shape)?;
-    let vk = keygen_vk(params, &circuit).map_err(|e| CircuitError::Shape(format!("keygen_vk: {e:?}")))?;
+    let vk = keygen_vk(params, &circuit)
+        .map_err(|e| CircuitError::Shape(format!("keygen_vk: {e:?}")))?;
     if std::fs::create_dir_all(dir).is_ok() {
-        let meta = KeyMeta { params: circuit.params.clone(), break_points: circuit.break_points(), advice_cells: circuit.advice_cells() };
+        let meta = KeyMeta {
+            params: circuit.params.clone(),
+            break_points: circuit.break_points(),
+            advice_cells: circuit.advice_cells(),
+        };
         if let Ok(json) = serde_json::to_vec(&meta) {
             let _ = std::fs::write(&meta_path, json);
             let _ = write_vk(&vk_path, &vk);

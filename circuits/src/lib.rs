@@ -27,5 +27,10 @@ pub mod step;
 
 pub use error::{CircuitError, Result};
 
+/// halo2-base's circuit builder stages (keygen, mock, prover), re-exported.
+pub mod halo2_base_stage {
+    pub use halo2_base::gates::circuit::CircuitBuilderStage;
+}
+
 /// The BN254 scalar field.
 pub use halo2_base::halo2_proofs::halo2curves::bn256::Fr;

@@ -64,13 +64,18 @@ impl StepProof {
 
     /// Parses [`StepProof::to_bytes`] output; `path` names the file in errors.
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
-        let bad = |m: String| CircuitError::Format { path: path.to_path_buf(), message: m };
+        let bad = |m: String| CircuitError::Format {
+            path: path.to_path_buf(),
+            message: m,
+        };
         if bytes.len() < 12 || bytes[..8] != STEP_MAGIC {
             return Err(bad("not a zkaudit step proof (bad magic)".into()));
         }
         let v = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
         if v != STEP_VERSION {
-            return Err(bad(format!("step-proof version {v} is not supported (this zkaudit reads {STEP_VERSION})")));
+            return Err(bad(format!(
+                "step-proof version {v} is not supported (this zkaudit reads {STEP_VERSION})"
+            )));
         }
         bincode::deserialize(&bytes[12..]).map_err(|e| bad(format!("corrupt step proof: {e}")))
     }
@@ -126,8 +131,14 @@ pub fn prove_step(
         Some(key.meta.break_points.clone()),
         None,
     )?;
-    let snark: Snark = catch_unwind(AssertUnwindSafe(|| gen_snark_shplonk(params, &key.pk, circuit, None::<&str>)))
-        .map_err(|_| CircuitError::Unsatisfied(format!("step {step}: the prover could not produce a valid proof")))?;
+    let snark: Snark = catch_unwind(AssertUnwindSafe(|| {
+        gen_snark_shplonk(params, &key.pk, circuit, None::<&str>)
+    }))
+    .map_err(|_| {
+        CircuitError::Unsatisfied(format!(
+            "step {step}: the prover could not produce a valid proof"
+        ))
+    })?;
     Ok(StepProof {
         shape: shape.clone(),
         public: PublicParams::of(t),
@@ -138,8 +149,14 @@ pub fn prove_step(
 }
 
 /// Verifies a SHPLONK proof against a verifying key and instances, including the pairing.
-pub fn verify_snark(params: &ParamsKZG<Bn256>, vk: &VerifyingKey<G1Affine>, instances: &[Fr], proof: &[u8]) -> Result<()> {
-    let mut transcript = PoseidonTranscript::<NativeLoader, &[u8]>::from_spec(proof, POSEIDON_SPEC.clone());
+pub fn verify_snark(
+    params: &ParamsKZG<Bn256>,
+    vk: &VerifyingKey<G1Affine>,
+    instances: &[Fr],
+    proof: &[u8],
+) -> Result<()> {
+    let mut transcript =
+        PoseidonTranscript::<NativeLoader, &[u8]>::from_spec(proof, POSEIDON_SPEC.clone());
     let strategy = AccumulatorStrategy::new(params.verifier_params());
     let res = catch_unwind(AssertUnwindSafe(|| {
         verify_proof::<KZGCommitmentScheme<Bn256>, VerifierSHPLONK<'_, Bn256>, _, _, _>(
@@ -155,7 +172,9 @@ pub fn verify_snark(params: &ParamsKZG<Bn256>, vk: &VerifyingKey<G1Affine>, inst
             if VerificationStrategy::<_, VerifierSHPLONK<'_, Bn256>>::finalize(acc) {
                 Ok(())
             } else {
-                Err(CircuitError::Verification("the final pairing check failed".into()))
+                Err(CircuitError::Verification(
+                    "the final pairing check failed".into(),
+                ))
             }
         }
         Ok(Err(e)) => Err(CircuitError::Verification(format!("{e:?}"))),
@@ -166,26 +185,43 @@ pub fn verify_snark(params: &ParamsKZG<Bn256>, vk: &VerifyingKey<G1Affine>, inst
 /// Checks a step proof from public data only: the digest, the scheduled
 /// indices, the shape's consistency with the public parameters, the SRS, and
 /// the proof itself.
-pub fn verify_step(p: &StepProof, params: &ParamsKZG<Bn256>, vk: &VerifyingKey<G1Affine>) -> Result<()> {
+pub fn verify_step(
+    p: &StepProof,
+    params: &ParamsKZG<Bn256>,
+    vk: &VerifyingKey<G1Affine>,
+) -> Result<()> {
     let bad = |m: String| Err(CircuitError::Verification(m));
     let (s, pp) = (&p.statement, &p.public);
     if s.digest != pp.digest() {
         return bad("the statement's parameter digest does not match its public parameters".into());
     }
-    if p.shape.arch != pp.arch || p.shape.fx != pp.fx || p.shape.lr_fx != pp.lr_fx || p.shape.batch != pp.batch
+    if p.shape.arch != pp.arch
+        || p.shape.fx != pp.fx
+        || p.shape.lr_fx != pp.lr_fx
+        || p.shape.batch != pp.batch
         || p.shape.depth != MerkleTree::depth_for(pp.num_records)
     {
         return bad("the circuit shape does not match the public parameters".into());
     }
     if s.step as usize >= pp.num_steps {
-        return bad(format!("step {} is beyond the run's {} steps", s.step, pp.num_steps));
+        return bad(format!(
+            "step {} is beyond the run's {} steps",
+            s.step, pp.num_steps
+        ));
     }
     let sched = Schedule::new(pp.seed, pp.num_records, pp.batch).map_err(CircuitError::from)?;
     if s.indices != sched.batch(s.step) {
-        return bad(format!("the batch indices are not the ones the schedule (seed {}) gives step {}", pp.seed, s.step));
+        return bad(format!(
+            "the batch indices are not the ones the schedule (seed {}) gives step {}",
+            pp.seed, s.step
+        ));
     }
     if p.srs_id != srs_id(params) {
-        return bad(format!("the proof was made with SRS {} but {} was given", p.srs_id, srs_id(params)));
+        return bad(format!(
+            "the proof was made with SRS {} but {} was given",
+            p.srs_id,
+            srs_id(params)
+        ));
     }
     verify_snark(params, vk, &s.instances(), &p.proof)
 }

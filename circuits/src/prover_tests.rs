@@ -13,7 +13,17 @@ use zkaudit_model::Activation;
 #[test]
 fn prove_verify_and_reject_tampering() {
     let dir = tempfile::tempdir().unwrap();
-    let t = synthetic_run(&[(4, Activation::None), (3, Activation::Relu), (3, Activation::None)], 10, 2, 3, 7);
+    let t = synthetic_run(
+        &[
+            (4, Activation::None),
+            (3, Activation::Relu),
+            (3, Activation::None),
+        ],
+        10,
+        2,
+        3,
+        7,
+    );
     let tree = MerkleTree::of_dataset(&t.train.features, &t.train.labels, &t.leaf_salts, 32);
     let k = 13;
     let srs_path = dir.path().join("srs.bin");
@@ -43,7 +53,10 @@ fn prove_verify_and_reject_tampering() {
     for pos in [10, p0.proof.len() / 2, p0.proof.len() - 3] {
         let mut bad = p0.clone();
         bad.proof[pos] ^= 1;
-        assert!(verify_step(&bad, &params, &vk).is_err(), "flipped byte {pos} accepted");
+        assert!(
+            verify_step(&bad, &params, &vk).is_err(),
+            "flipped byte {pos} accepted"
+        );
     }
     // A proof checked against another step's instances.
     assert!(verify_snark(&params, &vk, &p1.statement.instances(), &p0.proof).is_err());
@@ -67,4 +80,15 @@ fn prove_verify_and_reject_tampering() {
     let again = step_key(&keys, &shape, &params).unwrap();
     let p2 = prove_step(&t, &tree, 2, &shape, &params, &again).unwrap();
     verify_step(&p2, &params, &vk).unwrap();
+}
+
+#[test]
+#[ignore]
+fn time_srs_load() {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../params/kzg_bn254.srs");
+    for k in [18, 17] {
+        let t = std::time::Instant::now();
+        let _ = srs::load(&p, k).unwrap();
+        eprintln!("load k={k}: {:?}", t.elapsed());
+    }
 }

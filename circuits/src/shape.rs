@@ -9,6 +9,9 @@ use zkaudit_model::{Architecture, FixedParams};
 use crate::hash::MerkleTree;
 use crate::Fr;
 
+/// Advice columns the automatic `k` aims for.
+pub const TARGET_ADVICE_COLUMNS: usize = 12;
+
 /// Rows halo2 keeps for blinding; never used for witnesses.
 pub const MINIMUM_ROWS: usize = 20;
 
@@ -43,6 +46,18 @@ impl StepShape {
             k,
             lookup_bits: (k - 1) as usize,
         }
+    }
+
+    /// The shape for a run with `k` chosen automatically: the smallest `k`
+    /// whose circuit needs at most [`TARGET_ADVICE_COLUMNS`] advice columns
+    /// (fewer, taller columns are cheaper to aggregate), given `cells` advice
+    /// cells; at least 12 so the exp table fits.
+    pub fn auto(t: &Transcript, cells: usize) -> Self {
+        let mut k = 12u32;
+        while k < 24 && cells > TARGET_ADVICE_COLUMNS * ((1usize << k) - MINIMUM_ROWS) {
+            k += 1;
+        }
+        Self::for_run(t, k)
     }
 
     /// A stable identifier of the shape (hex SHA-256 of its bincode), for key caches.

@@ -21,7 +21,9 @@ use halo2_base::gates::circuit::builder::BaseCircuitBuilder;
 use halo2_base::gates::circuit::{BaseCircuitParams, BaseConfig, CircuitBuilderStage};
 use halo2_base::gates::GateInstructions;
 use halo2_base::halo2_proofs::circuit::{Layouter, SimpleFloorPlanner, Value};
-use halo2_base::halo2_proofs::plonk::{Advice, Circuit, Column, ConstraintSystem, Error, Selector, TableColumn};
+use halo2_base::halo2_proofs::plonk::{
+    Advice, Circuit, Column, ConstraintSystem, Error, Selector, TableColumn,
+};
 use halo2_base::halo2_proofs::poly::Rotation;
 use halo2_base::utils::halo2::{constrain_virtual_equals_external, raw_assign_advice};
 use halo2_base::virtual_region::manager::VirtualRegionManager;
@@ -58,7 +60,13 @@ pub struct StepStatement {
 impl StepStatement {
     /// The instance column values.
     pub fn instances(&self) -> Vec<Fr> {
-        let mut v = vec![self.c_before, self.c_after, self.root, Fr::from(self.step), self.digest];
+        let mut v = vec![
+            self.c_before,
+            self.c_after,
+            self.root,
+            Fr::from(self.step),
+            self.digest,
+        ];
         v.extend(self.indices.iter().map(|&i| Fr::from(i as u64)));
         v
     }
@@ -84,12 +92,20 @@ pub struct StepWitness {
 }
 
 /// Statement and witness of step `t` of a transcript (tree built by the caller, once per run).
-pub fn step_inputs(t: &Transcript, tree: &MerkleTree, step: usize) -> Result<(StepStatement, StepWitness)> {
+pub fn step_inputs(
+    t: &Transcript,
+    tree: &MerkleTree,
+    step: usize,
+) -> Result<(StepStatement, StepWitness)> {
     let b = t.batch(step)?;
     let vb = t.config.fx.value_bits;
     let statement = StepStatement {
         c_before: hash::commit_weights_native(t.weight_salts[step], &t.weights[step].flatten(), vb),
-        c_after: hash::commit_weights_native(t.weight_salts[step + 1], &t.weights[step + 1].flatten(), vb),
+        c_after: hash::commit_weights_native(
+            t.weight_salts[step + 1],
+            &t.weights[step + 1].flatten(),
+            vb,
+        ),
         root: tree.root(),
         step: step as u64,
         digest: PublicParams::of(t).digest(),
@@ -99,7 +115,11 @@ pub fn step_inputs(t: &Transcript, tree: &MerkleTree, step: usize) -> Result<(St
         weights: t.weights[step].clone(),
         salt_before: t.weight_salts[step],
         salt_after: t.weight_salts[step + 1],
-        leaf_salts: b.indices.iter().map(|&i| t.leaf_salts[i as usize]).collect(),
+        leaf_salts: b
+            .indices
+            .iter()
+            .map(|&i| t.leaf_salts[i as usize])
+            .collect(),
         paths: b.indices.iter().map(|&i| tree.path(i as usize)).collect(),
         features: b.features,
         labels: b.labels,
@@ -212,15 +232,28 @@ impl StepCircuit {
                         lookups.len()
                     )));
                 }
-                StepCircuitParams { base, frac_bits: shape.fx.frac_bits, value_bits: shape.fx.value_bits }
+                StepCircuitParams {
+                    base,
+                    frac_bits: shape.fx.frac_bits,
+                    value_bits: shape.fx.value_bits,
+                }
             }
         };
-        Ok(StepCircuit { builder, lookups, params })
+        Ok(StepCircuit {
+            builder,
+            lookups,
+            params,
+        })
     }
 
     /// Number of advice cells used (for benchmarks).
     pub fn advice_cells(&self) -> usize {
-        self.builder.statistics().gate.total_advice_per_phase.iter().sum()
+        self.builder
+            .statistics()
+            .gate
+            .total_advice_per_phase
+            .iter()
+            .sum()
     }
 
     /// The halo2-base break points (kept from keygen for proving).
@@ -232,19 +265,33 @@ impl StepCircuit {
 fn check_inputs(shape: &StepShape, st: &StepStatement, w: &StepWitness) -> Result<()> {
     let bad = |m: String| Err(CircuitError::Shape(m));
     w.weights.check_shape(&shape.arch)?;
-    if st.indices.len() != shape.batch || w.features.len() != shape.batch || w.labels.len() != shape.batch {
-        return bad(format!("the circuit proves batches of {} records", shape.batch));
+    if st.indices.len() != shape.batch
+        || w.features.len() != shape.batch
+        || w.labels.len() != shape.batch
+    {
+        return bad(format!(
+            "the circuit proves batches of {} records",
+            shape.batch
+        ));
     }
     if w.paths.iter().any(|p| p.len() != shape.depth) || w.leaf_salts.len() != shape.batch {
         return bad(format!("Merkle paths must have depth {}", shape.depth));
     }
     if w.features.iter().any(|x| x.len() != shape.arch.input_dim()) {
-        return bad(format!("records must have {} features", shape.arch.input_dim()));
+        return bad(format!(
+            "records must have {} features",
+            shape.arch.input_dim()
+        ));
     }
     Ok(())
 }
 
+/// Assigned cells of one vector.
+type Cells = Vec<AssignedValue<Fr>>;
+
 /// Lays out the whole step; returns the public instances.
+// Samples, layers and units are parallel arrays indexed together.
+#[allow(clippy::needless_range_loop)]
 fn synthesize_step(
     builder: &mut BaseCircuitBuilder<Fr>,
     chip: &FixedChip,
@@ -265,10 +312,14 @@ fn synthesize_step(
     let root = ctx.load_witness(st.root);
     let step = ctx.load_witness(Fr::from(st.step));
     let digest = ctx.load_witness(st.digest);
-    let indices: Vec<_> = st.indices.iter().map(|&i| ctx.load_witness(Fr::from(i as u64))).collect();
+    let indices: Vec<_> = st
+        .indices
+        .iter()
+        .map(|&i| ctx.load_witness(Fr::from(i as u64)))
+        .collect();
 
     // 1. Weights before, range-checked, committed.
-    let layers: Vec<(Vec<AssignedValue<Fr>>, Vec<AssignedValue<Fr>>)> = w
+    let layers: Vec<(Cells, Cells)> = w
         .weights
         .layers
         .iter()
@@ -279,7 +330,10 @@ fn synthesize_step(
             )
         })
         .collect();
-    let flat: Vec<_> = layers.iter().flat_map(|(wl, bl)| wl.iter().chain(bl).copied()).collect();
+    let flat: Vec<_> = layers
+        .iter()
+        .flat_map(|(wl, bl)| wl.iter().chain(bl).copied())
+        .collect();
     let salt_before = ctx.load_witness(fe_u128(w.salt_before));
     let c = hash::commit_weights(ctx, &gate, &h, salt_before, &flat, vb);
     ctx.constrain_equal(&c, &c_before);
@@ -288,7 +342,10 @@ fn synthesize_step(
     let mut xs = Vec::with_capacity(shape.batch);
     let mut ys = Vec::with_capacity(shape.batch);
     for s in 0..shape.batch {
-        let x: Vec<_> = w.features[s].iter().map(|&v| chip.load_value(ctx, v)).collect();
+        let x: Vec<_> = w.features[s]
+            .iter()
+            .map(|&v| chip.load_value(ctx, v))
+            .collect();
         let y = ctx.load_witness(Fr::from(w.labels[s] as u64));
         let salt = ctx.load_witness(fe_u128(w.leaf_salts[s]));
         let leaf = hash::leaf(ctx, &gate, &h, salt, y, &x, vb);
@@ -308,8 +365,9 @@ fn synthesize_step(
     let mut logits = Vec::with_capacity(shape.batch);
     for (l, spec) in shape.arch.layers.iter().enumerate() {
         let (wl, bl) = &layers[l];
-        let cols: Vec<Vec<AssignedValue<Fr>>> =
-            (0..spec.outputs).map(|j| (0..spec.inputs).map(|i| wl[i * spec.outputs + j]).collect()).collect();
+        let cols: Vec<Vec<AssignedValue<Fr>>> = (0..spec.outputs)
+            .map(|j| (0..spec.inputs).map(|i| wl[i * spec.outputs + j]).collect())
+            .collect();
         let mut next = Vec::with_capacity(shape.batch);
         let mut mask_l = Vec::with_capacity(shape.batch);
         for s in 0..shape.batch {
@@ -420,7 +478,10 @@ impl Circuit<Fr> for StepCircuit {
         unimplemented!("StepCircuit is built with params")
     }
 
-    fn configure_with_params(meta: &mut ConstraintSystem<Fr>, params: Self::Params) -> Self::Config {
+    fn configure_with_params(
+        meta: &mut ConstraintSystem<Fr>,
+        params: Self::Params,
+    ) -> Self::Config {
         let base = BaseConfig::configure(meta, params.base.clone());
         let q = meta.complex_selector();
         let key = meta.advice_column();
@@ -435,16 +496,32 @@ impl Circuit<Fr> for StepCircuit {
             let v = meta.query_advice(value, Rotation::cur());
             vec![(q.clone() * k, t_key), (q * v, t_value)]
         });
-        StepConfig { base, exp: ExpLookupConfig { q, key, value, t_key, t_value } }
+        StepConfig {
+            base,
+            exp: ExpLookupConfig {
+                q,
+                key,
+                value,
+                t_key,
+                t_value,
+            },
+        }
     }
 
     fn configure(_: &mut ConstraintSystem<Fr>) -> Self::Config {
         unreachable!("StepCircuit is configured with params")
     }
 
-    fn synthesize(&self, config: Self::Config, mut layouter: impl Layouter<Fr>) -> Result<(), Error> {
+    fn synthesize(
+        &self,
+        config: Self::Config,
+        mut layouter: impl Layouter<Fr>,
+    ) -> Result<(), Error> {
         config.base.initialize(&mut layouter);
-        let fx = FixedParams { frac_bits: self.params.frac_bits, value_bits: self.params.value_bits };
+        let fx = FixedParams {
+            frac_bits: self.params.frac_bits,
+            value_bits: self.params.value_bits,
+        };
         let table = ExpTable::new(&fx);
         layouter.assign_table(
             || "exp table",
@@ -461,7 +538,11 @@ impl Circuit<Fr> for StepCircuit {
                     put(lo as i128 + 1, *v as i128, &mut row)?;
                 }
                 for (hi, v) in table.hi.iter().enumerate() {
-                    put((1i128 << table.lo_bits) + hi as i128 + 1, *v as i128, &mut row)?;
+                    put(
+                        (1i128 << table.lo_bits) + hi as i128 + 1,
+                        *v as i128,
+                        &mut row,
+                    )?;
                 }
                 Ok(())
             },
@@ -472,8 +553,11 @@ impl Circuit<Fr> for StepCircuit {
             || "halo2-base",
             |mut region| {
                 let gate = config.base.gate();
-                builder.core().phase_manager[0].assign_raw(&(gate.basic_gates[0].clone(), gate.max_rows), &mut region);
-                if let halo2_base::gates::circuit::MaybeRangeConfig::WithRange(rc) = &config.base.base {
+                builder.core().phase_manager[0]
+                    .assign_raw(&(gate.basic_gates[0].clone(), gate.max_rows), &mut region);
+                if let halo2_base::gates::circuit::MaybeRangeConfig::WithRange(rc) =
+                    &config.base.base
+                {
                     builder.assign_lookups_in_phase(rc, &mut region, 0);
                 }
                 Ok(())
@@ -485,8 +569,18 @@ impl Circuit<Fr> for StepCircuit {
                 let mut cm = (!witness_gen_only).then(|| builder.core().copy_manager.lock());
                 for (row, [k, v]) in self.lookups.iter().enumerate() {
                     config.exp.q.enable(&mut region, row)?;
-                    let kc = raw_assign_advice(&mut region, config.exp.key, row, Value::known(*k.value()));
-                    let vc = raw_assign_advice(&mut region, config.exp.value, row, Value::known(*v.value()));
+                    let kc = raw_assign_advice(
+                        &mut region,
+                        config.exp.key,
+                        row,
+                        Value::known(*k.value()),
+                    );
+                    let vc = raw_assign_advice(
+                        &mut region,
+                        config.exp.value,
+                        row,
+                        Value::known(*v.value()),
+                    );
                     if let Some(Ok(cm)) = cm.as_mut() {
                         constrain_virtual_equals_external(&mut region, *k, kc.cell(), cm);
                         constrain_virtual_equals_external(&mut region, *v, vc.cell(), cm);
@@ -499,7 +593,10 @@ impl Circuit<Fr> for StepCircuit {
             || "copy constraints",
             |mut region| {
                 if !witness_gen_only {
-                    builder.core().copy_manager.assign_raw(config.base.constants(), &mut region);
+                    builder
+                        .core()
+                        .copy_manager
+                        .assign_raw(config.base.constants(), &mut region);
                 }
                 Ok(())
             },
@@ -515,7 +612,10 @@ impl CircuitExt<Fr> for StepCircuit {
     }
 
     fn instances(&self) -> Vec<Vec<Fr>> {
-        vec![self.builder.assigned_instances[0].iter().map(|a| *a.value()).collect()]
+        vec![self.builder.assigned_instances[0]
+            .iter()
+            .map(|a| *a.value())
+            .collect()]
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod export;
 mod inspect;
+mod prove_step;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +25,12 @@ pub enum Command {
     Export(export::ExportArgs),
     /// Show a run's configuration and results; optionally replay every step.
     Inspect(inspect::InspectArgs),
+    /// Generate an INSECURE local SRS for tests and demos.
+    Srs(prove_step::SrsArgs),
+    /// Prove one SGD step of a run.
+    ProveStep(prove_step::ProveStepArgs),
+    /// Verify a step proof from public data and print its statement.
+    VerifyStep(prove_step::VerifyStepArgs),
 }
 
 /// Runs one parsed command.
@@ -32,13 +39,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(a) => train::run(a),
         Command::Export(a) => export::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Srs(a) => prove_step::srs_cmd(a),
+        Command::ProveStep(a) => prove_step::prove(a),
+        Command::VerifyStep(a) => prove_step::verify(a),
     }
 }
 
-/// Logging to stderr: `RUST_LOG` filter (default `warn`), `LOG_FORMAT=json` for JSON lines.
+/// Logging to stderr: `RUST_LOG` filter (default `warn`, halo2-base internals `error`), `LOG_FORMAT=json` for JSON lines.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,halo2_base=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

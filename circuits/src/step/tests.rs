@@ -13,17 +13,33 @@ use zkaudit_model::{Architecture, DenseSpec, Engine};
 use super::*;
 
 /// A transcript of a small synthetic run, built with the model crate's engine.
-pub(crate) fn synthetic_run(dims: &[(usize, Activation)], n: usize, batch: usize, steps: usize, seed: u64) -> Transcript {
+pub(crate) fn synthetic_run(
+    dims: &[(usize, Activation)],
+    n: usize,
+    batch: usize,
+    steps: usize,
+    seed: u64,
+) -> Transcript {
     let fx = FixedParams::default();
     let layers: Vec<DenseSpec> = dims
         .windows(2)
-        .map(|d| DenseSpec { inputs: d[0].0, outputs: d[1].0, activation: d[1].1 })
+        .map(|d| DenseSpec {
+            inputs: d[0].0,
+            outputs: d[1].0,
+            activation: d[1].1,
+        })
         .collect();
     // The activation listed with a width applies to the layer producing it.
     let arch = Architecture::new(layers).unwrap();
     let mut rng = SeedRng::new(b"synthetic", seed, 0);
     let classes = arch.num_classes() as u64;
-    let features: Vec<Vec<i64>> = (0..n).map(|_| (0..arch.input_dim()).map(|_| rng.below(fx.one() as u64 + 1) as i64).collect()).collect();
+    let features: Vec<Vec<i64>> = (0..n)
+        .map(|_| {
+            (0..arch.input_dim())
+                .map(|_| rng.below(fx.one() as u64 + 1) as i64)
+                .collect()
+        })
+        .collect();
     let labels: Vec<u32> = (0..n).map(|_| rng.below(classes) as u32).collect();
     let lr_fx = fx.quantize(0.25).unwrap();
     let engine = Engine::new(arch.clone(), fx);
@@ -33,7 +49,10 @@ pub(crate) fn synthetic_run(dims: &[(usize, Activation)], n: usize, batch: usize
         let idx = sched.batch(t as u64);
         let xs: Vec<_> = idx.iter().map(|&i| features[i as usize].clone()).collect();
         let ys: Vec<_> = idx.iter().map(|&i| labels[i as usize]).collect();
-        let next = engine.step(&weights[t], &xs, &ys, lr_fx).unwrap().new_weights;
+        let next = engine
+            .step(&weights[t], &xs, &ys, lr_fx)
+            .unwrap()
+            .new_weights;
         weights.push(next);
     }
     Transcript {
@@ -50,10 +69,22 @@ pub(crate) fn synthetic_run(dims: &[(usize, Activation)], n: usize, batch: usize
             scaling: ScalingKind::None,
         },
         init: InitSource::Seeded,
-        data_source: DataSource { path: "synthetic".into(), sha256: String::new(), records: n, features: arch.input_dim() },
-        scaling: Scaling { kind: ScalingKind::None, offset: vec![0.0; arch.input_dim()], factor: vec![1.0; arch.input_dim()] },
+        data_source: DataSource {
+            path: "synthetic".into(),
+            sha256: String::new(),
+            records: n,
+            features: arch.input_dim(),
+        },
+        scaling: Scaling {
+            kind: ScalingKind::None,
+            offset: vec![0.0; arch.input_dim()],
+            factor: vec![1.0; arch.input_dim()],
+        },
         train: FixedDataset { features, labels },
-        test: FixedDataset { features: vec![], labels: vec![] },
+        test: FixedDataset {
+            features: vec![],
+            labels: vec![],
+        },
         weight_salts: (0..=steps as u128).map(|i| 1000 + i).collect(),
         leaf_salts: (0..n as u128).map(|i| 77 + 3 * i).collect(),
         weights,
@@ -62,18 +93,50 @@ pub(crate) fn synthetic_run(dims: &[(usize, Activation)], n: usize, batch: usize
 
 const K: u32 = 14;
 
-fn mock(t: &Transcript, step: usize, edit: impl FnOnce(&mut StepStatement, &mut StepWitness), tamper: Option<Tamper>) -> bool {
-    let tree = MerkleTree::of_dataset(&t.train.features, &t.train.labels, &t.leaf_salts, t.config.fx.value_bits);
+fn mock(
+    t: &Transcript,
+    step: usize,
+    edit: impl FnOnce(&mut StepStatement, &mut StepWitness),
+    tamper: Option<Tamper>,
+) -> bool {
+    let tree = MerkleTree::of_dataset(
+        &t.train.features,
+        &t.train.labels,
+        &t.leaf_salts,
+        t.config.fx.value_bits,
+    );
     let shape = StepShape::for_run(t, K);
     let (mut st, mut w) = step_inputs(t, &tree, step).unwrap();
     edit(&mut st, &mut w);
-    let circuit = StepCircuit::build(&shape, &st, &w, CircuitBuilderStage::Mock, None, None, tamper).unwrap();
+    let circuit = StepCircuit::build(
+        &shape,
+        &st,
+        &w,
+        CircuitBuilderStage::Mock,
+        None,
+        None,
+        tamper,
+    )
+    .unwrap();
     let public = st.instances();
-    MockProver::run(K, &circuit, vec![public]).unwrap().verify().is_ok()
+    MockProver::run(K, &circuit, vec![public])
+        .unwrap()
+        .verify()
+        .is_ok()
 }
 
 fn mlp() -> Transcript {
-    synthetic_run(&[(4, Activation::None), (3, Activation::Relu), (3, Activation::None)], 10, 2, 3, 1)
+    synthetic_run(
+        &[
+            (4, Activation::None),
+            (3, Activation::Relu),
+            (3, Activation::None),
+        ],
+        10,
+        2,
+        3,
+        1,
+    )
 }
 
 #[test]
@@ -87,7 +150,18 @@ fn accepts_honest_mlp_steps() {
 fn accepts_logistic_regression_and_linear_hidden_layer() {
     let lr = synthetic_run(&[(5, Activation::None), (2, Activation::None)], 9, 4, 2, 2);
     assert!(mock(&lr, 1, |_, _| {}, None));
-    let lin = synthetic_run(&[(3, Activation::None), (4, Activation::None), (2, Activation::Relu), (3, Activation::None)], 8, 2, 2, 3);
+    let lin = synthetic_run(
+        &[
+            (3, Activation::None),
+            (4, Activation::None),
+            (2, Activation::Relu),
+            (3, Activation::None),
+        ],
+        8,
+        2,
+        2,
+        3,
+    );
     assert!(mock(&lin, 1, |_, _| {}, None));
 }
 
@@ -108,8 +182,18 @@ fn rejects_wrong_gradient() {
 
 #[test]
 fn rejects_remainder_out_of_range() {
-    assert!(!mock(&mlp(), 0, |_, _| {}, Some(Tamper::RemainderTooLarge(3))));
-    assert!(!mock(&mlp(), 0, |_, _| {}, Some(Tamper::RemainderNegative(3))));
+    assert!(!mock(
+        &mlp(),
+        0,
+        |_, _| {},
+        Some(Tamper::RemainderTooLarge(3))
+    ));
+    assert!(!mock(
+        &mlp(),
+        0,
+        |_, _| {},
+        Some(Tamper::RemainderNegative(3))
+    ));
 }
 
 #[test]
@@ -118,7 +202,12 @@ fn rejects_flipped_relu_bit() {
     let t = mlp();
     let nparams = t.config.arch.num_params();
     let nfeat = 2 * 4;
-    assert!(!mock(&t, 0, |_, _| {}, Some(Tamper::FlipSignBit(nparams + nfeat + 1))));
+    assert!(!mock(
+        &t,
+        0,
+        |_, _| {},
+        Some(Tamper::FlipSignBit(nparams + nfeat + 1))
+    ));
 }
 
 #[test]
@@ -142,7 +231,9 @@ fn rejects_record_at_wrong_index() {
     let tree = MerkleTree::of_dataset(&t.train.features, &t.train.labels, &t.leaf_salts, 32);
     let (st, _) = step_inputs(&t, &tree, 0).unwrap();
     // A genuine record of the dataset, with its genuine path, but not the scheduled one.
-    let other = (0..t.train.len() as u32).find(|i| !st.indices.contains(i)).unwrap() as usize;
+    let other = (0..t.train.len() as u32)
+        .find(|i| !st.indices.contains(i))
+        .unwrap() as usize;
     assert!(!mock(
         &t,
         0,
@@ -158,7 +249,12 @@ fn rejects_record_at_wrong_index() {
 
 #[test]
 fn rejects_changed_label_and_wrong_salt() {
-    assert!(!mock(&mlp(), 0, |_, w| w.labels[1] = (w.labels[1] + 1) % 3, None));
+    assert!(!mock(
+        &mlp(),
+        0,
+        |_, w| w.labels[1] = (w.labels[1] + 1) % 3,
+        None
+    ));
     assert!(!mock(&mlp(), 0, |_, w| w.salt_before += 1, None));
     assert!(!mock(&mlp(), 0, |_, w| w.leaf_salts[0] += 1, None));
 }
@@ -181,8 +277,20 @@ fn exp_tamper_is_caught_by_the_lookup_itself() {
     let tree = MerkleTree::of_dataset(&t.train.features, &t.train.labels, &t.leaf_salts, 32);
     let shape = StepShape::for_run(&t, K);
     let (st, w) = step_inputs(&t, &tree, 0).unwrap();
-    let circuit = StepCircuit::build(&shape, &st, &w, CircuitBuilderStage::Mock, None, None, Some(Tamper::ExpValue(1))).unwrap();
-    let errs = MockProver::run(K, &circuit, vec![st.instances()]).unwrap().verify().unwrap_err();
+    let circuit = StepCircuit::build(
+        &shape,
+        &st,
+        &w,
+        CircuitBuilderStage::Mock,
+        None,
+        None,
+        Some(Tamper::ExpValue(1)),
+    )
+    .unwrap();
+    let errs = MockProver::run(K, &circuit, vec![st.instances()])
+        .unwrap()
+        .verify()
+        .unwrap_err();
     let text = format!("{errs:?}");
     assert!(text.contains("exp table"), "{text}");
 }
@@ -191,13 +299,32 @@ fn exp_tamper_is_caught_by_the_lookup_itself() {
 #[test]
 #[ignore]
 fn print_digits_shape() {
-    let t = synthetic_run(&[(64, Activation::None), (16, Activation::Relu), (10, Activation::None)], 1438, 8, 1, 5);
+    let t = synthetic_run(
+        &[
+            (64, Activation::None),
+            (16, Activation::Relu),
+            (10, Activation::None),
+        ],
+        1438,
+        8,
+        1,
+        5,
+    );
     let tree = MerkleTree::of_dataset(&t.train.features, &t.train.labels, &t.leaf_salts, 32);
     for k in [15u32, 16, 17, 18] {
         let shape = StepShape::for_run(&t, k);
         let (st, w) = step_inputs(&t, &tree, 0).unwrap();
         let start = std::time::Instant::now();
-        let c = StepCircuit::build(&shape, &st, &w, CircuitBuilderStage::Keygen, None, None, None).unwrap();
+        let c = StepCircuit::build(
+            &shape,
+            &st,
+            &w,
+            CircuitBuilderStage::Keygen,
+            None,
+            None,
+            None,
+        )
+        .unwrap();
         let stats = c.builder.statistics();
         println!(
             "k={k} cells={} lookups={:?} params={:?} exp_lookups={} build={:?}",

@@ -1,0 +1,167 @@
+//! `zkaudit srs`, `zkaudit prove-step` and `zkaudit verify-step`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use zkaudit_circuits::halo2_base_stage::CircuitBuilderStage;
+use zkaudit_circuits::hash::MerkleTree;
+use zkaudit_circuits::keys::{step_key, step_vk};
+use zkaudit_circuits::prover::{prove_step, verify_step, StepProof};
+use zkaudit_circuits::shape::StepShape;
+use zkaudit_circuits::srs;
+use zkaudit_circuits::step::{dummy_inputs, StepCircuit};
+use zkaudit_model::transcript::Transcript;
+
+/// Where the SRS and key cache live.
+#[derive(Debug, Args)]
+pub struct ProvingFiles {
+    /// SRS file (halo2 KZG format); create a local one with `zkaudit srs`.
+    #[arg(long, env = "ZKAUDIT_SRS", default_value = "params/kzg_bn254.srs")]
+    pub srs: PathBuf,
+    /// Directory of cached proving/verifying keys.
+    #[arg(long, env = "ZKAUDIT_KEYS", default_value = ".zkaudit-keys")]
+    pub keys: PathBuf,
+}
+
+/// Arguments of `zkaudit srs`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  zkaudit srs --k 18 --out params/kzg_bn254.srs   # INSECURE local SRS for tests and demos")]
+pub struct SrsArgs {
+    /// log2 of the largest circuit size it serves (smaller ones are derived by downsizing).
+    #[arg(long, default_value_t = 18)]
+    pub k: u32,
+    /// Output file.
+    #[arg(long, env = "ZKAUDIT_SRS", default_value = "params/kzg_bn254.srs")]
+    pub out: PathBuf,
+}
+
+/// Runs `zkaudit srs`.
+pub fn srs_cmd(a: SrsArgs) -> anyhow::Result<()> {
+    eprintln!(
+        "generating an INSECURE local SRS (k = {}); for production load a ceremony file instead",
+        a.k
+    );
+    let start = Instant::now();
+    srs::generate_insecure(a.k, &a.out)?;
+    println!(
+        "wrote {} (k = {}, INSECURE: local secret) in {:.1}s",
+        a.out.display(),
+        a.k,
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Arguments of `zkaudit prove-step`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  zkaudit srs --k 18
+  zkaudit prove-step --run runs/digits --step 0 --out runs/digits/step0.proof
+  zkaudit verify-step runs/digits/step0.proof")]
+pub struct ProveStepArgs {
+    /// Run directory written by `zkaudit train`.
+    #[arg(long, env = "ZKAUDIT_RUN")]
+    pub run: PathBuf,
+    /// Step to prove (0-based).
+    #[arg(long)]
+    pub step: usize,
+    /// Output step-proof file.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Circuit size 2^k (default: chosen from the model and batch).
+    #[arg(long)]
+    pub k: Option<u32>,
+    /// SRS and key cache.
+    #[command(flatten)]
+    pub files: ProvingFiles,
+}
+
+/// Runs `zkaudit prove-step`.
+pub fn prove(a: ProveStepArgs) -> anyhow::Result<()> {
+    let t = Transcript::read_run(&a.run)?;
+    if a.step >= t.num_steps() {
+        bail!(
+            "--step {} does not exist: the run has steps 0..{}",
+            a.step,
+            t.num_steps()
+        );
+    }
+    let shape = match a.k {
+        Some(k) => StepShape::for_run(&t, k),
+        None => {
+            let probe = StepShape::for_run(&t, 16);
+            let (st, w) = dummy_inputs(&probe);
+            let c = StepCircuit::build(
+                &probe,
+                &st,
+                &w,
+                CircuitBuilderStage::Keygen,
+                None,
+                None,
+                None,
+            )?;
+            StepShape::auto(&t, c.advice_cells())
+        }
+    };
+    let params = srs::load(&a.files.srs, shape.k)?;
+    if srs::is_insecure(&a.files.srs) {
+        eprintln!(
+            "warning: {} is an INSECURE local SRS (tests and demos only)",
+            a.files.srs.display()
+        );
+    }
+    let start = Instant::now();
+    let tree = MerkleTree::of_dataset(
+        &t.train.features,
+        &t.train.labels,
+        &t.leaf_salts,
+        t.config.fx.value_bits,
+    );
+    let key = step_key(&a.files.keys, &shape, &params)
+        .context("loading or generating the proving key")?;
+    let keyed = start.elapsed();
+    let proof = prove_step(&t, &tree, a.step, &shape, &params, &key)?;
+    let total = start.elapsed();
+    proof.write(&a.out)?;
+    println!(
+        "proved step {} (k = {}, {} advice cells): keys {:.1}s, prove {:.1}s; wrote {} ({} proof bytes)",
+        a.step,
+        shape.k,
+        key.meta.advice_cells,
+        keyed.as_secs_f64(),
+        (total - keyed).as_secs_f64(),
+        a.out.display(),
+        proof.proof.len()
+    );
+    Ok(())
+}
+
+/// Arguments of `zkaudit verify-step`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  zkaudit verify-step runs/digits/step0.proof")]
+pub struct VerifyStepArgs {
+    /// Step-proof file.
+    pub proof: PathBuf,
+    /// SRS and key cache.
+    #[command(flatten)]
+    pub files: ProvingFiles,
+}
+
+/// Runs `zkaudit verify-step`.
+pub fn verify(a: VerifyStepArgs) -> anyhow::Result<()> {
+    let p = StepProof::read(&a.proof)?;
+    let params = srs::load(&a.files.srs, p.shape.k)?;
+    let vk = step_vk(&a.files.keys, &p.shape, &params)?;
+    let start = Instant::now();
+    verify_step(&p, &params, &vk).with_context(|| format!("{} is NOT valid", a.proof.display()))?;
+    println!(
+        "VALID ({:.0} ms): {}",
+        start.elapsed().as_secs_f64() * 1e3,
+        p.describe()
+    );
+    Ok(())
+}
