@@ -57,6 +57,8 @@ pub enum Tamper {
     Gradient(usize),
     /// The `n`-th exp evaluation uses a low-table value off by one.
     ExpValue(usize),
+    /// The output of the `n`-th Poseidon permutation is off by one.
+    PoseidonOutput(usize),
 }
 
 /// Counts of each operation, to address [`Tamper`] targets.

@@ -1,7 +1,8 @@
 //! Poseidon commitments and the dataset Merkle tree.
 //!
-//! Poseidon is halo2-base's (BN254, width 3, rate 2, 8 full and 57 partial
-//! rounds, the parameters snark-verifier uses), as a fixed-length hash. Each
+//! Poseidon is halo2-base's sponge (BN254, width 3, rate 2, 8 full and 57
+//! partial rounds, the parameters snark-verifier uses), as a fixed-length
+//! hash, computed in the dedicated region of [`crate::poseidon`]. Each
 //! use has its own leading tag, so a weight commitment, a leaf and a node can
 //! never be confused:
 //!
@@ -29,21 +30,12 @@ use std::sync::OnceLock;
 use halo2_base::gates::flex_gate::threads::SinglePhaseCoreManager;
 use halo2_base::gates::{GateChip, GateInstructions};
 use halo2_base::poseidon::hasher::spec::OptimizedPoseidonSpec;
-use halo2_base::poseidon::hasher::PoseidonHasher;
 use halo2_base::{AssignedValue, Context, QuantumCell};
 use rayon::prelude::*;
 
 use crate::field::{fe, fe_u128};
+use crate::poseidon::{PoseidonChip, RATE, R_F, R_P, T};
 use crate::Fr;
-
-/// Sponge width.
-pub const T: usize = 3;
-/// Sponge rate.
-pub const RATE: usize = 2;
-/// Full rounds.
-pub const R_F: usize = 8;
-/// Partial rounds.
-pub const R_P: usize = 57;
 
 /// Tag of weight commitments.
 pub const TAG_WEIGHTS: u64 = 0x7a6b_0001;
@@ -52,17 +44,11 @@ pub const TAG_LEAF: u64 = 0x7a6b_0002;
 /// Tag of Merkle nodes.
 pub const TAG_NODE: u64 = 0x7a6b_0003;
 
-/// The Poseidon specification shared by every hash.
-pub fn spec() -> &'static OptimizedPoseidonSpec<Fr, T, RATE> {
+/// halo2-base's optimized specification of the same Poseidon (used to test
+/// that [`crate::poseidon`] computes the same hash).
+pub fn halo2_base_spec() -> &'static OptimizedPoseidonSpec<Fr, T, RATE> {
     static SPEC: OnceLock<OptimizedPoseidonSpec<Fr, T, RATE>> = OnceLock::new();
     SPEC.get_or_init(OptimizedPoseidonSpec::new::<R_F, R_P, 0>)
-}
-
-/// A Poseidon hasher with its constants loaded into `ctx`.
-pub fn hasher(ctx: &mut Context<Fr>, gate: &GateChip<Fr>) -> PoseidonHasher<Fr, T, RATE> {
-    let mut h = PoseidonHasher::new(spec().clone());
-    h.initialize_consts(ctx, gate);
-    h
 }
 
 /// Lanes per packed field element for `value_bits`-bit values.
@@ -120,7 +106,7 @@ pub fn pow2(n: u32) -> Fr {
 pub fn commit_weights(
     ctx: &mut Context<Fr>,
     gate: &GateChip<Fr>,
-    h: &PoseidonHasher<Fr, T, RATE>,
+    h: &PoseidonChip,
     salt: AssignedValue<Fr>,
     weights: &[AssignedValue<Fr>],
     value_bits: u32,
@@ -128,14 +114,14 @@ pub fn commit_weights(
     let tag = ctx.load_constant(Fr::from(TAG_WEIGHTS));
     let mut input = vec![tag, salt];
     input.extend(pack(ctx, gate, weights, value_bits));
-    h.hash_fix_len_array(ctx, gate, &input)
+    h.hash_fix_len(ctx, gate, &input)
 }
 
 /// `H(TAG_LEAF, salt, label, pack(features))` in-circuit (features already range-checked).
 pub fn leaf(
     ctx: &mut Context<Fr>,
     gate: &GateChip<Fr>,
-    h: &PoseidonHasher<Fr, T, RATE>,
+    h: &PoseidonChip,
     salt: AssignedValue<Fr>,
     label: AssignedValue<Fr>,
     features: &[AssignedValue<Fr>],
@@ -144,26 +130,26 @@ pub fn leaf(
     let tag = ctx.load_constant(Fr::from(TAG_LEAF));
     let mut input = vec![tag, salt, label];
     input.extend(pack(ctx, gate, features, value_bits));
-    h.hash_fix_len_array(ctx, gate, &input)
+    h.hash_fix_len(ctx, gate, &input)
 }
 
 /// `H(TAG_NODE, l, r)` in-circuit.
 pub fn node(
     ctx: &mut Context<Fr>,
     gate: &GateChip<Fr>,
-    h: &PoseidonHasher<Fr, T, RATE>,
+    h: &PoseidonChip,
     l: AssignedValue<Fr>,
     r: AssignedValue<Fr>,
 ) -> AssignedValue<Fr> {
     let tag = ctx.load_constant(Fr::from(TAG_NODE));
-    h.hash_fix_len_array(ctx, gate, &[tag, l, r])
+    h.hash_fix_len(ctx, gate, &[tag, l, r])
 }
 
 /// Root from a leaf, its index bits (least significant first) and siblings.
 pub fn merkle_root(
     ctx: &mut Context<Fr>,
     gate: &GateChip<Fr>,
-    h: &PoseidonHasher<Fr, T, RATE>,
+    h: &PoseidonChip,
     leaf: AssignedValue<Fr>,
     index_bits: &[AssignedValue<Fr>],
     siblings: &[AssignedValue<Fr>],
@@ -179,13 +165,11 @@ pub fn merkle_root(
 }
 
 /// Runs a gadget in witness-only mode and returns its native result.
-pub fn native<R>(
-    f: impl FnOnce(&mut Context<Fr>, &GateChip<Fr>, &PoseidonHasher<Fr, T, RATE>) -> R,
-) -> R {
+pub fn native<R>(f: impl FnOnce(&mut Context<Fr>, &GateChip<Fr>, &PoseidonChip) -> R) -> R {
     let mut pool = SinglePhaseCoreManager::new(true, Default::default());
     let gate = GateChip::default();
     let ctx = pool.main();
-    let h = hasher(ctx, &gate);
+    let h = PoseidonChip::new();
     f(ctx, &gate, &h)
 }
 

@@ -1,7 +1,7 @@
 //! Proving and verifying keys of the step circuit, cached on disk.
 //!
 //! A key is identified by the circuit shape and the SRS
-//! (`step-<shape id>-<srs id>`); the cache holds the proving key
+//! (`step-v<circuit version>-<shape id>-<srs id>`); the cache holds the proving key
 //! (`.pk`), the verifying key (`.vk`) and the physical parameters with the
 //! halo2-base break points (`.json`). Keygen is deterministic: it builds the
 //! circuit from an all-zero witness of the shape.
@@ -41,7 +41,12 @@ pub struct StepKey {
 }
 
 fn base(dir: &Path, shape: &StepShape, params: &ParamsKZG<Bn256>) -> PathBuf {
-    dir.join(format!("step-{}-{}", shape.id(), srs_id(params)))
+    dir.join(format!(
+        "step-v{}-{}-{}",
+        crate::step::CIRCUIT_VERSION,
+        shape.id(),
+        srs_id(params)
+    ))
 }
 
 fn keygen_circuit(shape: &StepShape) -> Result<StepCircuit> {

@@ -6,6 +6,7 @@
 //!
 //! Module map:
 //! - [`field`]: signed fixed-point integers as BN254 scalars;
+//! - [`poseidon`]: the dedicated Poseidon permutation region;
 //! - [`hash`]: Poseidon commitments and the Merkle tree, native values computed
 //!   by running the very same gadgets in witness-only mode;
 //! - [`fixed_chip`]: range-checked values, rounding division, ReLU, softmax exp lookups;
@@ -18,6 +19,7 @@ pub mod field;
 pub mod fixed_chip;
 pub mod hash;
 pub mod keys;
+pub mod poseidon;
 pub mod prover;
 #[cfg(test)]
 mod prover_tests;

@@ -37,8 +37,13 @@ use zkaudit_model::{Activation, FixedParams, Weights};
 use crate::field::{fe, fe64, fe_u128};
 use crate::fixed_chip::{FixedChip, Tamper};
 use crate::hash::{self, MerkleTree};
+use crate::poseidon::{PermRequest, PoseidonChip, PoseidonConfig};
 use crate::shape::{PublicParams, StepShape, MINIMUM_ROWS};
 use crate::{CircuitError, Fr, Result};
+
+/// Version of the step circuit's constraint system; part of every key's cache
+/// name, so a changed circuit never loads a stale key.
+pub const CIRCUIT_VERSION: u32 = 2;
 
 /// The public statement of one step.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,6 +164,8 @@ pub struct StepCircuitParams {
     pub frac_bits: u32,
     /// Stored-value width.
     pub value_bits: u32,
+    /// Parallel lanes of the Poseidon region.
+    pub poseidon_lanes: usize,
 }
 
 /// Columns of the exp-table lookup.
@@ -178,6 +185,8 @@ pub struct StepConfig {
     pub base: BaseConfig<Fr>,
     /// The exp table lookup.
     pub exp: ExpLookupConfig,
+    /// The Poseidon region.
+    pub poseidon: PoseidonConfig,
 }
 
 /// The step circuit, ready for keygen, mock proving or proving.
@@ -186,6 +195,8 @@ pub struct StepCircuit {
     pub builder: BaseCircuitBuilder<Fr>,
     /// Exp-table `(key, value)` lookups.
     pub lookups: Vec<[AssignedValue<Fr>; 2]>,
+    /// Poseidon permutations for the dedicated region.
+    pub perms: Vec<PermRequest>,
     /// Physical parameters.
     pub params: StepCircuitParams,
 }
@@ -216,9 +227,17 @@ impl StepCircuit {
             builder.set_break_points(bp);
         }
         let chip = FixedChip::new(builder.range_chip(), shape.fx, tamper);
-        let instances = synthesize_step(&mut builder, &chip, shape, statement, witness);
+        let poseidon = PoseidonChip {
+            tamper_output: match tamper {
+                Some(Tamper::PoseidonOutput(n)) => Some(n),
+                _ => None,
+            },
+            ..PoseidonChip::default()
+        };
+        let instances = synthesize_step(&mut builder, &chip, &poseidon, shape, statement, witness);
         builder.assigned_instances = vec![instances];
         let lookups = chip.exp_lookups.borrow().clone();
+        let perms = poseidon.requests.borrow().clone();
         let params = match params {
             Some(p) => p,
             None => {
@@ -236,12 +255,14 @@ impl StepCircuit {
                     base,
                     frac_bits: shape.fx.frac_bits,
                     value_bits: shape.fx.value_bits,
+                    poseidon_lanes: poseidon.lanes_needed(usable),
                 }
             }
         };
         Ok(StepCircuit {
             builder,
             lookups,
+            perms,
             params,
         })
     }
@@ -295,6 +316,7 @@ type Cells = Vec<AssignedValue<Fr>>;
 fn synthesize_step(
     builder: &mut BaseCircuitBuilder<Fr>,
     chip: &FixedChip,
+    h: &PoseidonChip,
     shape: &StepShape,
     st: &StepStatement,
     w: &StepWitness,
@@ -304,7 +326,6 @@ fn synthesize_step(
     let f = fx.frac_bits;
     let vb = fx.value_bits;
     let ctx = builder.main(0);
-    let h = hash::hasher(ctx, &gate);
 
     // Public values.
     let c_before = ctx.load_witness(st.c_before);
@@ -335,7 +356,7 @@ fn synthesize_step(
         .flat_map(|(wl, bl)| wl.iter().chain(bl).copied())
         .collect();
     let salt_before = ctx.load_witness(fe_u128(w.salt_before));
-    let c = hash::commit_weights(ctx, &gate, &h, salt_before, &flat, vb);
+    let c = hash::commit_weights(ctx, &gate, h, salt_before, &flat, vb);
     ctx.constrain_equal(&c, &c_before);
 
     // 2. Records and their Merkle membership at the scheduled indices.
@@ -348,10 +369,10 @@ fn synthesize_step(
             .collect();
         let y = ctx.load_witness(Fr::from(w.labels[s] as u64));
         let salt = ctx.load_witness(fe_u128(w.leaf_salts[s]));
-        let leaf = hash::leaf(ctx, &gate, &h, salt, y, &x, vb);
+        let leaf = hash::leaf(ctx, &gate, h, salt, y, &x, vb);
         let bits = gate.num_to_bits(ctx, indices[s], shape.depth);
         let sibs: Vec<_> = w.paths[s].iter().map(|&p| ctx.load_witness(p)).collect();
-        let r = hash::merkle_root(ctx, &gate, &h, leaf, &bits, &sibs);
+        let r = hash::merkle_root(ctx, &gate, h, leaf, &bits, &sibs);
         ctx.constrain_equal(&r, &root);
         xs.push(x);
         ys.push(y);
@@ -457,7 +478,7 @@ fn synthesize_step(
     // 7. Commitment to the updated weights.
     let flat_new: Vec<_> = new_layers.into_iter().flatten().collect();
     let salt_after = ctx.load_witness(fe_u128(w.salt_after));
-    let c = hash::commit_weights(ctx, &gate, &h, salt_after, &flat_new, vb);
+    let c = hash::commit_weights(ctx, &gate, h, salt_after, &flat_new, vb);
     ctx.constrain_equal(&c, &c_after);
 
     let mut instances = vec![c_before, c_after, root, step, digest];
@@ -496,8 +517,10 @@ impl Circuit<Fr> for StepCircuit {
             let v = meta.query_advice(value, Rotation::cur());
             vec![(q.clone() * k, t_key), (q * v, t_value)]
         });
+        let poseidon = PoseidonConfig::configure(meta, params.poseidon_lanes.max(1));
         StepConfig {
             base,
+            poseidon,
             exp: ExpLookupConfig {
                 q,
                 key,
@@ -587,6 +610,20 @@ impl Circuit<Fr> for StepCircuit {
                     }
                 }
                 Ok(())
+            },
+        )?;
+        let usable = (1usize << self.params.base.k) - MINIMUM_ROWS;
+        layouter.assign_region(
+            || "poseidon",
+            |mut region| {
+                let mut cm = (!witness_gen_only).then(|| builder.core().copy_manager.lock());
+                let copy = match cm.as_mut() {
+                    Some(Ok(g)) => Some(&mut **g),
+                    _ => None,
+                };
+                config
+                    .poseidon
+                    .assign(&mut region, &self.perms, usable, copy)
             },
         )?;
         layouter.assign_region(

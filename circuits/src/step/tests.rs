@@ -216,6 +216,36 @@ fn rejects_exp_value_not_in_table() {
 }
 
 #[test]
+fn rejects_forged_poseidon_output() {
+    // First permutation of the weight commitment, one in the middle, and the last one.
+    let t = mlp();
+    for n in [0usize, 9, 19] {
+        let tree = MerkleTree::of_dataset(&t.train.features, &t.train.labels, &t.leaf_salts, 32);
+        let shape = StepShape::for_run(&t, K);
+        let (st, w) = step_inputs(&t, &tree, 0).unwrap();
+        let c = StepCircuit::build(
+            &shape,
+            &st,
+            &w,
+            CircuitBuilderStage::Mock,
+            None,
+            None,
+            Some(Tamper::PoseidonOutput(n)),
+        )
+        .unwrap();
+        assert!(n < c.perms.len());
+        let errs = MockProver::run(K, &c, vec![st.instances()])
+            .unwrap()
+            .verify()
+            .unwrap_err();
+        assert!(
+            format!("{errs:?}").contains("Equality constraint not satisfied"),
+            "permutation {n}: {errs:?}"
+        );
+    }
+}
+
+#[test]
 fn rejects_wrong_update_quotient() {
     assert!(!mock(&mlp(), 0, |_, _| {}, Some(Tamper::UpdateQuotient(2))));
 }
@@ -335,4 +365,26 @@ fn print_digits_shape() {
             start.elapsed()
         );
     }
+}
+
+#[test]
+#[ignore]
+fn print_constraint_degree() {
+    use halo2_base::halo2_proofs::plonk::ConstraintSystem;
+    let t = mlp();
+    let shape = StepShape::for_run(&t, K);
+    let (st, w) = dummy_inputs(&shape);
+    let c = StepCircuit::build(
+        &shape,
+        &st,
+        &w,
+        CircuitBuilderStage::Keygen,
+        None,
+        None,
+        None,
+    )
+    .unwrap();
+    let mut cs = ConstraintSystem::<Fr>::default();
+    let _ = StepCircuit::configure_with_params(&mut cs, c.params.clone());
+    println!("degree = {}", cs.degree());
 }
