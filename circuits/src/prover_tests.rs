@@ -92,3 +92,105 @@ fn time_srs_load() {
         eprintln!("load k={k}: {:?}", t.elapsed());
     }
 }
+
+/// A proof made from a corrupted witness (the prover skips constraint checks,
+/// as a cheating prover would) is rejected by the real verifier.
+#[test]
+fn real_proofs_of_tampered_witnesses_are_rejected() {
+    use crate::fixed_chip::Tamper;
+    use crate::halo2_base_stage::CircuitBuilderStage;
+    use crate::step::{step_inputs, StepCircuit};
+    use halo2_base::halo2_proofs::plonk::create_proof;
+    use halo2_base::halo2_proofs::poly::kzg::commitment::KZGCommitmentScheme;
+    use halo2_base::halo2_proofs::poly::kzg::multiopen::ProverSHPLONK;
+    use snark_verifier_sdk::halo2::{PoseidonTranscript, POSEIDON_SPEC};
+    use snark_verifier_sdk::NativeLoader;
+
+    let dir = tempfile::tempdir().unwrap();
+    let t = synthetic_run(
+        &[
+            (4, Activation::None),
+            (3, Activation::Relu),
+            (3, Activation::None),
+        ],
+        10,
+        2,
+        2,
+        9,
+    );
+    let tree = MerkleTree::of_dataset(&t.train.features, &t.train.labels, &t.leaf_salts, 32);
+    let k = 13;
+    let srs_path = dir.path().join("srs.bin");
+    let params = srs::generate_insecure(k, &srs_path).unwrap();
+    let shape = StepShape::for_run(&t, k);
+    let key = step_key(&dir.path().join("keys"), &shape, &params).unwrap();
+    let (st, w) = step_inputs(&t, &tree, 0).unwrap();
+    for tamper in [
+        None,
+        Some(Tamper::RemainderTooLarge(2)),
+        Some(Tamper::Gradient(1)),
+        Some(Tamper::FlipSignBit(40)),
+        Some(Tamper::PoseidonOutput(3)),
+    ] {
+        let circuit = StepCircuit::build(
+            &shape,
+            &st,
+            &w,
+            CircuitBuilderStage::Prover,
+            Some(key.meta.params.clone()),
+            Some(key.meta.break_points.clone()),
+            tamper,
+        )
+        .unwrap();
+        let instances = st.instances();
+        let mut transcript =
+            PoseidonTranscript::<NativeLoader, Vec<u8>>::from_spec(vec![], POSEIDON_SPEC.clone());
+        create_proof::<KZGCommitmentScheme<_>, ProverSHPLONK<'_, _>, _, _, _, _>(
+            &params,
+            &key.pk,
+            &[circuit],
+            &[&[&instances]],
+            rand_core::OsRng,
+            &mut transcript,
+        )
+        .unwrap();
+        let proof = transcript.finalize();
+        let res = verify_snark(&params, key.pk.get_vk(), &instances, &proof);
+        match tamper {
+            None => res.unwrap(),
+            Some(tm) => assert!(res.is_err(), "{tm:?} accepted by the verifier"),
+        }
+    }
+}
+
+/// Pins the verifying key of a small fixed shape (deterministic SRS), so an
+/// accidental change of the circuit is caught; bump `CIRCUIT_VERSION` and
+/// update the constant when the circuit changes on purpose.
+#[test]
+fn verifying_key_is_pinned() {
+    use halo2_base::halo2_proofs::halo2curves::bn256::Bn256;
+    use halo2_base::halo2_proofs::poly::kzg::commitment::ParamsKZG;
+    use rand_chacha::rand_core::SeedableRng;
+    const PINNED: &str = "0x20342a322c83b581ab3f37fccab751523865e1ec7520ff8ff161404a7c15ae3e";
+    let t = synthetic_run(
+        &[
+            (4, Activation::None),
+            (3, Activation::Relu),
+            (3, Activation::None),
+        ],
+        10,
+        2,
+        1,
+        1,
+    );
+    let params = ParamsKZG::<Bn256>::setup(13, rand_chacha::ChaCha20Rng::seed_from_u64(7));
+    let dir = tempfile::tempdir().unwrap();
+    let vk = step_vk(dir.path(), &StepShape::for_run(&t, 13), &params).unwrap();
+    let repr = format!("{:?}", vk.transcript_repr());
+    assert_eq!(
+        repr,
+        PINNED,
+        "circuit changed: the pinned verifying key differs (version {})",
+        crate::step::CIRCUIT_VERSION
+    );
+}

@@ -9,8 +9,18 @@ use zkaudit_model::{Architecture, FixedParams};
 use crate::hash::MerkleTree;
 use crate::Fr;
 
-/// Advice columns the automatic `k` aims for.
-pub const TARGET_ADVICE_COLUMNS: usize = 12;
+/// Advice columns (all kinds) the automatic `k` aims for.
+pub const TARGET_ADVICE_COLUMNS: usize = 16;
+
+/// Largest `k` the automatic choice goes to before accepting more columns.
+pub const MAX_AUTO_K: u32 = 19;
+
+/// Advice columns of a layout at `k`: halo2-base, Poseidon lanes, lookups.
+pub fn total_columns(k: u32, base_cells: usize, perms: usize) -> usize {
+    let usable = (1usize << k) - MINIMUM_ROWS;
+    let blocks = (usable / crate::poseidon::BLOCK_ROWS).max(1);
+    base_cells.div_ceil(usable) + 6 * perms.div_ceil(blocks).max(1) + 3
+}
 
 /// Rows halo2 keeps for blinding; never used for witnesses.
 pub const MINIMUM_ROWS: usize = 20;
@@ -48,13 +58,16 @@ impl StepShape {
         }
     }
 
-    /// The shape for a run with `k` chosen automatically: the smallest `k`
-    /// whose circuit needs at most [`TARGET_ADVICE_COLUMNS`] advice columns
-    /// (fewer, taller columns are cheaper to aggregate), given `cells` advice
-    /// cells; at least 12 so the exp table fits.
-    pub fn auto(t: &Transcript, cells: usize) -> Self {
+    /// The shape for a run with `k` chosen automatically from the circuit's
+    /// size: `base_cells` halo2-base advice cells and `perms` Poseidon
+    /// permutations. It is the smallest `k` (at least 12, so the exp table
+    /// fits) whose layout needs at most [`TARGET_ADVICE_COLUMNS`] advice
+    /// columns in all (halo2-base, six per Poseidon lane, three for lookups):
+    /// fewer, taller columns make smaller proofs that are cheaper to
+    /// aggregate. Past [`MAX_AUTO_K`] more columns are accepted instead.
+    pub fn auto(t: &Transcript, base_cells: usize, perms: usize) -> Self {
         let mut k = 12u32;
-        while k < 24 && cells > TARGET_ADVICE_COLUMNS * ((1usize << k) - MINIMUM_ROWS) {
+        while k < MAX_AUTO_K && total_columns(k, base_cells, perms) > TARGET_ADVICE_COLUMNS {
             k += 1;
         }
         Self::for_run(t, k)

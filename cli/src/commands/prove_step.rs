@@ -103,7 +103,7 @@ pub fn prove(a: ProveStepArgs) -> anyhow::Result<()> {
                 None,
                 None,
             )?;
-            StepShape::auto(&t, c.advice_cells())
+            StepShape::auto(&t, c.advice_cells(), c.perms.len())
         }
     };
     let params = srs::load(&a.files.srs, shape.k)?;
@@ -127,10 +127,15 @@ pub fn prove(a: ProveStepArgs) -> anyhow::Result<()> {
     let total = start.elapsed();
     proof.write(&a.out)?;
     println!(
-        "proved step {} (k = {}, {} advice cells): keys {:.1}s, prove {:.1}s; wrote {} ({} proof bytes)",
+        "proved step {} (k = {}, {} halo2-base cells, {} Poseidon lanes, {} advice columns): keys {:.1}s, prove {:.1}s; wrote {} ({} proof bytes)",
         a.step,
         shape.k,
         key.meta.advice_cells,
+        key.meta.params.poseidon_lanes,
+        key.meta.params.base.num_advice_per_phase.iter().sum::<usize>()
+            + key.meta.params.base.num_lookup_advice_per_phase.iter().sum::<usize>()
+            + 6 * key.meta.params.poseidon_lanes
+            + 2,
         keyed.as_secs_f64(),
         (total - keyed).as_secs_f64(),
         a.out.display(),
