@@ -13,7 +13,7 @@ declare -A ARGS=(
   [cancer]="--model examples/models/cancer_logreg.toml --data examples/data/breast_cancer.csv --epochs 1 --batch-size 16 --lr 0.5"
   [mnist]="--model examples/models/mnist_mlp.toml --data $OUT/mnist_shape.npy --epochs 1 --batch-size 16 --lr 0.05"
 )
-for name in digits cancer mnist; do
+for name in ${NAMES:-digits cancer mnist}; do
   $Z train ${ARGS[$name]} --seed 42 --out "$OUT/$name" > "$OUT/$name.train.log"
   export ZKAUDIT_KEYS="$OUT/keys-$name"
   rm -rf "$ZKAUDIT_KEYS"

@@ -12,13 +12,18 @@
 //! - [`fixed_chip`]: range-checked values, rounding division, ReLU, softmax exp lookups;
 //! - [`step`]: the SGD-step circuit;
 //! - [`shape`]: circuit shape derived from the model and batch;
-//! - [`srs`], [`keys`], [`prover`]: SRS files, cached proving keys, prove and verify.
+//! - [`srs`], [`keys`], [`prover`]: SRS files, cached proving keys, prove and verify;
+//! - [`certificate`], [`pipeline`]: training certificates and the local pipeline.
 
+pub mod certificate;
+#[cfg(test)]
+mod certificate_tests;
 pub mod error;
 pub mod field;
 pub mod fixed_chip;
 pub mod hash;
 pub mod keys;
+pub mod pipeline;
 pub mod poseidon;
 pub mod prover;
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 mod export;
 mod inspect;
+mod prove;
 mod prove_step;
 mod train;
 
@@ -31,6 +32,10 @@ pub enum Command {
     ProveStep(prove_step::ProveStepArgs),
     /// Verify a step proof from public data and print its statement.
     VerifyStep(prove_step::VerifyStepArgs),
+    /// Prove the steps of a run and write a training certificate.
+    Prove(prove::ProveArgs),
+    /// Verify a training certificate and print its claim.
+    Verify(prove::VerifyArgs),
 }
 
 /// Runs one parsed command.
@@ -42,6 +47,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Srs(a) => prove_step::srs_cmd(a),
         Command::ProveStep(a) => prove_step::prove(a),
         Command::VerifyStep(a) => prove_step::verify(a),
+        Command::Prove(a) => prove::prove(a),
+        Command::Verify(a) => prove::verify(a),
     }
 }
 

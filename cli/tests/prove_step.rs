@@ -94,3 +94,45 @@ fn prove_and_verify_a_step() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("missing.proof"));
 }
+
+#[test]
+fn prove_a_run_and_verify_the_certificate() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    ok(zkaudit(dir).args(["srs", "--k", "15"]));
+    let run = tiny_run(dir, "b", "2");
+    let cert = dir.join("run.cert");
+    let out = ok(zkaudit(dir)
+        .args(["prove", "--steps", "3", "--run"])
+        .arg(&run)
+        .arg("--out")
+        .arg(&cert));
+    assert!(out.contains("proved 3 steps"), "{out}");
+    let out = ok(zkaudit(dir).arg("verify").arg(&cert));
+    assert!(
+        out.contains("VALID") && out.contains("by 3 SGD steps") && out.contains("seeded"),
+        "{out}"
+    );
+
+    let mut bytes = std::fs::read(&cert).unwrap();
+    let n = bytes.len();
+    bytes[n - 100] ^= 0x20;
+    let bad = dir.join("bad.cert");
+    std::fs::write(&bad, &bytes).unwrap();
+    let o = zkaudit(dir).arg("verify").arg(&bad).output().unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("NOT valid")
+            || String::from_utf8_lossy(&o.stderr).contains("corrupt")
+    );
+
+    let o = zkaudit(dir)
+        .args(["prove", "--steps", "999", "--run"])
+        .arg(&run)
+        .arg("--out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--steps must be in"));
+}

@@ -1,0 +1,319 @@
+//! Training certificates: one file that proves a whole run (or its first `N`
+//! steps) and the checks `zkaudit verify` makes.
+//!
+//! # Batched mode
+//! The certificate holds every step proof with its statement. Verification
+//! runs the SHPLONK verifier of each proof up to its KZG accumulator, folds
+//! all accumulators into one random linear combination (fresh randomness per
+//! fold), and checks a single pairing; then it checks natively that the steps
+//! chain: step indices `t_first, t_first + 1, ...` without gap or repetition,
+//! each after-commitment equals the next before-commitment, one dataset root
+//! and one parameter digest throughout, which must be the digest of the
+//! certificate's public parameters, and every batch's indices are the ones
+//! the seed's schedule gives. When the initial weights are public (seeded),
+//! the certificate reveals `salt_0` and the verifier recomputes `c_0`.
+//!
+//! # File format
+//! `"ZKACERT\0"`, version u32 LE, then bincode of [`Certificate`].
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+
+use halo2_base::halo2_proofs::halo2curves::bn256::{Bn256, G1Affine};
+use halo2_base::halo2_proofs::plonk::{verify_proof, VerifyingKey};
+use halo2_base::halo2_proofs::poly::commitment::ParamsProver;
+use halo2_base::halo2_proofs::poly::kzg::commitment::{KZGCommitmentScheme, ParamsKZG};
+use halo2_base::halo2_proofs::poly::kzg::multiopen::VerifierSHPLONK;
+use halo2_base::halo2_proofs::poly::kzg::strategy::AccumulatorStrategy;
+use halo2_base::halo2_proofs::poly::VerificationStrategy;
+use serde::{Deserialize, Serialize};
+use snark_verifier_sdk::halo2::{PoseidonTranscript, POSEIDON_SPEC};
+use snark_verifier_sdk::NativeLoader;
+use zkaudit_model::schedule::Schedule;
+use zkaudit_model::Weights;
+
+use crate::field::to_hex;
+use crate::hash::{commit_weights_native, MerkleTree};
+use crate::shape::{PublicParams, StepShape};
+use crate::srs::srs_id;
+use crate::step::StepStatement;
+use crate::{CircuitError, Fr, Result};
+
+/// File magic of certificates.
+pub const CERT_MAGIC: [u8; 8] = *b"ZKACERT\0";
+/// Certificate format version.
+pub const CERT_VERSION: u32 = 1;
+
+/// How the steps are proven in the certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mode {
+    /// Every step proof, checked with one accumulated pairing.
+    Batched,
+}
+
+/// The claim a certificate makes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunStatement {
+    /// Commitment to the weights before the first proven step.
+    pub c_first: Fr,
+    /// Commitment to the weights after the last proven step.
+    pub c_last: Fr,
+    /// Dataset root.
+    pub root: Fr,
+    /// First proven step.
+    pub t_first: u64,
+    /// Last proven step.
+    pub t_last: u64,
+    /// Digest of the public parameters.
+    pub digest: Fr,
+}
+
+/// One step of a batched certificate.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StepEntry {
+    /// Its statement.
+    pub statement: StepStatement,
+    /// Its proof.
+    pub proof: Vec<u8>,
+}
+
+/// A training certificate.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Certificate {
+    /// Proof mode.
+    pub mode: Mode,
+    /// Public parameters of the run.
+    pub public: PublicParams,
+    /// Step-circuit shape (selects the verifying key).
+    pub shape: StepShape,
+    /// SRS the proofs were made with.
+    pub srs_id: String,
+    /// The claim.
+    pub statement: RunStatement,
+    /// For seeded (public) initial weights: the salt of `c_0`, so verifiers recompute it.
+    pub initial_salt: Option<u128>,
+    /// The step proofs (batched mode), in step order.
+    pub steps: Vec<StepEntry>,
+}
+
+impl Certificate {
+    /// Assembles a batched certificate from consecutive step proofs.
+    pub fn batched(
+        public: PublicParams,
+        shape: StepShape,
+        srs_id: String,
+        initial_salt: Option<u128>,
+        steps: Vec<StepEntry>,
+    ) -> Result<Self> {
+        let (first, last) = match (steps.first(), steps.last()) {
+            (Some(f), Some(l)) => (f, l),
+            _ => {
+                return Err(CircuitError::Shape(
+                    "a certificate needs at least one step".into(),
+                ))
+            }
+        };
+        let statement = RunStatement {
+            c_first: first.statement.c_before,
+            c_last: last.statement.c_after,
+            root: first.statement.root,
+            t_first: first.statement.step,
+            t_last: last.statement.step,
+            digest: first.statement.digest,
+        };
+        Ok(Certificate {
+            mode: Mode::Batched,
+            public,
+            shape,
+            srs_id,
+            statement,
+            initial_salt,
+            steps,
+        })
+    }
+
+    /// Serializes with magic and version.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut out = CERT_MAGIC.to_vec();
+        out.extend_from_slice(&CERT_VERSION.to_le_bytes());
+        out.extend(bincode::serialize(self).map_err(|e| CircuitError::Shape(e.to_string()))?);
+        Ok(out)
+    }
+
+    /// Parses [`Certificate::to_bytes`] output; `path` names the file in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
+        let bad = |m: String| CircuitError::Format {
+            path: path.to_path_buf(),
+            message: m,
+        };
+        if bytes.len() < 12 || bytes[..8] != CERT_MAGIC {
+            return Err(bad("not a zkaudit training certificate (bad magic)".into()));
+        }
+        let v = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+        if v != CERT_VERSION {
+            return Err(bad(format!(
+                "certificate version {v} is not supported (this zkaudit reads {CERT_VERSION})"
+            )));
+        }
+        bincode::deserialize(&bytes[12..]).map_err(|e| bad(format!("corrupt certificate: {e}")))
+    }
+
+    /// Writes atomically.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        zkaudit_model::transcript::write_atomic(path, &self.to_bytes()?).map_err(CircuitError::from)
+    }
+
+    /// Reads a certificate file.
+    pub fn read(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| CircuitError::io(path, e))?;
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// The claim in words.
+    pub fn describe(&self) -> String {
+        let s = &self.statement;
+        let p = &self.public;
+        format!(
+            "model with commitment {} was trained from {} by {} SGD steps (steps {}..={} of {}) on dataset {} ({} records) with parameters: model {}, {} fractional bits, {}-bit values, lr {}/2^{}, batch {}, schedule seed {} (digest {})",
+            to_hex(&s.c_last),
+            to_hex(&s.c_first),
+            s.t_last - s.t_first + 1,
+            s.t_first,
+            s.t_last,
+            p.num_steps,
+            to_hex(&s.root),
+            p.num_records,
+            p.arch.describe(),
+            p.fx.frac_bits,
+            p.fx.value_bits,
+            p.lr_fx,
+            p.fx.frac_bits,
+            p.batch,
+            p.seed,
+            to_hex(&s.digest)
+        )
+    }
+}
+
+/// Verifies a certificate completely; see the module docs for what is checked.
+pub fn verify_certificate(
+    cert: &Certificate,
+    params: &ParamsKZG<Bn256>,
+    vk: &VerifyingKey<G1Affine>,
+) -> Result<()> {
+    let fail = |m: String| Err(CircuitError::Verification(m));
+    let (p, s) = (&cert.public, &cert.statement);
+    if s.digest != p.digest() {
+        return fail(
+            "the certificate's parameter digest does not match its public parameters".into(),
+        );
+    }
+    if cert.shape.arch != p.arch
+        || cert.shape.fx != p.fx
+        || cert.shape.lr_fx != p.lr_fx
+        || cert.shape.batch != p.batch
+        || cert.shape.depth != MerkleTree::depth_for(p.num_records)
+    {
+        return fail("the circuit shape does not match the public parameters".into());
+    }
+    if cert.srs_id != srs_id(params) {
+        return fail(format!(
+            "the certificate was made with SRS {} but {} was given",
+            cert.srs_id,
+            srs_id(params)
+        ));
+    }
+    if s.t_last < s.t_first || s.t_last as usize >= p.num_steps {
+        return fail(format!(
+            "steps {}..={} are not within the run's {} steps",
+            s.t_first, s.t_last, p.num_steps
+        ));
+    }
+    if let Some(salt) = cert.initial_salt {
+        if s.t_first != 0 {
+            return fail(
+                "an initial salt is only meaningful for a certificate starting at step 0".into(),
+            );
+        }
+        let w0 = Weights::seeded(&p.arch, &p.fx, p.seed);
+        if commit_weights_native(salt, &w0.flatten(), p.fx.value_bits) != s.c_first {
+            return fail("c_0 is not the commitment to the seeded initial weights".into());
+        }
+    }
+    let steps = &cert.steps;
+    if steps.len() as u64 != s.t_last - s.t_first + 1 {
+        return fail(format!(
+            "{} step proofs for steps {}..={}",
+            steps.len(),
+            s.t_first,
+            s.t_last
+        ));
+    }
+    let sched = Schedule::new(p.seed, p.num_records, p.batch).map_err(CircuitError::from)?;
+    for (i, e) in steps.iter().enumerate() {
+        let st = &e.statement;
+        let t = s.t_first + i as u64;
+        if st.step != t {
+            return fail(format!("proof {i} is for step {} but step {t} comes next (out of order, gap or repetition)", st.step));
+        }
+        if st.root != s.root || st.digest != s.digest {
+            return fail(format!(
+                "step {t} uses another dataset root or parameter digest"
+            ));
+        }
+        if i == 0 && st.c_before != s.c_first {
+            return fail("the first step does not start from c_first".into());
+        }
+        if i + 1 == steps.len() && st.c_after != s.c_last {
+            return fail("the last step does not end at c_last".into());
+        }
+        if i > 0 && steps[i - 1].statement.c_after != st.c_before {
+            return fail(format!(
+                "step {t} does not start from the weights step {} ended with",
+                t - 1
+            ));
+        }
+        if st.indices != sched.batch(t) {
+            return fail(format!("step {t} used records other than the schedule's"));
+        }
+    }
+    // One accumulated pairing for all proofs.
+    let mut strategy = AccumulatorStrategy::new(params.verifier_params());
+    for e in steps {
+        let inst = e.statement.instances();
+        let mut transcript = PoseidonTranscript::<NativeLoader, &[u8]>::from_spec(
+            &e.proof[..],
+            POSEIDON_SPEC.clone(),
+        );
+        let res = catch_unwind(AssertUnwindSafe(|| {
+            verify_proof::<KZGCommitmentScheme<Bn256>, VerifierSHPLONK<'_, Bn256>, _, _, _>(
+                params.verifier_params(),
+                vk,
+                strategy,
+                &[&[&inst]],
+                &mut transcript,
+            )
+        }));
+        strategy = match res {
+            Ok(Ok(next)) => next,
+            Ok(Err(e2)) => {
+                return fail(format!(
+                    "the proof of step {} is invalid: {e2:?}",
+                    e.statement.step
+                ))
+            }
+            Err(_) => {
+                return fail(format!(
+                    "the proof of step {} is malformed",
+                    e.statement.step
+                ))
+            }
+        };
+    }
+    if !VerificationStrategy::<_, VerifierSHPLONK<'_, Bn256>>::finalize(strategy) {
+        return fail(
+            "the accumulated pairing check failed: at least one step proof is invalid".into(),
+        );
+    }
+    Ok(())
+}

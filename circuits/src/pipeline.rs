@@ -1,0 +1,86 @@
+//! The local proving pipeline: prove the steps of a run and assemble a
+//! certificate (the embedded default of `zkaudit prove`).
+
+use halo2_base::halo2_proofs::halo2curves::bn256::Bn256;
+use halo2_base::halo2_proofs::poly::kzg::commitment::ParamsKZG;
+use zkaudit_model::transcript::{InitSource, Transcript};
+
+use crate::certificate::{Certificate, StepEntry};
+use crate::halo2_base_stage::CircuitBuilderStage;
+use crate::hash::MerkleTree;
+use crate::keys::StepKey;
+use crate::prover::prove_step;
+use crate::shape::{PublicParams, StepShape};
+use crate::srs::srs_id;
+use crate::step::{dummy_inputs, StepCircuit};
+use crate::{CircuitError, Result};
+
+/// The step shape chosen automatically for a run (see [`StepShape::auto`]).
+pub fn auto_shape(t: &Transcript) -> Result<StepShape> {
+    let probe = StepShape::for_run(t, 16);
+    let (st, w) = dummy_inputs(&probe);
+    let c = StepCircuit::build(
+        &probe,
+        &st,
+        &w,
+        CircuitBuilderStage::Keygen,
+        None,
+        None,
+        None,
+    )?;
+    Ok(StepShape::auto(t, c.advice_cells(), c.perms.len()))
+}
+
+/// Progress of [`prove_run`].
+#[derive(Clone, Copy, Debug)]
+pub enum RunProgress {
+    /// Proving starts: this many steps.
+    Started(usize),
+    /// A step was proven and checked.
+    StepDone(usize),
+}
+
+/// Proves steps `0..n` of a run (all when `n` is `None`) and assembles a batched certificate.
+pub fn prove_run(
+    t: &Transcript,
+    n: Option<usize>,
+    shape: &StepShape,
+    params: &ParamsKZG<Bn256>,
+    key: &StepKey,
+    progress: &mut dyn FnMut(RunProgress),
+) -> Result<Certificate> {
+    let total = n.unwrap_or(t.num_steps());
+    if total == 0 || total > t.num_steps() {
+        return Err(CircuitError::Shape(format!(
+            "--steps must be in 1..={} (the run's steps), got {total}",
+            t.num_steps()
+        )));
+    }
+    let tree = MerkleTree::of_dataset(
+        &t.train.features,
+        &t.train.labels,
+        &t.leaf_salts,
+        t.config.fx.value_bits,
+    );
+    progress(RunProgress::Started(total));
+    let mut steps = Vec::with_capacity(total);
+    for s in 0..total {
+        let p = prove_step(t, &tree, s, shape, params, key)?;
+        steps.push(StepEntry {
+            statement: p.statement,
+            proof: p.proof,
+        });
+        progress(RunProgress::StepDone(s + 1));
+    }
+    let initial_salt = match t.init {
+        InitSource::Seeded => Some(t.weight_salts[0]),
+        InitSource::Imported { .. } => None,
+    };
+    Certificate::batched(
+        PublicParams::of(t),
+        shape.clone(),
+        srs_id(params),
+        initial_salt,
+        steps,
+    )
+}
