@@ -32,6 +32,7 @@ use snark_verifier_sdk::NativeLoader;
 use zkaudit_model::schedule::Schedule;
 use zkaudit_model::Weights;
 
+use crate::envelope;
 use crate::field::to_hex;
 use crate::hash::{commit_weights_native, MerkleTree};
 use crate::shape::{PublicParams, StepShape};
@@ -134,39 +135,28 @@ impl Certificate {
 
     /// Serializes with magic and version.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let mut out = CERT_MAGIC.to_vec();
-        out.extend_from_slice(&CERT_VERSION.to_le_bytes());
-        out.extend(bincode::serialize(self).map_err(|e| CircuitError::Shape(e.to_string()))?);
-        Ok(out)
+        envelope::encode(&CERT_MAGIC, CERT_VERSION, self)
     }
 
     /// Parses [`Certificate::to_bytes`] output; `path` names the file in errors.
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
-        let bad = |m: String| CircuitError::Format {
-            path: path.to_path_buf(),
-            message: m,
-        };
-        if bytes.len() < 12 || bytes[..8] != CERT_MAGIC {
-            return Err(bad("not a zkaudit training certificate (bad magic)".into()));
-        }
-        let v = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-        if v != CERT_VERSION {
-            return Err(bad(format!(
-                "certificate version {v} is not supported (this zkaudit reads {CERT_VERSION})"
-            )));
-        }
-        bincode::deserialize(&bytes[12..]).map_err(|e| bad(format!("corrupt certificate: {e}")))
+        envelope::decode(
+            bytes,
+            &CERT_MAGIC,
+            CERT_VERSION,
+            "training certificate",
+            path,
+        )
     }
 
     /// Writes atomically.
     pub fn write(&self, path: &Path) -> Result<()> {
-        zkaudit_model::transcript::write_atomic(path, &self.to_bytes()?).map_err(CircuitError::from)
+        envelope::write(path, &CERT_MAGIC, CERT_VERSION, self)
     }
 
     /// Reads a certificate file.
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| CircuitError::io(path, e))?;
-        Self::from_bytes(&bytes, path)
+        envelope::read(path, &CERT_MAGIC, CERT_VERSION, "training certificate")
     }
 
     /// The claim in words.

@@ -49,7 +49,8 @@ fn base(dir: &Path, shape: &StepShape, params: &ParamsKZG<Bn256>) -> PathBuf {
     ))
 }
 
-fn keygen_circuit(shape: &StepShape) -> Result<StepCircuit> {
+/// The circuit of a shape built from an all-zero witness, as keygen uses it.
+pub fn keygen_circuit(shape: &StepShape) -> Result<StepCircuit> {
     let (st, w) = dummy_inputs(shape);
     StepCircuit::build(
         shape,

@@ -18,6 +18,7 @@
 pub mod certificate;
 #[cfg(test)]
 mod certificate_tests;
+pub mod envelope;
 pub mod error;
 pub mod field;
 pub mod fixed_chip;
@@ -39,5 +40,9 @@ pub mod halo2_base_stage {
     pub use halo2_base::gates::circuit::CircuitBuilderStage;
 }
 
+/// The pairing engine of KZG.
+pub use halo2_base::halo2_proofs::halo2curves::bn256::Bn256;
 /// The BN254 scalar field.
 pub use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
+/// KZG parameters (the SRS).
+pub use halo2_base::halo2_proofs::poly::kzg::commitment::ParamsKZG;

@@ -6,28 +6,16 @@ use halo2_base::halo2_proofs::poly::kzg::commitment::ParamsKZG;
 use zkaudit_model::transcript::{InitSource, Transcript};
 
 use crate::certificate::{Certificate, StepEntry};
-use crate::halo2_base_stage::CircuitBuilderStage;
 use crate::hash::MerkleTree;
 use crate::keys::StepKey;
 use crate::prover::prove_step;
 use crate::shape::{PublicParams, StepShape};
 use crate::srs::srs_id;
-use crate::step::{dummy_inputs, StepCircuit};
 use crate::{CircuitError, Result};
 
 /// The step shape chosen automatically for a run (see [`StepShape::auto`]).
 pub fn auto_shape(t: &Transcript) -> Result<StepShape> {
-    let probe = StepShape::for_run(t, 16);
-    let (st, w) = dummy_inputs(&probe);
-    let c = StepCircuit::build(
-        &probe,
-        &st,
-        &w,
-        CircuitBuilderStage::Keygen,
-        None,
-        None,
-        None,
-    )?;
+    let c = crate::keys::keygen_circuit(&StepShape::for_run(t, 16))?;
     Ok(StepShape::auto(t, c.advice_cells(), c.perms.len()))
 }
 

@@ -26,6 +26,7 @@ use snark_verifier_sdk::{NativeLoader, Snark};
 use zkaudit_model::schedule::Schedule;
 use zkaudit_model::transcript::Transcript;
 
+use crate::envelope;
 use crate::hash::MerkleTree;
 use crate::keys::StepKey;
 use crate::shape::{PublicParams, StepShape};
@@ -56,39 +57,22 @@ pub struct StepProof {
 impl StepProof {
     /// Serializes with magic and version.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let mut out = STEP_MAGIC.to_vec();
-        out.extend_from_slice(&STEP_VERSION.to_le_bytes());
-        out.extend(bincode::serialize(self).map_err(|e| CircuitError::Shape(e.to_string()))?);
-        Ok(out)
+        envelope::encode(&STEP_MAGIC, STEP_VERSION, self)
     }
 
     /// Parses [`StepProof::to_bytes`] output; `path` names the file in errors.
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
-        let bad = |m: String| CircuitError::Format {
-            path: path.to_path_buf(),
-            message: m,
-        };
-        if bytes.len() < 12 || bytes[..8] != STEP_MAGIC {
-            return Err(bad("not a zkaudit step proof (bad magic)".into()));
-        }
-        let v = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-        if v != STEP_VERSION {
-            return Err(bad(format!(
-                "step-proof version {v} is not supported (this zkaudit reads {STEP_VERSION})"
-            )));
-        }
-        bincode::deserialize(&bytes[12..]).map_err(|e| bad(format!("corrupt step proof: {e}")))
+        envelope::decode(bytes, &STEP_MAGIC, STEP_VERSION, "step proof", path)
     }
 
     /// Writes atomically.
     pub fn write(&self, path: &Path) -> Result<()> {
-        zkaudit_model::transcript::write_atomic(path, &self.to_bytes()?).map_err(CircuitError::from)
+        envelope::write(path, &STEP_MAGIC, STEP_VERSION, self)
     }
 
-    /// Reads a step-proof file.
+    /// Reads a file.
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| CircuitError::io(path, e))?;
-        Self::from_bytes(&bytes, path)
+        envelope::read(path, &STEP_MAGIC, STEP_VERSION, "step proof")
     }
 
     /// The statement in words.

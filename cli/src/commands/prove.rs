@@ -9,7 +9,6 @@ use zkaudit_circuits::certificate::{verify_certificate, Certificate};
 use zkaudit_circuits::keys::{step_key, step_vk};
 use zkaudit_circuits::pipeline::{auto_shape, prove_run, RunProgress};
 use zkaudit_circuits::shape::StepShape;
-use zkaudit_circuits::srs;
 use zkaudit_model::transcript::Transcript;
 
 use super::prove_step::ProvingFiles;
@@ -55,13 +54,7 @@ pub fn prove(a: ProveArgs) -> anyhow::Result<()> {
         Some(k) => StepShape::for_run(&t, k),
         None => auto_shape(&t)?,
     };
-    let params = srs::load(&a.files.srs, shape.k)?;
-    if srs::is_insecure(&a.files.srs) {
-        eprintln!(
-            "warning: {} is an INSECURE local SRS (tests and demos only)",
-            a.files.srs.display()
-        );
-    }
+    let params = a.files.load_srs(shape.k)?;
     let start = Instant::now();
     let key = step_key(&a.files.keys, &shape, &params)
         .context("loading or generating the proving key")?;
@@ -109,7 +102,7 @@ pub struct VerifyArgs {
 /// Runs `zkaudit verify`.
 pub fn verify(a: VerifyArgs) -> anyhow::Result<()> {
     let cert = Certificate::read(&a.cert)?;
-    let params = srs::load(&a.files.srs, cert.shape.k)?;
+    let params = a.files.load_srs(cert.shape.k)?;
     let vk = step_vk(&a.files.keys, &cert.shape, &params)?;
     let start = Instant::now();
     if let Err(e) = verify_certificate(&cert, &params, &vk) {

@@ -5,13 +5,13 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use zkaudit_circuits::halo2_base_stage::CircuitBuilderStage;
 use zkaudit_circuits::hash::MerkleTree;
 use zkaudit_circuits::keys::{step_key, step_vk};
+use zkaudit_circuits::pipeline::auto_shape;
 use zkaudit_circuits::prover::{prove_step, verify_step, StepProof};
 use zkaudit_circuits::shape::StepShape;
 use zkaudit_circuits::srs;
-use zkaudit_circuits::step::{dummy_inputs, StepCircuit};
+use zkaudit_circuits::{Bn256, ParamsKZG};
 use zkaudit_model::transcript::Transcript;
 
 /// Where the SRS and key cache live.
@@ -23,6 +23,20 @@ pub struct ProvingFiles {
     /// Directory of cached proving/verifying keys.
     #[arg(long, env = "ZKAUDIT_KEYS", default_value = ".zkaudit-keys")]
     pub keys: PathBuf,
+}
+
+impl ProvingFiles {
+    /// Loads the SRS for circuits of size `2^k`, warning when it is a local insecure one.
+    pub fn load_srs(&self, k: u32) -> anyhow::Result<ParamsKZG<Bn256>> {
+        let params = srs::load(&self.srs, k)?;
+        if srs::is_insecure(&self.srs) {
+            eprintln!(
+                "warning: {} is an INSECURE local SRS (tests and demos only)",
+                self.srs.display()
+            );
+        }
+        Ok(params)
+    }
 }
 
 /// Arguments of `zkaudit srs`.
@@ -91,28 +105,9 @@ pub fn prove(a: ProveStepArgs) -> anyhow::Result<()> {
     }
     let shape = match a.k {
         Some(k) => StepShape::for_run(&t, k),
-        None => {
-            let probe = StepShape::for_run(&t, 16);
-            let (st, w) = dummy_inputs(&probe);
-            let c = StepCircuit::build(
-                &probe,
-                &st,
-                &w,
-                CircuitBuilderStage::Keygen,
-                None,
-                None,
-                None,
-            )?;
-            StepShape::auto(&t, c.advice_cells(), c.perms.len())
-        }
+        None => auto_shape(&t)?,
     };
-    let params = srs::load(&a.files.srs, shape.k)?;
-    if srs::is_insecure(&a.files.srs) {
-        eprintln!(
-            "warning: {} is an INSECURE local SRS (tests and demos only)",
-            a.files.srs.display()
-        );
-    }
+    let params = a.files.load_srs(shape.k)?;
     let start = Instant::now();
     let tree = MerkleTree::of_dataset(
         &t.train.features,
@@ -159,7 +154,7 @@ pub struct VerifyStepArgs {
 /// Runs `zkaudit verify-step`.
 pub fn verify(a: VerifyStepArgs) -> anyhow::Result<()> {
     let p = StepProof::read(&a.proof)?;
-    let params = srs::load(&a.files.srs, p.shape.k)?;
+    let params = a.files.load_srs(p.shape.k)?;
     let vk = step_vk(&a.files.keys, &p.shape, &params)?;
     let start = Instant::now();
     verify_step(&p, &params, &vk).with_context(|| format!("{} is NOT valid", a.proof.display()))?;
