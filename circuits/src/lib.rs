@@ -15,6 +15,8 @@
 //! - [`srs`], [`keys`], [`prover`]: SRS files, cached proving keys, prove and verify;
 //! - [`certificate`], [`pipeline`]: training certificates and the local pipeline.
 
+#[cfg(test)]
+mod aggregation_bench;
 pub mod certificate;
 #[cfg(test)]
 mod certificate_tests;
