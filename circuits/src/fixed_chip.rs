@@ -24,7 +24,9 @@
 //! The softmax maximum is a prover-supplied one-hot selector (boolean entries,
 //! sum 1) whose selected logit `m` satisfies `m - z_j >= 0` for every `j`
 //! (range check), hence `m = max z`. `exp` comes from a fixed two-part table
-//! looked up as `(key, value)` pairs (see [`crate::step`]).
+//! looked up as `(key, value)` pairs (see [`crate::step`]); both table
+//! indices are range-checked so a key of one table can never be read as a
+//! key of the other.
 //!
 //! # Testing hooks
 //! [`Tamper`] lets the soundness tests make the *witness generation* produce a
@@ -59,6 +61,8 @@ pub enum Tamper {
     ExpValue(usize),
     /// The output of the `n`-th Poseidon permutation is off by one.
     PoseidonOutput(usize),
+    /// The `n`-th exp evaluation reads its low part from the high table (index aliasing).
+    ExpAlias(usize),
 }
 
 /// Counts of each operation, to address [`Tamper`] targets.
@@ -271,10 +275,27 @@ impl FixedChip {
             QuantumCell::Constant(fe(t.clamp_max() as i128)),
             small,
         );
-        let (cv, hi, lo) = t.split(int(&c) as i64);
+        let (cv, mut hi, mut lo) = t.split(int(&c) as i64);
         debug_assert_eq!(cv as i128, int(&c));
+        let n = self.next(|c| &mut c.exp);
+        // The aliasing attack the index range checks below defeat: read the
+        // "low" part from the high table by shifting one unit of `hi` into `lo`.
+        let alias =
+            self.tamper == Some(Tamper::ExpAlias(n)) && hi >= 1 && lo < (1usize << t.hi_bits);
+        let (mut thv, mut tlv) = (t.hi[hi] as i128, t.lo[lo] as i128);
+        if alias {
+            (hi, lo) = (hi - 1, lo + (1usize << t.lo_bits));
+            (thv, tlv) = (t.hi[hi] as i128, t.hi[lo - (1usize << t.lo_bits)] as i128);
+        }
+        if self.tamper == Some(Tamper::ExpValue(n)) {
+            tlv += 1;
+        }
         let hi_a = ctx.load_witness(fe(hi as i128));
         let lo_a = ctx.load_witness(fe(lo as i128));
+        // Both indices are range-checked: without this, `lo` could exceed
+        // 2^lo_bits and its key would land in the high table's key range.
+        self.range.range_check(ctx, lo_a, t.lo_bits as usize);
+        self.range.range_check(ctx, hi_a, t.hi_bits as usize);
         let re = gate.mul_add(
             ctx,
             hi_a,
@@ -284,11 +305,7 @@ impl FixedChip {
         ctx.constrain_equal(&re, &c);
         // Table lookups. Keys: lo + 1 for the low table, 2^lo_bits + hi + 1 for
         // the high table; key 0 is the table's disabled row.
-        let th = ctx.load_witness(fe(t.hi[hi] as i128));
-        let mut tlv = t.lo[lo] as i128;
-        if self.tamper == Some(Tamper::ExpValue(self.next(|c| &mut c.exp))) {
-            tlv += 1;
-        }
+        let th = ctx.load_witness(fe(thv));
         let tl = ctx.load_witness(fe(tlv));
         let hi_key = gate.add(
             ctx,

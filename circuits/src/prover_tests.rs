@@ -171,7 +171,7 @@ fn verifying_key_is_pinned() {
     use halo2_base::halo2_proofs::halo2curves::bn256::Bn256;
     use halo2_base::halo2_proofs::poly::kzg::commitment::ParamsKZG;
     use rand_chacha::rand_core::SeedableRng;
-    const PINNED: &str = "0x20342a322c83b581ab3f37fccab751523865e1ec7520ff8ff161404a7c15ae3e";
+    const PINNED: &str = "0x22c4c6ff84a4ea1f3741bbc5d4c9df89728dc18f8a982259ab4e08bcb8f4ff81";
     let t = synthetic_run(
         &[
             (4, Activation::None),

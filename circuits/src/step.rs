@@ -43,7 +43,7 @@ use crate::{CircuitError, Fr, Result};
 
 /// Version of the step circuit's constraint system; part of every key's cache
 /// name, so a changed circuit never loads a stale key.
-pub const CIRCUIT_VERSION: u32 = 2;
+pub const CIRCUIT_VERSION: u32 = 3;
 
 /// The public statement of one step.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,6 +197,9 @@ pub struct StepCircuit {
     pub lookups: Vec<[AssignedValue<Fr>; 2]>,
     /// Poseidon permutations for the dedicated region.
     pub perms: Vec<PermRequest>,
+    /// The commitment to the weights the circuit's own update computed (equal
+    /// to the statement's `c_after` exactly when the witness is honest).
+    pub computed_c_after: Fr,
     /// Physical parameters.
     pub params: StepCircuitParams,
 }
@@ -234,7 +237,8 @@ impl StepCircuit {
             },
             ..PoseidonChip::default()
         };
-        let instances = synthesize_step(&mut builder, &chip, &poseidon, shape, statement, witness);
+        let (instances, computed_c_after) =
+            synthesize_step(&mut builder, &chip, &poseidon, shape, statement, witness);
         builder.assigned_instances = vec![instances];
         let lookups = chip.exp_lookups.borrow().clone();
         let perms = poseidon.requests.borrow().clone();
@@ -264,6 +268,7 @@ impl StepCircuit {
             lookups,
             perms,
             params,
+            computed_c_after,
         })
     }
 
@@ -320,7 +325,7 @@ fn synthesize_step(
     shape: &StepShape,
     st: &StepStatement,
     w: &StepWitness,
-) -> Vec<AssignedValue<Fr>> {
+) -> (Vec<AssignedValue<Fr>>, Fr) {
     let gate = chip.gate().clone();
     let fx: FixedParams = shape.fx;
     let f = fx.frac_bits;
@@ -479,11 +484,12 @@ fn synthesize_step(
     let flat_new: Vec<_> = new_layers.into_iter().flatten().collect();
     let salt_after = ctx.load_witness(fe_u128(w.salt_after));
     let c = hash::commit_weights(ctx, &gate, h, salt_after, &flat_new, vb);
+    let computed_after = *c.value();
     ctx.constrain_equal(&c, &c_after);
 
     let mut instances = vec![c_before, c_after, root, step, digest];
     instances.extend(indices);
-    instances
+    (instances, computed_after)
 }
 
 impl Circuit<Fr> for StepCircuit {

@@ -245,6 +245,80 @@ fn rejects_forged_poseidon_output() {
     }
 }
 
+/// The strongest form of a tampered witness: the prover also claims the
+/// commitment to whatever weights its corrupted computation produces, so only
+/// the constraint under test can reject it.
+fn rejects_consistent_forgery(t: &Transcript, tamper: Tamper) {
+    let tree = MerkleTree::of_dataset(&t.train.features, &t.train.labels, &t.leaf_salts, 32);
+    let shape = StepShape::for_run(t, K);
+    let (mut st, w) = step_inputs(t, &tree, 0).unwrap();
+    let probe = StepCircuit::build(
+        &shape,
+        &st,
+        &w,
+        CircuitBuilderStage::Mock,
+        None,
+        None,
+        Some(tamper),
+    )
+    .unwrap();
+    // (If the corruption happens not to change the update, the claim is the honest one.)
+    st.c_after = probe.computed_c_after;
+    let c = StepCircuit::build(
+        &shape,
+        &st,
+        &w,
+        CircuitBuilderStage::Mock,
+        None,
+        None,
+        Some(tamper),
+    )
+    .unwrap();
+    assert!(
+        MockProver::run(K, &c, vec![st.instances()])
+            .unwrap()
+            .verify()
+            .is_err(),
+        "{tamper:?} accepted with a consistent commitment"
+    );
+}
+
+#[test]
+fn rejects_exp_table_aliasing_even_with_consistent_commitment() {
+    // Find an exp evaluation whose high index is at least 1 (d >= 2^10 units), then alias it.
+    let t = mlp();
+    for n in 0..12 {
+        let tree = MerkleTree::of_dataset(&t.train.features, &t.train.labels, &t.leaf_salts, 32);
+        let (st, w) = step_inputs(&t, &tree, 0).unwrap();
+        let shape = StepShape::for_run(&t, K);
+        let probe = StepCircuit::build(
+            &shape,
+            &st,
+            &w,
+            CircuitBuilderStage::Mock,
+            None,
+            None,
+            Some(Tamper::ExpAlias(n)),
+        )
+        .unwrap();
+        if probe.computed_c_after != st.c_after {
+            rejects_consistent_forgery(&t, Tamper::ExpAlias(n));
+            return;
+        }
+    }
+    panic!("no aliasable exp evaluation in the test run");
+}
+
+#[test]
+fn rejects_consistent_forgeries_of_rounding_and_gradients() {
+    let t = mlp();
+    rejects_consistent_forgery(&t, Tamper::RemainderTooLarge(9));
+    rejects_consistent_forgery(&t, Tamper::RemainderNegative(9));
+    rejects_consistent_forgery(&t, Tamper::Gradient(2));
+    rejects_consistent_forgery(&t, Tamper::UpdateQuotient(0));
+    rejects_consistent_forgery(&t, Tamper::ExpValue(0));
+}
+
 #[test]
 fn rejects_wrong_update_quotient() {
     assert!(!mock(&mlp(), 0, |_, _| {}, Some(Tamper::UpdateQuotient(2))));
