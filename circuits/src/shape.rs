@@ -45,6 +45,18 @@ pub struct StepShape {
 }
 
 impl StepShape {
+    /// Checks a user-chosen circuit size: at least 12 (the exp table's rows)
+    /// and at most the largest supported SRS.
+    pub fn check_k(k: u32) -> crate::Result<()> {
+        if !(12..=crate::srs::MAX_K).contains(&k) {
+            return Err(crate::CircuitError::Shape(format!(
+                "--k {k} is out of range: the step circuit needs k in 12..={}",
+                crate::srs::MAX_K
+            )));
+        }
+        Ok(())
+    }
+
     /// The shape for a run's transcript with a given `k` (lookup bits `k - 1`).
     pub fn for_run(t: &Transcript, k: u32) -> Self {
         StepShape {
@@ -77,11 +89,6 @@ impl StepShape {
     pub fn id(&self) -> String {
         let bytes = bincode::serialize(self).unwrap_or_default();
         hex::encode(&Sha256::digest(bytes)[..16])
-    }
-
-    /// Number of public instances: `c_t, c_{t+1}, R, t, digest` and the batch indices.
-    pub fn num_instances(&self) -> usize {
-        5 + self.batch
     }
 }
 

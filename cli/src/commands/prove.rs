@@ -51,7 +51,10 @@ pub struct ProveArgs {
 pub fn prove(a: ProveArgs) -> anyhow::Result<()> {
     let t = Transcript::read_run(&a.run)?;
     let shape = match a.k {
-        Some(k) => StepShape::for_run(&t, k),
+        Some(k) => {
+            StepShape::check_k(k)?;
+            StepShape::for_run(&t, k)
+        }
         None => auto_shape(&t)?,
     };
     let params = a.files.load_srs(shape.k)?;

@@ -104,7 +104,10 @@ pub fn prove(a: ProveStepArgs) -> anyhow::Result<()> {
         );
     }
     let shape = match a.k {
-        Some(k) => StepShape::for_run(&t, k),
+        Some(k) => {
+            StepShape::check_k(k)?;
+            StepShape::for_run(&t, k)
+        }
         None => auto_shape(&t)?,
     };
     let params = a.files.load_srs(shape.k)?;
