@@ -20,7 +20,7 @@ use crate::hash::MerkleTree;
 use crate::keys::step_key;
 use crate::pipeline::auto_shape;
 use crate::srs;
-use crate::step::{step_inputs, StepCircuit};
+use crate::step::step_inputs;
 
 fn peak_rss_mib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -71,16 +71,7 @@ fn aggregation_bench() {
     let snarks: Vec<_> = (0..2)
         .map(|s| {
             let (st, w) = step_inputs(&t, &tree, s).unwrap();
-            let c = StepCircuit::build(
-                &shape,
-                &st,
-                &w,
-                CircuitBuilderStage::Prover,
-                Some(key.meta.params.clone()),
-                Some(key.meta.break_points.clone()),
-                None,
-            )
-            .unwrap();
+            let c = key.prover_circuit(&shape, &st, &w, None).unwrap();
             gen_snark_shplonk(&step_params, &key.pk, c, None::<&str>)
         })
         .collect();

@@ -16,9 +16,10 @@ use halo2_base::halo2_proofs::poly::kzg::commitment::ParamsKZG;
 use halo2_base::halo2_proofs::SerdeFormat;
 use serde::{Deserialize, Serialize};
 
+use crate::fixed_chip::Tamper;
 use crate::shape::StepShape;
 use crate::srs::srs_id;
-use crate::step::{dummy_inputs, StepCircuit, StepCircuitParams};
+use crate::step::{dummy_inputs, StepCircuit, StepCircuitParams, StepStatement, StepWitness};
 use crate::{CircuitError, Result};
 
 /// Physical parameters and break points fixed at keygen.
@@ -38,6 +39,27 @@ pub struct StepKey {
     pub pk: ProvingKey<G1Affine>,
     /// Parameters and break points.
     pub meta: KeyMeta,
+}
+
+impl StepKey {
+    /// The prover-stage circuit of a statement and witness, laid out as at keygen.
+    pub fn prover_circuit(
+        &self,
+        shape: &StepShape,
+        statement: &StepStatement,
+        witness: &StepWitness,
+        tamper: Option<Tamper>,
+    ) -> Result<StepCircuit> {
+        StepCircuit::build(
+            shape,
+            statement,
+            witness,
+            CircuitBuilderStage::Prover,
+            Some(self.meta.params.clone()),
+            Some(self.meta.break_points.clone()),
+            tamper,
+        )
+    }
 }
 
 fn base(dir: &Path, shape: &StepShape, params: &ParamsKZG<Bn256>) -> PathBuf {

@@ -12,7 +12,6 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
-use halo2_base::gates::circuit::CircuitBuilderStage;
 use halo2_base::halo2_proofs::halo2curves::bn256::{Bn256, G1Affine};
 use halo2_base::halo2_proofs::plonk::{verify_proof, VerifyingKey};
 use halo2_base::halo2_proofs::poly::commitment::ParamsProver;
@@ -31,7 +30,7 @@ use crate::hash::MerkleTree;
 use crate::keys::StepKey;
 use crate::shape::{PublicParams, StepShape};
 use crate::srs::srs_id;
-use crate::step::{step_inputs, StepCircuit, StepStatement};
+use crate::step::{step_inputs, StepStatement};
 use crate::{CircuitError, Fr, Result};
 
 /// File magic of step proofs.
@@ -106,15 +105,7 @@ pub fn prove_step(
     // The engine must reproduce the recorded update; otherwise the statement is false.
     t.replay_step(step)?;
     let (statement, witness) = step_inputs(t, tree, step)?;
-    let circuit = StepCircuit::build(
-        shape,
-        &statement,
-        &witness,
-        CircuitBuilderStage::Prover,
-        Some(key.meta.params.clone()),
-        Some(key.meta.break_points.clone()),
-        None,
-    )?;
+    let circuit = key.prover_circuit(shape, &statement, &witness, None)?;
     let snark: Snark = catch_unwind(AssertUnwindSafe(|| {
         gen_snark_shplonk(params, &key.pk, circuit, None::<&str>)
     }))

@@ -98,8 +98,7 @@ fn time_srs_load() {
 #[test]
 fn real_proofs_of_tampered_witnesses_are_rejected() {
     use crate::fixed_chip::Tamper;
-    use crate::halo2_base_stage::CircuitBuilderStage;
-    use crate::step::{step_inputs, StepCircuit};
+    use crate::step::step_inputs;
     use halo2_base::halo2_proofs::plonk::create_proof;
     use halo2_base::halo2_proofs::poly::kzg::commitment::KZGCommitmentScheme;
     use halo2_base::halo2_proofs::poly::kzg::multiopen::ProverSHPLONK;
@@ -132,16 +131,7 @@ fn real_proofs_of_tampered_witnesses_are_rejected() {
         Some(Tamper::FlipSignBit(40)),
         Some(Tamper::PoseidonOutput(3)),
     ] {
-        let circuit = StepCircuit::build(
-            &shape,
-            &st,
-            &w,
-            CircuitBuilderStage::Prover,
-            Some(key.meta.params.clone()),
-            Some(key.meta.break_points.clone()),
-            tamper,
-        )
-        .unwrap();
+        let circuit = key.prover_circuit(&shape, &st, &w, tamper).unwrap();
         let instances = st.instances();
         let mut transcript =
             PoseidonTranscript::<NativeLoader, Vec<u8>>::from_spec(vec![], POSEIDON_SPEC.clone());

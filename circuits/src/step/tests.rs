@@ -93,6 +93,16 @@ pub(crate) fn synthetic_run(
 
 const K: u32 = 14;
 
+/// The dataset tree of a run.
+fn tree_of(t: &Transcript) -> MerkleTree {
+    MerkleTree::of_dataset(
+        &t.train.features,
+        &t.train.labels,
+        &t.leaf_salts,
+        t.config.fx.value_bits,
+    )
+}
+
 fn mock(
     t: &Transcript,
     step: usize,
@@ -170,7 +180,7 @@ fn rejects_changed_updated_weight() {
     let t = mlp();
     let mut forged = t.clone();
     forged.weights[1].layers[0].w[5] += 1;
-    let tree = MerkleTree::of_dataset(&t.train.features, &t.train.labels, &t.leaf_salts, 32);
+    let tree = tree_of(&t);
     let (st_forged, _) = step_inputs(&forged, &tree, 0).unwrap();
     assert!(!mock(&t, 0, |st, _| st.c_after = st_forged.c_after, None));
 }
@@ -219,10 +229,10 @@ fn rejects_exp_value_not_in_table() {
 fn rejects_forged_poseidon_output() {
     // First permutation of the weight commitment, one in the middle, and the last one.
     let t = mlp();
+    let tree = tree_of(&t);
+    let shape = StepShape::for_run(&t, K);
+    let (st, w) = step_inputs(&t, &tree, 0).unwrap();
     for n in [0usize, 9, 19] {
-        let tree = MerkleTree::of_dataset(&t.train.features, &t.train.labels, &t.leaf_salts, 32);
-        let shape = StepShape::for_run(&t, K);
-        let (st, w) = step_inputs(&t, &tree, 0).unwrap();
         let c = StepCircuit::build(
             &shape,
             &st,
@@ -249,7 +259,7 @@ fn rejects_forged_poseidon_output() {
 /// commitment to whatever weights its corrupted computation produces, so only
 /// the constraint under test can reject it.
 fn rejects_consistent_forgery(t: &Transcript, tamper: Tamper) {
-    let tree = MerkleTree::of_dataset(&t.train.features, &t.train.labels, &t.leaf_salts, 32);
+    let tree = tree_of(t);
     let shape = StepShape::for_run(t, K);
     let (mut st, w) = step_inputs(t, &tree, 0).unwrap();
     let probe = StepCircuit::build(
@@ -287,10 +297,10 @@ fn rejects_consistent_forgery(t: &Transcript, tamper: Tamper) {
 fn rejects_exp_table_aliasing_even_with_consistent_commitment() {
     // Find an exp evaluation whose high index is at least 1 (d >= 2^10 units), then alias it.
     let t = mlp();
+    let tree = tree_of(&t);
+    let (st, w) = step_inputs(&t, &tree, 0).unwrap();
+    let shape = StepShape::for_run(&t, K);
     for n in 0..12 {
-        let tree = MerkleTree::of_dataset(&t.train.features, &t.train.labels, &t.leaf_salts, 32);
-        let (st, w) = step_inputs(&t, &tree, 0).unwrap();
-        let shape = StepShape::for_run(&t, K);
         let probe = StepCircuit::build(
             &shape,
             &st,
@@ -332,7 +342,7 @@ fn rejects_record_not_in_dataset() {
 #[test]
 fn rejects_record_at_wrong_index() {
     let t = mlp();
-    let tree = MerkleTree::of_dataset(&t.train.features, &t.train.labels, &t.leaf_salts, 32);
+    let tree = tree_of(&t);
     let (st, _) = step_inputs(&t, &tree, 0).unwrap();
     // A genuine record of the dataset, with its genuine path, but not the scheduled one.
     let other = (0..t.train.len() as u32)
@@ -378,7 +388,7 @@ proptest! {
 #[test]
 fn exp_tamper_is_caught_by_the_lookup_itself() {
     let t = mlp();
-    let tree = MerkleTree::of_dataset(&t.train.features, &t.train.labels, &t.leaf_salts, 32);
+    let tree = tree_of(&t);
     let shape = StepShape::for_run(&t, K);
     let (st, w) = step_inputs(&t, &tree, 0).unwrap();
     let circuit = StepCircuit::build(
@@ -414,7 +424,7 @@ fn print_digits_shape() {
         1,
         5,
     );
-    let tree = MerkleTree::of_dataset(&t.train.features, &t.train.labels, &t.leaf_salts, 32);
+    let tree = tree_of(&t);
     for k in [15u32, 16, 17, 18] {
         let shape = StepShape::for_run(&t, k);
         let (st, w) = step_inputs(&t, &tree, 0).unwrap();
@@ -446,18 +456,7 @@ fn print_digits_shape() {
 fn print_constraint_degree() {
     use halo2_base::halo2_proofs::plonk::ConstraintSystem;
     let t = mlp();
-    let shape = StepShape::for_run(&t, K);
-    let (st, w) = dummy_inputs(&shape);
-    let c = StepCircuit::build(
-        &shape,
-        &st,
-        &w,
-        CircuitBuilderStage::Keygen,
-        None,
-        None,
-        None,
-    )
-    .unwrap();
+    let c = crate::keys::keygen_circuit(&StepShape::for_run(&t, K)).unwrap();
     let mut cs = ConstraintSystem::<Fr>::default();
     let _ = StepCircuit::configure_with_params(&mut cs, c.params.clone());
     println!("degree = {}", cs.degree());
