@@ -13,6 +13,16 @@
 //! the seed's schedule gives. When the initial weights are public (seeded),
 //! the certificate reveals `salt_0` and the verifier recomputes `c_0`.
 //!
+//! # Succinct mode
+//! The certificate holds one proof: the root of the aggregation tree of
+//! [`crate::aggregate`], whose instances are a KZG accumulator and the run's
+//! summary. Verification recomputes the summary from the statement and the
+//! seed's schedule (the schedule hash along the tree), derives the root's
+//! verifying key from the step circuit's shape (each aggregation level's key
+//! embeds its children's, so nothing of the prover's is trusted), verifies
+//! the proof, and checks the pairing on the accumulator it carries. The same
+//! statement checks as in batched mode apply.
+//!
 //! # File format
 //! `"ZKACERT\0"`, version u32 LE, then bincode of [`Certificate`].
 
@@ -21,7 +31,7 @@ use std::path::Path;
 
 use halo2_base::halo2_proofs::halo2curves::bn256::{Bn256, G1Affine};
 use halo2_base::halo2_proofs::plonk::{verify_proof, VerifyingKey};
-use halo2_base::halo2_proofs::poly::commitment::ParamsProver;
+use halo2_base::halo2_proofs::poly::commitment::{Params, ParamsProver};
 use halo2_base::halo2_proofs::poly::kzg::commitment::{KZGCommitmentScheme, ParamsKZG};
 use halo2_base::halo2_proofs::poly::kzg::multiopen::VerifierSHPLONK;
 use halo2_base::halo2_proofs::poly::kzg::strategy::AccumulatorStrategy;
@@ -32,7 +42,9 @@ use snark_verifier_sdk::NativeLoader;
 use zkaudit_model::schedule::Schedule;
 use zkaudit_model::Weights;
 
+use crate::aggregate::{check_accumulator, expected_schedule, NodeKind, Summary, ACC_LEN};
 use crate::envelope;
+use crate::prover::verify_snark;
 use crate::field::to_hex;
 use crate::hash::{commit_weights_native, MerkleTree};
 use crate::shape::{PublicParams, StepShape};
@@ -43,13 +55,28 @@ use crate::{CircuitError, Fr, Result};
 /// File magic of certificates.
 pub const CERT_MAGIC: [u8; 8] = *b"ZKACERT\0";
 /// Certificate format version.
-pub const CERT_VERSION: u32 = 1;
+pub const CERT_VERSION: u32 = 2;
 
 /// How the steps are proven in the certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Mode {
     /// Every step proof, checked with one accumulated pairing.
     Batched,
+    /// One aggregation proof for the whole range of steps.
+    Succinct,
+}
+
+/// The root proof of a succinct certificate.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RootProof {
+    /// Step proof (a one-step run) or aggregation proof.
+    pub kind: NodeKind,
+    /// Size `2^k` of the aggregation circuits.
+    pub agg_k: u32,
+    /// Its instances: accumulator limbs then the summary (aggregation), or the step's.
+    pub instances: Vec<Fr>,
+    /// The SHPLONK proof.
+    pub proof: Vec<u8>,
 }
 
 /// The claim a certificate makes.
@@ -95,6 +122,8 @@ pub struct Certificate {
     pub initial_salt: Option<u128>,
     /// The step proofs (batched mode), in step order.
     pub steps: Vec<StepEntry>,
+    /// The root of the aggregation tree (succinct mode).
+    pub root: Option<RootProof>,
 }
 
 impl Certificate {
@@ -130,7 +159,21 @@ impl Certificate {
             statement,
             initial_salt,
             steps,
+            root: None,
         })
+    }
+
+    /// Turns a batched certificate into a succinct one with the tree's root proof.
+    pub fn into_succinct(mut self, root: RootProof) -> Self {
+        self.mode = Mode::Succinct;
+        self.steps.clear();
+        self.root = Some(root);
+        self
+    }
+
+    /// Number of proofs in the certificate.
+    pub fn num_proofs(&self) -> usize {
+        self.steps.len() + self.root.is_some() as usize
     }
 
     /// Serializes with magic and version.
@@ -185,12 +228,9 @@ impl Certificate {
     }
 }
 
-/// Verifies a certificate completely; see the module docs for what is checked.
-pub fn verify_certificate(
-    cert: &Certificate,
-    params: &ParamsKZG<Bn256>,
-    vk: &VerifyingKey<G1Affine>,
-) -> Result<()> {
+/// Checks what both modes share: the statement against the public
+/// parameters, the circuit shape, the SRS and the seeded `c_0`.
+pub fn check_statement(cert: &Certificate, params: &ParamsKZG<Bn256>) -> Result<()> {
     let fail = |m: String| Err(CircuitError::Verification(m));
     let (p, s) = (&cert.public, &cert.statement);
     if s.digest != p.digest() {
@@ -230,6 +270,22 @@ pub fn verify_certificate(
             return fail("c_0 is not the commitment to the seeded initial weights".into());
         }
     }
+    Ok(())
+}
+
+/// Verifies a batched certificate completely (`vk`: the step circuit's key);
+/// see the module docs for what is checked.
+pub fn verify_certificate(
+    cert: &Certificate,
+    params: &ParamsKZG<Bn256>,
+    vk: &VerifyingKey<G1Affine>,
+) -> Result<()> {
+    let fail = |m: String| Err(CircuitError::Verification(m));
+    if cert.mode != Mode::Batched || cert.root.is_some() {
+        return fail("not a batched certificate".into());
+    }
+    check_statement(cert, params)?;
+    let (p, s) = (&cert.public, &cert.statement);
     let steps = &cert.steps;
     if steps.len() as u64 != s.t_last - s.t_first + 1 {
         return fail(format!(
@@ -306,4 +362,79 @@ pub fn verify_certificate(
         );
     }
     Ok(())
+}
+
+/// Verifies a succinct certificate completely: `step_params` is the SRS at
+/// the step circuit's size, `agg_params` at the aggregation size, and
+/// `root_vk` the root key the verifier derived itself
+/// ([`crate::aggregate::root_vk`]). See the module docs.
+pub fn verify_succinct(
+    cert: &Certificate,
+    step_params: &ParamsKZG<Bn256>,
+    agg_params: &ParamsKZG<Bn256>,
+    root_kind: NodeKind,
+    root_vk: &VerifyingKey<G1Affine>,
+) -> Result<()> {
+    let fail = |m: String| Err(CircuitError::Verification(m));
+    let root = match (&cert.mode, &cert.root) {
+        (Mode::Succinct, Some(r)) if cert.steps.is_empty() => r,
+        _ => return fail("not a succinct certificate".into()),
+    };
+    check_statement(cert, step_params)?;
+    let (p, s) = (&cert.public, &cert.statement);
+    if root.kind != root_kind {
+        return fail(format!(
+            "a tree over {} steps has a {root_kind:?} root, the certificate holds a {:?} proof",
+            s.t_last - s.t_first + 1,
+            root.kind
+        ));
+    }
+    let sched = Schedule::new(p.seed, p.num_records, p.batch).map_err(CircuitError::from)?;
+    let batches = (s.t_first..=s.t_last).map(|t| sched.batch(t));
+    let expected = match root_kind {
+        NodeKind::Aggregate => {
+            let mut v = root.instances.get(..ACC_LEN).unwrap_or_default().to_vec();
+            v.extend(
+                Summary {
+                    c_first: s.c_first,
+                    c_last: s.c_last,
+                    root: s.root,
+                    t_first: s.t_first,
+                    t_last: s.t_last,
+                    digest: s.digest,
+                    schedule: expected_schedule(s.t_first, batches)?,
+                }
+                .to_instances(),
+            );
+            v
+        }
+        NodeKind::Step => StepStatement {
+            c_before: s.c_first,
+            c_after: s.c_last,
+            root: s.root,
+            step: s.t_first,
+            digest: s.digest,
+            indices: sched.batch(s.t_first),
+        }
+        .instances(),
+    };
+    if root.instances != expected {
+        return fail(
+            "the root proof's public inputs are not the certificate's statement and the seed's schedule"
+                .into(),
+        );
+    }
+    match root_kind {
+        NodeKind::Aggregate => {
+            if agg_params.s_g2() != step_params.s_g2() || agg_params.k() != root.agg_k {
+                return fail(format!(
+                    "the aggregation SRS is not the certificate's SRS at k = {}",
+                    root.agg_k
+                ));
+            }
+            verify_snark(agg_params, root_vk, &root.instances, &root.proof)?;
+            check_accumulator(agg_params, &root.instances)
+        }
+        NodeKind::Step => verify_snark(step_params, root_vk, &root.instances, &root.proof),
+    }
 }

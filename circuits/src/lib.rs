@@ -13,10 +13,14 @@
 //! - [`step`]: the SGD-step circuit;
 //! - [`shape`]: circuit shape derived from the model and batch;
 //! - [`srs`], [`keys`], [`prover`]: SRS files, cached proving keys, prove and verify;
+//! - [`aggregate`]: the recursive aggregation tree with in-circuit chaining;
 //! - [`certificate`], [`pipeline`]: training certificates and the local pipeline.
 
+pub mod aggregate;
 #[cfg(test)]
 mod aggregation_bench;
+#[cfg(test)]
+mod aggregation_tests;
 pub mod certificate;
 #[cfg(test)]
 mod certificate_tests;

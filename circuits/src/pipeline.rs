@@ -5,7 +5,13 @@ use halo2_base::halo2_proofs::halo2curves::bn256::Bn256;
 use halo2_base::halo2_proofs::poly::kzg::commitment::ParamsKZG;
 use zkaudit_model::transcript::{InitSource, Transcript};
 
-use crate::certificate::{Certificate, StepEntry};
+use std::path::Path;
+
+use halo2_base::halo2_proofs::poly::commitment::Params;
+use snark_verifier_sdk::Snark;
+
+use crate::aggregate::{aggregate_tree, plan, protocol, AggProgress, Node, NodeKind, Summary};
+use crate::certificate::{Certificate, RootProof, StepEntry};
 use crate::hash::MerkleTree;
 use crate::keys::StepKey;
 use crate::prover::prove_step;
@@ -26,6 +32,12 @@ pub enum RunProgress {
     Started(usize),
     /// A step was proven and checked.
     StepDone(usize),
+    /// Aggregation starts: this many aggregation proofs.
+    AggStarted(usize),
+    /// The key of an aggregation level is being loaded or generated.
+    AggKey(usize),
+    /// An aggregation proof is done: level, first and last step it covers.
+    AggDone(usize, u64, u64),
 }
 
 /// Proves steps `0..n` of a run (all when `n` is `None`) and assembles a batched certificate.
@@ -71,4 +83,48 @@ pub fn prove_run(
         initial_salt,
         steps,
     )
+}
+
+/// Proves steps `0..n` of a run, aggregates them up the tree of
+/// [`crate::aggregate::plan`] and returns a succinct certificate.
+/// `agg_params` is the SRS at the aggregation size; aggregation keys are cached in `keys_dir`.
+#[allow(clippy::too_many_arguments)]
+pub fn prove_run_succinct(
+    t: &Transcript,
+    n: Option<usize>,
+    shape: &StepShape,
+    step_params: &ParamsKZG<Bn256>,
+    key: &StepKey,
+    agg_params: &ParamsKZG<Bn256>,
+    keys_dir: &Path,
+    progress: &mut dyn FnMut(RunProgress),
+) -> Result<Certificate> {
+    let batched = prove_run(t, n, shape, step_params, key, progress)?;
+    let p = protocol(
+        step_params,
+        key.pk.get_vk(),
+        NodeKind::Step,
+        batched.steps[0].statement.instances().len(),
+    );
+    let leaves: Vec<Node> = batched
+        .steps
+        .iter()
+        .map(|e| Node {
+            kind: NodeKind::Step,
+            snark: Snark::new(p.clone(), vec![e.statement.instances()], e.proof.clone()),
+            summary: Summary::of_step(&e.statement),
+        })
+        .collect();
+    progress(RunProgress::AggStarted(plan(leaves.len()).aggregations()));
+    let root = aggregate_tree(keys_dir, agg_params, leaves, &mut |a| match a {
+        AggProgress::Key(l) => progress(RunProgress::AggKey(l)),
+        AggProgress::Node(l, a, b) => progress(RunProgress::AggDone(l, a, b)),
+    })?;
+    let instances = root.snark.instances.into_iter().next().unwrap_or_default();
+    Ok(batched.into_succinct(RootProof {
+        kind: root.kind,
+        agg_k: agg_params.k(),
+        instances,
+        proof: root.snark.proof,
+    }))
 }

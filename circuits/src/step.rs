@@ -63,6 +63,11 @@ pub struct StepStatement {
 }
 
 impl StepStatement {
+    /// Number of public instances of a step with batch size `batch`.
+    pub fn num_instances(batch: usize) -> usize {
+        5 + batch
+    }
+
     /// The instance column values.
     pub fn instances(&self) -> Vec<Fr> {
         let mut v = vec![

@@ -5,9 +5,13 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use zkaudit_circuits::certificate::{verify_certificate, Certificate};
+use zkaudit_circuits::aggregate::{root_vk, DEFAULT_AGG_K};
+use zkaudit_circuits::certificate::{
+    check_statement, verify_certificate, verify_succinct, Certificate, Mode,
+};
+use zkaudit_circuits::step::StepStatement;
 use zkaudit_circuits::keys::{step_key, step_vk};
-use zkaudit_circuits::pipeline::{auto_shape, prove_run, RunProgress};
+use zkaudit_circuits::pipeline::{auto_shape, prove_run, prove_run_succinct, RunProgress};
 use zkaudit_circuits::shape::StepShape;
 use zkaudit_model::transcript::Transcript;
 
@@ -16,8 +20,10 @@ use super::prove_step::ProvingFiles;
 /// Certificate mode.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum ModeArg {
-    /// All step proofs, verified with one accumulated pairing.
+    /// All step proofs, verified with one accumulated pairing (fast to prove).
     Batched,
+    /// One recursive aggregation proof (small, slow to prove: needs an SRS with k >= --agg-k).
+    Succinct,
 }
 
 /// Arguments of `zkaudit prove`.
@@ -25,7 +31,8 @@ pub enum ModeArg {
 #[command(after_help = "Examples:
   zkaudit srs --k 18
   zkaudit prove --run runs/digits --steps 4 --out runs/digits/run.cert
-  zkaudit verify runs/digits/run.cert")]
+  zkaudit verify runs/digits/run.cert
+  zkaudit srs --k 20 && zkaudit prove --run runs/digits --steps 4 --mode succinct --out runs/digits/succinct.cert")]
 pub struct ProveArgs {
     /// Run directory written by `zkaudit train`.
     #[arg(long, env = "ZKAUDIT_RUN")]
@@ -39,6 +46,9 @@ pub struct ProveArgs {
     /// Circuit size 2^k (default: chosen from the model and batch).
     #[arg(long)]
     pub k: Option<u32>,
+    /// Size 2^k of the aggregation circuits (succinct mode).
+    #[arg(long, default_value_t = DEFAULT_AGG_K)]
+    pub agg_k: u32,
     /// Output certificate file.
     #[arg(long)]
     pub out: PathBuf,
@@ -58,33 +68,82 @@ pub fn prove(a: ProveArgs) -> anyhow::Result<()> {
         None => auto_shape(&t)?,
     };
     let params = a.files.load_srs(shape.k)?;
+    let agg_params = match a.mode {
+        ModeArg::Batched => None,
+        ModeArg::Succinct => {
+            StepShape::check_k(a.agg_k)?;
+            Some(a.files.load_srs(a.agg_k).with_context(|| {
+                format!(
+                    "succinct mode aggregates with circuits of 2^{} rows; create a large enough SRS with `zkaudit srs --k {}`",
+                    a.agg_k, a.agg_k
+                )
+            })?)
+        }
+    };
     let start = Instant::now();
     let key = step_key(&a.files.keys, &shape, &params)
         .context("loading or generating the proving key")?;
     let keyed = start.elapsed();
     let mut bar: Option<indicatif::ProgressBar> = None;
-    let ModeArg::Batched = a.mode;
-    let cert = prove_run(&t, a.steps, &shape, &params, &key, &mut |p| match p {
+    let mut step_time = None;
+    let mut progress = |p: RunProgress| match p {
         RunProgress::Started(n) => bar = Some(super::progress_bar(n as u64, "proving steps")),
         RunProgress::StepDone(d) => {
             if let Some(b) = &bar {
                 b.set_position(d as u64);
             }
         }
-    })?;
+        RunProgress::AggStarted(n) => {
+            step_time = Some(start.elapsed());
+            if let Some(b) = bar.take() {
+                b.finish_and_clear();
+            }
+            bar = Some(super::progress_bar(n as u64, "aggregating"));
+        }
+        RunProgress::AggKey(l) => {
+            if let Some(b) = &bar {
+                b.set_message(format!("level {l}: loading or generating its key"));
+            }
+        }
+        RunProgress::AggDone(l, x, y) => {
+            if let Some(b) = &bar {
+                b.inc(1);
+                b.set_message(format!("level {l}: steps {x}..={y} done"));
+            }
+        }
+    };
+    let cert = match &agg_params {
+        None => prove_run(&t, a.steps, &shape, &params, &key, &mut progress)?,
+        Some(agg) => prove_run_succinct(
+            &t,
+            a.steps,
+            &shape,
+            &params,
+            &key,
+            agg,
+            &a.files.keys,
+            &mut progress,
+        )?,
+    };
     if let Some(b) = bar.take() {
         b.finish_and_clear();
     }
     cert.write(&a.out)?;
-    let n = cert.steps.len();
+    let n = (cert.statement.t_last - cert.statement.t_first + 1) as usize;
     let total = start.elapsed();
+    let steps_done = step_time.unwrap_or(total);
     println!(
-        "proved {n} steps (k = {}) in {:.1}s (keys {:.1}s, {:.1}s per step); wrote {} ({} bytes)",
+        "proved {n} steps (k = {}) in {:.1}s (keys {:.1}s, {:.1}s per step{}); wrote {} ({:?} mode, {} bytes)",
         shape.k,
         total.as_secs_f64(),
         keyed.as_secs_f64(),
-        (total - keyed).as_secs_f64() / n as f64,
+        (steps_done - keyed).as_secs_f64() / n as f64,
+        match step_time {
+            Some(st) => format!(", aggregation {:.1}s", (total - st).as_secs_f64()),
+            None => String::new(),
+        },
         a.out.display(),
+        cert.mode,
         std::fs::metadata(&a.out).map(|m| m.len()).unwrap_or(0)
     );
     Ok(())
@@ -108,14 +167,40 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<()> {
     let params = a.files.load_srs(cert.shape.k)?;
     let vk = step_vk(&a.files.keys, &cert.shape, &params)?;
     let start = Instant::now();
-    if let Err(e) = verify_certificate(&cert, &params, &vk) {
+    let res = match (&cert.mode, &cert.root) {
+        (Mode::Succinct, Some(root)) => {
+            let agg_params = a.files.load_srs(root.agg_k).with_context(|| {
+                format!(
+                    "the certificate's aggregation circuits have 2^{} rows; the SRS must be at least that large",
+                    root.agg_k
+                )
+            })?;
+            check_statement(&cert, &params)?;
+            let n = (cert.statement.t_last.saturating_sub(cert.statement.t_first) + 1) as usize;
+            eprintln!("deriving the aggregation verifying keys (cached in {}; minutes the first time)", a.files.keys.display());
+            let (kind, rvk) = root_vk(
+                &a.files.keys,
+                &params,
+                &agg_params,
+                &vk,
+                StepStatement::num_instances(cert.shape.batch),
+                n,
+            )?;
+            let start = Instant::now();
+            let r = verify_succinct(&cert, &params, &agg_params, kind, &rvk);
+            (r, start.elapsed())
+        }
+        _ => (verify_certificate(&cert, &params, &vk), start.elapsed()),
+    };
+    if let Err(e) = res.0 {
         bail!("{} is NOT valid: {e}", a.cert.display());
     }
     println!(
-        "VALID ({:?} mode, {} proofs, {:.0} ms)",
+        "VALID ({:?} mode, {} proof{}, verified in {:.0} ms)",
         cert.mode,
-        cert.steps.len(),
-        start.elapsed().as_secs_f64() * 1e3
+        cert.num_proofs(),
+        if cert.num_proofs() == 1 { "" } else { "s" },
+        res.1.as_secs_f64() * 1e3
     );
     println!("{}", cert.describe());
     if cert.initial_salt.is_some() {
