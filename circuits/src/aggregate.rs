@@ -126,6 +126,15 @@ impl Summary {
         ]
     }
 
+    /// The summary of a span of consecutive steps proven together (their
+    /// chaining checked natively as by [`Summary::join`]).
+    pub fn of_span(steps: &[StepStatement]) -> Result<Self> {
+        match steps {
+            [one] => Ok(Self::of_step(one)),
+            _ => Self::join(&steps.iter().map(Self::of_step).collect::<Vec<_>>()),
+        }
+    }
+
     /// Joins the summaries of consecutive ranges, checking natively what the
     /// circuit constrains (so a prover learns of a broken chain before proving).
     pub fn join(parts: &[Summary]) -> Result<Summary> {
@@ -190,8 +199,8 @@ pub fn schedule_node_hash(children: &[Fr]) -> Fr {
 /// What kind of proof a tree node holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum NodeKind {
-    /// A step proof.
-    Step,
+    /// A proof of this many consecutive steps (the step circuit over a span).
+    Steps(usize),
     /// An aggregation proof (its instances start with an accumulator).
     Aggregate,
 }
@@ -265,15 +274,24 @@ where
         .ok_or_else(|| CircuitError::Shape("an empty aggregation tree".into()).into())
 }
 
-/// The schedule hash of steps `t_first..=t_last` along the tree, given each step's indices.
+/// The schedule hash of steps `t_first, t_first + 1, ..` along the tree whose
+/// leaves are spans of `span` steps (the last one shorter), given each step's indices.
 pub fn expected_schedule(
     t_first: u64,
     batches: impl IntoIterator<Item = Vec<u32>>,
+    span: usize,
 ) -> Result<Fr> {
-    let leaves: Vec<Fr> = batches
+    let steps: Vec<Fr> = batches
         .into_iter()
         .enumerate()
         .map(|(i, idx)| schedule_step_hash(t_first + i as u64, &idx))
+        .collect();
+    let leaves: Vec<Fr> = steps
+        .chunks(span.max(1))
+        .map(|c| match c {
+            [one] => *one,
+            _ => schedule_node_hash(c),
+        })
         .collect();
     fold_tree::<Fr, CircuitError>(leaves, |_, kids| Ok(schedule_node_hash(kids)))
 }
@@ -323,23 +341,40 @@ pub fn child_summary(
     inst: &[AssignedValue<Fr>],
 ) -> Result<AssignedSummary> {
     match kind {
-        NodeKind::Step => {
-            if inst.len() < 6 {
+        NodeKind::Steps(span) => {
+            let span = span.max(1);
+            if inst.len() < 5 + span || (inst.len() - 5) % span != 0 {
                 return Err(CircuitError::Shape(format!(
-                    "a step proof has at least 6 instances, got {}",
+                    "a proof of {span} steps cannot have {} instances",
                     inst.len()
                 )));
             }
-            let tag = ctx.load_constant(Fr::from(TAG_SCHED_STEP));
-            let mut input = vec![tag, inst[3]];
-            input.extend_from_slice(&inst[5..]);
-            let schedule = hasher.hash_fix_len_array(ctx, gate, &input);
+            let batch = (inst.len() - 5) / span;
+            let step_tag = ctx.load_constant(Fr::from(TAG_SCHED_STEP));
+            let mut t = inst[3];
+            let mut hashes = Vec::with_capacity(span);
+            for i in 0..span {
+                if i > 0 {
+                    t = gate.add(ctx, t, halo2_base::QuantumCell::Constant(Fr::one()));
+                }
+                let mut input = vec![step_tag, t];
+                input.extend_from_slice(&inst[5 + i * batch..5 + (i + 1) * batch]);
+                hashes.push(hasher.hash_fix_len_array(ctx, gate, &input));
+            }
+            let schedule = if span == 1 {
+                hashes[0]
+            } else {
+                let node_tag = ctx.load_constant(Fr::from(TAG_SCHED_NODE));
+                let mut input = vec![node_tag];
+                input.extend(hashes);
+                hasher.hash_fix_len_array(ctx, gate, &input)
+            };
             Ok(AssignedSummary {
                 c_first: inst[0],
                 c_last: inst[1],
                 root: inst[2],
                 t_first: inst[3],
-                t_last: inst[3],
+                t_last: t,
                 digest: inst[4],
                 schedule,
             })
@@ -397,6 +432,17 @@ pub fn chain(
     })
 }
 
+/// The leaves of a run of `n` steps proven in spans of `span`: full spans,
+/// then a shorter last one; each with its span length.
+pub fn leaf_spans(n: usize, span: usize) -> Vec<usize> {
+    let span = span.max(1);
+    let mut v = vec![span; n / span];
+    if n % span != 0 {
+        v.push(n % span);
+    }
+    v
+}
+
 /// A proof in the tree with what it proves.
 #[derive(Clone, Debug)]
 pub struct Node {
@@ -416,7 +462,7 @@ pub fn protocol(
     num_instance: usize,
 ) -> PlonkProtocol<G1Affine> {
     let acc = match kind {
-        NodeKind::Step => None,
+        NodeKind::Steps(_) => None,
         NodeKind::Aggregate => AggregationCircuit::accumulator_indices(),
     };
     compile(
@@ -731,20 +777,19 @@ pub fn aggregate_tree(
     })
 }
 
-/// The verifying key of the root of the tree over `n` step proofs (or the
-/// step key itself when `n == 1`), derived from the step circuit's verifying
-/// key alone, level by level, with each level's key cached in `dir`.
+/// The verifying key of the root of the tree over the given leaves (their
+/// kinds and protocols, in step order), derived from the leaves' keys alone,
+/// level by level, with each aggregation key cached in `dir`. A single leaf
+/// is its own root (`None`: use the leaf's key).
 pub fn root_vk(
     dir: &Path,
-    step_params: &ParamsKZG<Bn256>,
     agg_params: &ParamsKZG<Bn256>,
-    step_vk: &VerifyingKey<G1Affine>,
-    step_instances: usize,
-    n: usize,
-) -> Result<(NodeKind, VerifyingKey<G1Affine>)> {
-    if n > MAX_TREE_LEAVES {
+    leaves: Vec<(NodeKind, PlonkProtocol<G1Affine>)>,
+) -> Result<(NodeKind, Option<VerifyingKey<G1Affine>>)> {
+    if leaves.len() > MAX_TREE_LEAVES {
         return Err(CircuitError::Shape(format!(
-            "{n} steps: at most {MAX_TREE_LEAVES} can be aggregated"
+            "{} leaves: at most {MAX_TREE_LEAVES} can be aggregated",
+            leaves.len()
         )));
     }
     #[derive(Clone)]
@@ -753,14 +798,17 @@ pub fn root_vk(
         protocol: PlonkProtocol<G1Affine>,
         vk: Option<VerifyingKey<G1Affine>>,
     }
-    let leaf = K {
-        kind: NodeKind::Step,
-        protocol: protocol(step_params, step_vk, NodeKind::Step, step_instances),
-        vk: None,
-    };
+    let leaves: Vec<K> = leaves
+        .into_iter()
+        .map(|(kind, protocol)| K {
+            kind,
+            protocol,
+            vk: None,
+        })
+        .collect();
     let mut cache: HashMap<String, (PlonkProtocol<G1Affine>, VerifyingKey<G1Affine>)> =
         HashMap::new();
-    let root = fold_tree::<K, CircuitError>(vec![leaf; n.max(1)], |_, kids| {
+    let root = fold_tree::<K, CircuitError>(leaves, |_, kids| {
         let sig: Vec<_> = kids.iter().map(|k| (k.kind, k.protocol.clone())).collect();
         let id = agg_id(agg_params, &sig);
         if !cache.contains_key(&id) {
@@ -777,10 +825,7 @@ pub fn root_vk(
             vk: Some(vk.clone()),
         })
     })?;
-    Ok(match root.vk {
-        Some(vk) => (NodeKind::Aggregate, vk),
-        None => (NodeKind::Step, step_vk.clone()),
-    })
+    Ok((root.kind, root.vk))
 }
 
 #[cfg(test)]

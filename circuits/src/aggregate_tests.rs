@@ -56,7 +56,7 @@ fn chain_holds(children: &[(NodeKind, Vec<Fr>)], expected: &[Fr]) -> bool {
 }
 
 fn step_child(st: &StepStatement) -> (NodeKind, Vec<Fr>) {
-    (NodeKind::Step, st.instances())
+    (NodeKind::Steps(1), st.instances())
 }
 
 fn agg_child(s: &Summary) -> (NodeKind, Vec<Fr>) {
@@ -112,7 +112,7 @@ fn native_join_rejects_broken_chains() {
 #[test]
 fn schedule_hash_binds_every_index_and_the_tree() {
     let steps = run(5);
-    let e = expected_schedule(0, steps.iter().map(|s| s.indices.clone())).unwrap();
+    let e = expected_schedule(0, steps.iter().map(|s| s.indices.clone()), 1).unwrap();
     let via_summaries =
         fold_tree::<Summary, CircuitError>(steps.iter().map(Summary::of_step).collect(), |_, k| {
             Summary::join(k)
@@ -123,11 +123,11 @@ fn schedule_hash_binds_every_index_and_the_tree() {
     other[3].indices[1] += 1;
     assert_ne!(
         e,
-        expected_schedule(0, other.iter().map(|s| s.indices.clone())).unwrap()
+        expected_schedule(0, other.iter().map(|s| s.indices.clone()), 1).unwrap()
     );
     assert_ne!(
         e,
-        expected_schedule(1, steps.iter().map(|s| s.indices.clone())).unwrap()
+        expected_schedule(1, steps.iter().map(|s| s.indices.clone()), 1).unwrap()
     );
 }
 
@@ -149,7 +149,7 @@ fn circuit_accepts_chained_steps_and_aggregates() {
     // The schedule the circuit computes is the verifier's.
     assert_eq!(
         top.schedule,
-        expected_schedule(0, steps.iter().map(|s| s.indices.clone())).unwrap()
+        expected_schedule(0, steps.iter().map(|s| s.indices.clone()), 1).unwrap()
     );
 }
 
@@ -199,4 +199,43 @@ fn circuit_rejects_out_of_order_gap_foreign_run_and_other_root() {
     swapped.t_last = left.t_last;
     swapped.schedule = schedule_node_hash(&[right.schedule, left.schedule]);
     assert!(!chain_holds(&[agg_child(&right), agg_child(&left)], &swapped.to_instances()));
+}
+
+#[test]
+fn leaf_spans_cover_the_run() {
+    assert_eq!(leaf_spans(4, 1), vec![1, 1, 1, 1]);
+    assert_eq!(leaf_spans(10, 4), vec![4, 4, 2]);
+    assert_eq!(leaf_spans(8, 4), vec![4, 4]);
+    assert_eq!(leaf_spans(3, 8), vec![3]);
+}
+
+#[test]
+fn circuit_accepts_spans_and_binds_their_schedule() {
+    let steps = run(5);
+    // A leaf proving steps 0..=2 together exposes span instances.
+    let span = crate::step::span_instances(&steps[..3]);
+    let tail = crate::step::span_instances(&steps[3..]);
+    let left = Summary::of_span(&steps[..3]).unwrap();
+    let right = Summary::of_span(&steps[3..]).unwrap();
+    let top = Summary::join(&[left, right]).unwrap();
+    assert!(chain_holds(
+        &[(NodeKind::Steps(3), span.clone()), (NodeKind::Steps(2), tail.clone())],
+        &top.to_instances()
+    ));
+    assert_eq!(
+        top.schedule,
+        expected_schedule(0, steps.iter().map(|s| s.indices.clone()), 3).unwrap()
+    );
+    // The span length is part of what the verifier recomputes.
+    assert_ne!(
+        top.schedule,
+        expected_schedule(0, steps.iter().map(|s| s.indices.clone()), 2).unwrap()
+    );
+    // A span claimed one step shorter leaves a gap before the next leaf.
+    let mut short = span.clone();
+    short.truncate(5 + 2 * 2);
+    assert!(!chain_holds(
+        &[(NodeKind::Steps(2), short), (NodeKind::Steps(2), tail)],
+        &top.to_instances()
+    ));
 }

@@ -14,12 +14,10 @@ use std::time::Instant;
 
 use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
 
-use crate::aggregate::{
-    agg_key, prove_node_claiming, protocol, root_vk, NodeKind, Summary, DEFAULT_AGG_K,
-};
+use crate::aggregate::{agg_key, prove_node_claiming, protocol, NodeKind, Summary, DEFAULT_AGG_K};
 use crate::certificate::{verify_succinct, Certificate};
-use crate::keys::{step_key, step_vk};
-use crate::pipeline::{prove_run_succinct, RunProgress};
+use crate::keys::step_key;
+use crate::pipeline::{derive_root_key, prove_run_succinct, RunProgress};
 use crate::prover::verify_snark;
 use crate::shape::StepShape;
 use crate::srs;
@@ -58,7 +56,6 @@ fn succinct_certificate_through_two_levels() {
         Some(4),
         &shape,
         &step_params,
-        &key,
         &agg_params,
         &keys,
         &mut |p| {
@@ -77,9 +74,8 @@ fn succinct_certificate_through_two_levels() {
     // The verifier derives the root key in its own, empty cache.
     let verifier_keys = dir.path().join("verifier-keys");
     let start = Instant::now();
-    let svk = step_vk(&verifier_keys, &shape, &step_params).unwrap();
-    let n = step_instances(&cert);
-    let (kind, vk) = root_vk(&verifier_keys, &step_params, &agg_params, &svk, n, 4).unwrap();
+    let (kind, vk) = derive_root_key(&cert, &verifier_keys, &step_params, &agg_params).unwrap();
+    let n = crate::step::StepStatement::num_instances(cert.public.batch);
     eprintln!("verifier key derivation: {:.0}s", start.elapsed().as_secs_f64());
     assert_eq!(kind, NodeKind::Aggregate);
     let start = Instant::now();
@@ -138,9 +134,9 @@ fn succinct_certificate_through_two_levels() {
     // that does not verify, whatever summary it exposes.
     let batched = crate::pipeline::prove_run(&t, Some(2), &shape, &step_params, &key, &mut |_| {})
         .unwrap();
-    let p = protocol(&step_params, key.pk.get_vk(), NodeKind::Step, n);
+    let p = protocol(&step_params, key.pk.get_vk(), NodeKind::Steps(1), n);
     let leaf = |i: usize| crate::aggregate::Node {
-        kind: NodeKind::Step,
+        kind: NodeKind::Steps(1),
         snark: snark_verifier_sdk::Snark::new(
             p.clone(),
             vec![batched.steps[i].statement.instances()],
@@ -171,8 +167,4 @@ fn succinct_certificate_through_two_levels() {
             "an aggregation of out-of-order steps verified"
         );
     }
-}
-
-fn step_instances(cert: &Certificate) -> usize {
-    crate::step::StepStatement::num_instances(cert.public.batch)
 }

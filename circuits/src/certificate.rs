@@ -42,6 +42,7 @@ use snark_verifier_sdk::NativeLoader;
 use zkaudit_model::schedule::Schedule;
 use zkaudit_model::Weights;
 
+use crate::step::StepStatement;
 use crate::aggregate::{check_accumulator, expected_schedule, NodeKind, Summary, ACC_LEN};
 use crate::envelope;
 use crate::prover::verify_snark;
@@ -49,7 +50,6 @@ use crate::field::to_hex;
 use crate::hash::{commit_weights_native, MerkleTree};
 use crate::shape::{PublicParams, StepShape};
 use crate::srs::srs_id;
-use crate::step::StepStatement;
 use crate::{CircuitError, Fr, Result};
 
 /// File magic of certificates.
@@ -281,7 +281,7 @@ pub fn verify_certificate(
     vk: &VerifyingKey<G1Affine>,
 ) -> Result<()> {
     let fail = |m: String| Err(CircuitError::Verification(m));
-    if cert.mode != Mode::Batched || cert.root.is_some() {
+    if cert.mode != Mode::Batched || cert.root.is_some() || cert.shape.span != 1 {
         return fail("not a batched certificate".into());
     }
     check_statement(cert, params)?;
@@ -402,21 +402,19 @@ pub fn verify_succinct(
                     t_first: s.t_first,
                     t_last: s.t_last,
                     digest: s.digest,
-                    schedule: expected_schedule(s.t_first, batches)?,
+                    schedule: expected_schedule(s.t_first, batches, cert.shape.span)?,
                 }
                 .to_instances(),
             );
             v
         }
-        NodeKind::Step => StepStatement {
-            c_before: s.c_first,
-            c_after: s.c_last,
-            root: s.root,
-            step: s.t_first,
-            digest: s.digest,
-            indices: sched.batch(s.t_first),
+        NodeKind::Steps(_) => {
+            let mut v = vec![s.c_first, s.c_last, s.root, Fr::from(s.t_first), s.digest];
+            for idx in batches {
+                v.extend(idx.into_iter().map(|i| Fr::from(i as u64)));
+            }
+            v
         }
-        .instances(),
     };
     if root.instances != expected {
         return fail(
@@ -435,6 +433,6 @@ pub fn verify_succinct(
             verify_snark(agg_params, root_vk, &root.instances, &root.proof)?;
             check_accumulator(agg_params, &root.instances)
         }
-        NodeKind::Step => verify_snark(step_params, root_vk, &root.instances, &root.proof),
+        NodeKind::Steps(_) => verify_snark(step_params, root_vk, &root.instances, &root.proof),
     }
 }

@@ -50,10 +50,26 @@ impl StepKey {
         witness: &StepWitness,
         tamper: Option<Tamper>,
     ) -> Result<StepCircuit> {
-        StepCircuit::build(
+        self.prover_span_circuit(
             shape,
-            statement,
-            witness,
+            std::slice::from_ref(statement),
+            std::slice::from_ref(witness),
+            tamper,
+        )
+    }
+
+    /// The prover-stage circuit of a span of steps (`shape.span` of them).
+    pub fn prover_span_circuit(
+        &self,
+        shape: &StepShape,
+        statements: &[StepStatement],
+        witnesses: &[StepWitness],
+        tamper: Option<Tamper>,
+    ) -> Result<StepCircuit> {
+        StepCircuit::build_span(
+            shape,
+            statements,
+            witnesses,
             CircuitBuilderStage::Prover,
             Some(self.meta.params.clone()),
             Some(self.meta.break_points.clone()),
@@ -74,10 +90,10 @@ fn base(dir: &Path, shape: &StepShape, params: &ParamsKZG<Bn256>) -> PathBuf {
 /// The circuit of a shape built from an all-zero witness, as keygen uses it.
 pub fn keygen_circuit(shape: &StepShape) -> Result<StepCircuit> {
     let (st, w) = dummy_inputs(shape);
-    StepCircuit::build(
+    StepCircuit::build_span(
         shape,
-        &st,
-        &w,
+        &vec![st; shape.span],
+        &vec![w; shape.span],
         CircuitBuilderStage::Keygen,
         None,
         None,

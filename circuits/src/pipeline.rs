@@ -8,10 +8,22 @@ use zkaudit_model::transcript::{InitSource, Transcript};
 use std::path::Path;
 
 use halo2_base::halo2_proofs::poly::commitment::Params;
-use snark_verifier_sdk::Snark;
 
-use crate::aggregate::{aggregate_tree, plan, protocol, AggProgress, Node, NodeKind, Summary};
-use crate::certificate::{Certificate, RootProof, StepEntry};
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use halo2_base::halo2_proofs::halo2curves::bn256::G1Affine;
+use halo2_base::halo2_proofs::plonk::VerifyingKey;
+use snark_verifier_sdk::halo2::gen_snark_shplonk;
+use snark_verifier_sdk::snark_verifier::verifier::plonk::PlonkProtocol;
+
+use crate::aggregate::{
+    aggregate_tree, leaf_spans, plan, protocol, root_vk, AggProgress, Node, NodeKind, Summary,
+    MAX_TREE_LEAVES,
+};
+use crate::certificate::{Certificate, Mode, RootProof, RunStatement, StepEntry};
+use crate::keys::{step_key, step_vk};
+use crate::step::step_inputs;
 use crate::hash::MerkleTree;
 use crate::keys::StepKey;
 use crate::prover::prove_step;
@@ -23,6 +35,16 @@ use crate::{CircuitError, Result};
 pub fn auto_shape(t: &Transcript) -> Result<StepShape> {
     let c = crate::keys::keygen_circuit(&StepShape::for_run(t, 16))?;
     Ok(StepShape::auto(t, c.advice_cells(), c.perms.len()))
+}
+
+/// The shape for proofs covering `span` consecutive steps, with `k` chosen
+/// automatically from the span circuit's size (see [`StepShape::auto`]).
+pub fn auto_shape_span(t: &Transcript, span: usize) -> Result<StepShape> {
+    if span <= 1 {
+        return auto_shape(t);
+    }
+    let c = crate::keys::keygen_circuit(&StepShape::for_run(t, crate::srs::MAX_K).with_span(span))?;
+    Ok(StepShape::auto(t, c.advice_cells(), c.perms.len()).with_span(span))
 }
 
 /// Progress of [`prove_run`].
@@ -72,59 +94,173 @@ pub fn prove_run(
         });
         progress(RunProgress::StepDone(s + 1));
     }
-    let initial_salt = match t.init {
-        InitSource::Seeded => Some(t.weight_salts[0]),
-        InitSource::Imported { .. } => None,
-    };
     Certificate::batched(
         PublicParams::of(t),
         shape.clone(),
         srs_id(params),
-        initial_salt,
+        initial_salt(t),
         steps,
     )
 }
 
-/// Proves steps `0..n` of a run, aggregates them up the tree of
-/// [`crate::aggregate::plan`] and returns a succinct certificate.
-/// `agg_params` is the SRS at the aggregation size; aggregation keys are cached in `keys_dir`.
-#[allow(clippy::too_many_arguments)]
+/// Proves steps `0..n` of a run in spans of `shape.span` consecutive steps
+/// per leaf proof (the last span shorter), aggregates the leaves up the tree
+/// of [`crate::aggregate::plan`] and returns a succinct certificate.
+/// `agg_params` is the SRS at the aggregation size; step and aggregation
+/// keys are cached in `keys_dir`.
 pub fn prove_run_succinct(
     t: &Transcript,
     n: Option<usize>,
     shape: &StepShape,
     step_params: &ParamsKZG<Bn256>,
-    key: &StepKey,
     agg_params: &ParamsKZG<Bn256>,
     keys_dir: &Path,
     progress: &mut dyn FnMut(RunProgress),
 ) -> Result<Certificate> {
-    let batched = prove_run(t, n, shape, step_params, key, progress)?;
-    let p = protocol(
-        step_params,
-        key.pk.get_vk(),
-        NodeKind::Step,
-        batched.steps[0].statement.instances().len(),
+    let total = n.unwrap_or(t.num_steps());
+    if total == 0 || total > t.num_steps() {
+        return Err(CircuitError::Shape(format!(
+            "--steps must be in 1..={} (the run's steps), got {total}",
+            t.num_steps()
+        )));
+    }
+    let tree = MerkleTree::of_dataset(
+        &t.train.features,
+        &t.train.labels,
+        &t.leaf_salts,
+        t.config.fx.value_bits,
     );
-    let leaves: Vec<Node> = batched
-        .steps
-        .iter()
-        .map(|e| Node {
-            kind: NodeKind::Step,
-            snark: Snark::new(p.clone(), vec![e.statement.instances()], e.proof.clone()),
-            summary: Summary::of_step(&e.statement),
-        })
-        .collect();
+    progress(RunProgress::Started(total));
+    let mut leaves = Vec::new();
+    let mut key: Option<(usize, StepKey)> = None;
+    let mut first = 0usize;
+    for len in leaf_spans(total, shape.span) {
+        let span_shape = shape.with_span(len);
+        if key.as_ref().map(|(l, _)| *l) != Some(len) {
+            drop(key.take());
+            key = Some((len, step_key(keys_dir, &span_shape, step_params)?));
+        }
+        let k = match &key {
+            Some((_, k)) => k,
+            None => return Err(CircuitError::Shape("step key".into())),
+        };
+        let mut statements = Vec::with_capacity(len);
+        let mut witnesses = Vec::with_capacity(len);
+        for s in first..first + len {
+            t.replay_step(s)?;
+            let (st, w) = step_inputs(t, &tree, s)?;
+            statements.push(st);
+            witnesses.push(w);
+        }
+        let summary = Summary::of_span(&statements)?;
+        let circuit = k.prover_span_circuit(&span_shape, &statements, &witnesses, None)?;
+        let snark = catch_unwind(AssertUnwindSafe(|| {
+            gen_snark_shplonk(step_params, &k.pk, circuit, None::<&str>)
+        }))
+        .map_err(|_| {
+            CircuitError::Unsatisfied(format!(
+                "steps {first}..{}: the prover could not produce a valid proof",
+                first + len
+            ))
+        })?;
+        leaves.push(Node {
+            kind: NodeKind::Steps(len),
+            snark,
+            summary,
+        });
+        first += len;
+        progress(RunProgress::StepDone(first));
+    }
+    drop(key);
     progress(RunProgress::AggStarted(plan(leaves.len()).aggregations()));
     let root = aggregate_tree(keys_dir, agg_params, leaves, &mut |a| match a {
         AggProgress::Key(l) => progress(RunProgress::AggKey(l)),
         AggProgress::Node(l, a, b) => progress(RunProgress::AggDone(l, a, b)),
     })?;
+    let s = &root.summary;
+    let statement = RunStatement {
+        c_first: s.c_first,
+        c_last: s.c_last,
+        root: s.root,
+        t_first: s.t_first,
+        t_last: s.t_last,
+        digest: s.digest,
+    };
     let instances = root.snark.instances.into_iter().next().unwrap_or_default();
-    Ok(batched.into_succinct(RootProof {
-        kind: root.kind,
-        agg_k: agg_params.k(),
-        instances,
-        proof: root.snark.proof,
-    }))
+    Ok(Certificate {
+        mode: Mode::Succinct,
+        public: PublicParams::of(t),
+        shape: shape.clone(),
+        srs_id: srs_id(step_params),
+        statement,
+        initial_salt: initial_salt(t),
+        steps: Vec::new(),
+        root: Some(RootProof {
+            kind: root.kind,
+            agg_k: agg_params.k(),
+            instances,
+            proof: root.snark.proof,
+        }),
+    })
+}
+
+fn initial_salt(t: &Transcript) -> Option<u128> {
+    match t.init {
+        InitSource::Seeded => Some(t.weight_salts[0]),
+        InitSource::Imported { .. } => None,
+    }
+}
+
+/// The leaves' kinds and protocols of a run of `n` steps proven in spans of
+/// `shape.span`, from the step keys (cached in `keys_dir`, else derived from the shape).
+pub fn leaf_protocols(
+    keys_dir: &Path,
+    shape: &StepShape,
+    params: &ParamsKZG<Bn256>,
+    n: usize,
+) -> Result<Vec<(NodeKind, PlonkProtocol<G1Affine>)>> {
+    let mut by_len: HashMap<usize, PlonkProtocol<G1Affine>> = HashMap::new();
+    leaf_spans(n, shape.span)
+        .into_iter()
+        .map(|len| {
+            if let Some(p) = by_len.get(&len) {
+                return Ok((NodeKind::Steps(len), p.clone()));
+            }
+            let vk = step_vk(keys_dir, &shape.with_span(len), params)?;
+            let p = protocol(
+                params,
+                &vk,
+                NodeKind::Steps(len),
+                5 + len * shape.batch,
+            );
+            by_len.insert(len, p.clone());
+            Ok((NodeKind::Steps(len), p))
+        })
+        .collect()
+}
+
+/// The root verifying key of a succinct certificate, derived by the verifier
+/// from the step shape (keys cached in `keys_dir`; minutes the first time).
+pub fn derive_root_key(
+    cert: &Certificate,
+    keys_dir: &Path,
+    step_params: &ParamsKZG<Bn256>,
+    agg_params: &ParamsKZG<Bn256>,
+) -> Result<(NodeKind, VerifyingKey<G1Affine>)> {
+    let s = &cert.statement;
+    let n = s
+        .t_last
+        .checked_sub(s.t_first)
+        .map(|d| d as usize + 1)
+        .filter(|&n| n <= MAX_TREE_LEAVES)
+        .ok_or_else(|| CircuitError::Verification(format!("bad step range {}..={}", s.t_first, s.t_last)))?;
+    let leaves = leaf_protocols(keys_dir, &cert.shape, step_params, n)?;
+    match root_vk(keys_dir, agg_params, leaves)? {
+        (kind, Some(vk)) => Ok((kind, vk)),
+        (NodeKind::Steps(len), None) => Ok((
+            NodeKind::Steps(len),
+            step_vk(keys_dir, &cert.shape.with_span(len), step_params)?,
+        )),
+        (kind, None) => Err(CircuitError::Shape(format!("no key for a {kind:?} root"))),
+    }
 }

@@ -13,7 +13,7 @@ use crate::Fr;
 pub const TARGET_ADVICE_COLUMNS: usize = 16;
 
 /// Largest `k` the automatic choice goes to before accepting more columns.
-pub const MAX_AUTO_K: u32 = 19;
+pub const MAX_AUTO_K: u32 = 20;
 
 /// Advice columns of a layout at `k`: halo2-base, Poseidon lanes, lookups.
 pub fn total_columns(k: u32, base_cells: usize, perms: usize) -> usize {
@@ -42,6 +42,8 @@ pub struct StepShape {
     pub k: u32,
     /// Bits of the range-check lookup table.
     pub lookup_bits: usize,
+    /// Consecutive steps one proof covers (a span; 1 for step proofs).
+    pub span: usize,
 }
 
 impl StepShape {
@@ -67,6 +69,15 @@ impl StepShape {
             depth: MerkleTree::depth_for(t.train.len()),
             k,
             lookup_bits: (k - 1) as usize,
+            span: 1,
+        }
+    }
+
+    /// The same circuit over a span of `span` consecutive steps.
+    pub fn with_span(&self, span: usize) -> Self {
+        StepShape {
+            span: span.max(1),
+            ..self.clone()
         }
     }
 
@@ -78,11 +89,16 @@ impl StepShape {
     /// fewer, taller columns make smaller proofs that are cheaper to
     /// aggregate. Past [`MAX_AUTO_K`] more columns are accepted instead.
     pub fn auto(t: &Transcript, base_cells: usize, perms: usize) -> Self {
+        Self::for_run(t, Self::auto_k(base_cells, perms))
+    }
+
+    /// The `k` of [`StepShape::auto`].
+    pub fn auto_k(base_cells: usize, perms: usize) -> u32 {
         let mut k = 12u32;
         while k < MAX_AUTO_K && total_columns(k, base_cells, perms) > TARGET_ADVICE_COLUMNS {
             k += 1;
         }
-        Self::for_run(t, k)
+        k
     }
 
     /// A stable identifier of the shape (hex SHA-256 of its bincode), for key caches.

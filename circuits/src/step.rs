@@ -82,6 +82,27 @@ impl StepStatement {
     }
 }
 
+/// The public instances of a span of consecutive steps proven together:
+/// `c_first, c_last, R, t_first, digest`, then every step's batch indices in
+/// step order. For one step these are exactly [`StepStatement::instances`].
+pub fn span_instances(steps: &[StepStatement]) -> Vec<Fr> {
+    let (first, last) = match (steps.first(), steps.last()) {
+        (Some(f), Some(l)) => (f, l),
+        _ => return Vec::new(),
+    };
+    let mut v = vec![
+        first.c_before,
+        last.c_after,
+        first.root,
+        Fr::from(first.step),
+        first.digest,
+    ];
+    for s in steps {
+        v.extend(s.indices.iter().map(|&i| Fr::from(i as u64)));
+    }
+    v
+}
+
 /// The private witness of one step.
 #[derive(Clone, Debug)]
 pub struct StepWitness {
@@ -223,7 +244,40 @@ impl StepCircuit {
         break_points: Option<Vec<Vec<usize>>>,
         tamper: Option<Tamper>,
     ) -> Result<Self> {
-        check_inputs(shape, statement, witness)?;
+        Self::build_span(
+            shape,
+            std::slice::from_ref(statement),
+            std::slice::from_ref(witness),
+            stage,
+            params,
+            break_points,
+            tamper,
+        )
+    }
+
+    /// Builds the circuit of a span of `shape.span` consecutive steps: each
+    /// step as in [`StepCircuit::build`], and in-circuit chaining (each
+    /// step's after-commitment is the next one's before-commitment, step
+    /// indices consecutive, one root and digest). Instances: [`span_instances`].
+    pub fn build_span(
+        shape: &StepShape,
+        statements: &[StepStatement],
+        witnesses: &[StepWitness],
+        stage: CircuitBuilderStage,
+        params: Option<StepCircuitParams>,
+        break_points: Option<Vec<Vec<usize>>>,
+        tamper: Option<Tamper>,
+    ) -> Result<Self> {
+        if statements.len() != shape.span || witnesses.len() != shape.span {
+            return Err(CircuitError::Shape(format!(
+                "the circuit proves spans of {} steps, got {}",
+                shape.span,
+                statements.len()
+            )));
+        }
+        for (st, w) in statements.iter().zip(witnesses) {
+            check_inputs(shape, st, w)?;
+        }
         let mut builder = BaseCircuitBuilder::from_stage(stage)
             .use_k(shape.k as usize)
             .use_lookup_bits(shape.lookup_bits)
@@ -242,8 +296,28 @@ impl StepCircuit {
             },
             ..PoseidonChip::default()
         };
-        let (instances, computed_c_after) =
-            synthesize_step(&mut builder, &chip, &poseidon, shape, statement, witness);
+        let mut parts = Vec::with_capacity(statements.len());
+        let mut computed_c_after = Fr::zero();
+        for (st, w) in statements.iter().zip(witnesses) {
+            let (inst, c) = synthesize_step(&mut builder, &chip, &poseidon, shape, st, w);
+            parts.push(inst);
+            computed_c_after = c;
+        }
+        let gate = chip.gate().clone();
+        let ctx = builder.main(0);
+        for w in parts.windows(2) {
+            let (a, b) = (&w[0], &w[1]);
+            ctx.constrain_equal(&a[1], &b[0]);
+            let next = gate.add(ctx, a[3], QuantumCell::Constant(Fr::one()));
+            ctx.constrain_equal(&next, &b[3]);
+            ctx.constrain_equal(&a[2], &b[2]);
+            ctx.constrain_equal(&a[4], &b[4]);
+        }
+        let (first, last) = (&parts[0], &parts[parts.len() - 1]);
+        let mut instances = vec![first[0], last[1], first[2], first[3], first[4]];
+        for p in &parts {
+            instances.extend_from_slice(&p[5..]);
+        }
         builder.assigned_instances = vec![instances];
         let lookups = chip.exp_lookups.borrow().clone();
         let perms = poseidon.requests.borrow().clone();

@@ -461,3 +461,53 @@ fn print_constraint_degree() {
     let _ = StepCircuit::configure_with_params(&mut cs, c.params.clone());
     println!("degree = {}", cs.degree());
 }
+
+/// Mock-proves steps `steps` of `t` as one span; the exposed instances are
+/// what a cheating prover would claim for them (first start, last end).
+fn mock_span(t: &Transcript, steps: &[usize]) -> bool {
+    let tree = MerkleTree::of_dataset(
+        &t.train.features,
+        &t.train.labels,
+        &t.leaf_salts,
+        t.config.fx.value_bits,
+    );
+    let shape = StepShape::for_run(t, K).with_span(steps.len());
+    let (sts, ws): (Vec<_>, Vec<_>) = steps
+        .iter()
+        .map(|&s| step_inputs(t, &tree, s).unwrap())
+        .unzip();
+    let circuit = StepCircuit::build_span(
+        &shape,
+        &sts,
+        &ws,
+        CircuitBuilderStage::Mock,
+        None,
+        None,
+        None,
+    )
+    .unwrap();
+    MockProver::run(K, &circuit, vec![span_instances(&sts)])
+        .unwrap()
+        .verify()
+        .is_ok()
+}
+
+#[test]
+fn span_of_consecutive_steps_is_accepted_and_broken_spans_rejected() {
+    let t = mlp();
+    assert!(mock_span(&t, &[0, 1]));
+    assert!(mock_span(&t, &[0, 1, 2]));
+    // Out of order, a gap, a repeated step.
+    assert!(!mock_span(&t, &[1, 0]));
+    assert!(!mock_span(&t, &[0, 2]));
+    assert!(!mock_span(&t, &[1, 1]));
+    // One step's statement is exactly the span instances of one step.
+    let tree = MerkleTree::of_dataset(
+        &t.train.features,
+        &t.train.labels,
+        &t.leaf_salts,
+        t.config.fx.value_bits,
+    );
+    let (st, _) = step_inputs(&t, &tree, 2).unwrap();
+    assert_eq!(span_instances(std::slice::from_ref(&st)), st.instances());
+}

@@ -5,13 +5,14 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use zkaudit_circuits::aggregate::{root_vk, DEFAULT_AGG_K};
+use zkaudit_circuits::aggregate::DEFAULT_AGG_K;
 use zkaudit_circuits::certificate::{
     check_statement, verify_certificate, verify_succinct, Certificate, Mode,
 };
-use zkaudit_circuits::step::StepStatement;
 use zkaudit_circuits::keys::{step_key, step_vk};
-use zkaudit_circuits::pipeline::{auto_shape, prove_run, prove_run_succinct, RunProgress};
+use zkaudit_circuits::pipeline::{
+    auto_shape_span, derive_root_key, prove_run, prove_run_succinct, RunProgress,
+};
 use zkaudit_circuits::shape::StepShape;
 use zkaudit_model::transcript::Transcript;
 
@@ -46,6 +47,11 @@ pub struct ProveArgs {
     /// Circuit size 2^k (default: chosen from the model and batch).
     #[arg(long)]
     pub k: Option<u32>,
+    /// Steps per leaf proof in succinct mode: one circuit proves this many
+    /// consecutive steps, so fewer (costly) aggregations are needed. Choose
+    /// --k to fit the span (about span times one step's cells).
+    #[arg(long, default_value_t = 1)]
+    pub span: usize,
     /// Size 2^k of the aggregation circuits (succinct mode).
     #[arg(long, default_value_t = DEFAULT_AGG_K)]
     pub agg_k: u32,
@@ -60,12 +66,18 @@ pub struct ProveArgs {
 /// Runs `zkaudit prove`.
 pub fn prove(a: ProveArgs) -> anyhow::Result<()> {
     let t = Transcript::read_run(&a.run)?;
+    let span = match a.mode {
+        ModeArg::Succinct if a.span >= 1 => a.span,
+        ModeArg::Succinct => bail!("--span must be at least 1"),
+        ModeArg::Batched if a.span != 1 => bail!("--span applies to --mode succinct only"),
+        ModeArg::Batched => 1,
+    };
     let shape = match a.k {
         Some(k) => {
             StepShape::check_k(k)?;
-            StepShape::for_run(&t, k)
+            StepShape::for_run(&t, k).with_span(span)
         }
-        None => auto_shape(&t)?,
+        None => auto_shape_span(&t, span)?,
     };
     let params = a.files.load_srs(shape.k)?;
     let agg_params = match a.mode {
@@ -81,8 +93,14 @@ pub fn prove(a: ProveArgs) -> anyhow::Result<()> {
         }
     };
     let start = Instant::now();
-    let key = step_key(&a.files.keys, &shape, &params)
-        .context("loading or generating the proving key")?;
+    let key = match agg_params {
+        None => Some(
+            step_key(&a.files.keys, &shape, &params)
+                .context("loading or generating the proving key")?,
+        ),
+        // Succinct mode loads the key of each span length itself.
+        Some(_) => None,
+    };
     let keyed = start.elapsed();
     let mut bar: Option<indicatif::ProgressBar> = None;
     let mut step_time = None;
@@ -112,14 +130,14 @@ pub fn prove(a: ProveArgs) -> anyhow::Result<()> {
             }
         }
     };
-    let cert = match &agg_params {
-        None => prove_run(&t, a.steps, &shape, &params, &key, &mut progress)?,
-        Some(agg) => prove_run_succinct(
+    let cert = match (&agg_params, &key) {
+        (None, Some(key)) => prove_run(&t, a.steps, &shape, &params, key, &mut progress)?,
+        (None, None) => bail!("no proving key"),
+        (Some(agg), _) => prove_run_succinct(
             &t,
             a.steps,
             &shape,
             &params,
-            &key,
             agg,
             &a.files.keys,
             &mut progress,
@@ -176,16 +194,11 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<()> {
                 )
             })?;
             check_statement(&cert, &params)?;
-            let n = (cert.statement.t_last.saturating_sub(cert.statement.t_first) + 1) as usize;
-            eprintln!("deriving the aggregation verifying keys (cached in {}; minutes the first time)", a.files.keys.display());
-            let (kind, rvk) = root_vk(
-                &a.files.keys,
-                &params,
-                &agg_params,
-                &vk,
-                StepStatement::num_instances(cert.shape.batch),
-                n,
-            )?;
+            eprintln!(
+                "deriving the aggregation verifying keys (cached in {}; minutes the first time)",
+                a.files.keys.display()
+            );
+            let (kind, rvk) = derive_root_key(&cert, &a.files.keys, &params, &agg_params)?;
             let start = Instant::now();
             let r = verify_succinct(&cert, &params, &agg_params, kind, &rvk);
             (r, start.elapsed())
