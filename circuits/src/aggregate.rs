@@ -35,13 +35,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use halo2_base::gates::circuit::CircuitBuilderStage;
+use halo2_base::gates::RangeInstructions;
 use halo2_base::gates::{GateChip, GateInstructions};
 use halo2_base::halo2_proofs::halo2curves::bn256::{Bn256, G1Affine};
 use halo2_base::halo2_proofs::halo2curves::pairing::Engine;
-use halo2_base::halo2_proofs::plonk::{keygen_pk, keygen_vk, ProvingKey, VerifyingKey};
 use halo2_base::halo2_proofs::halo2curves::CurveAffine;
+use halo2_base::halo2_proofs::plonk::{keygen_pk, keygen_vk, ProvingKey, VerifyingKey};
 use halo2_base::halo2_proofs::poly::commitment::Params;
-use halo2_base::gates::RangeInstructions;
 use halo2_base::halo2_proofs::poly::kzg::commitment::ParamsKZG;
 use halo2_base::halo2_proofs::SerdeFormat;
 use halo2_base::poseidon::hasher::PoseidonHasher;
@@ -51,11 +51,11 @@ use sha2::{Digest, Sha256};
 use snark_verifier_sdk::halo2::aggregation::{
     AggregationCircuit, AggregationConfigParams, VerifierUniversality,
 };
+use snark_verifier_sdk::halo2::gen_dummy_snark_from_protocol;
 use snark_verifier_sdk::halo2::gen_snark_shplonk;
 use snark_verifier_sdk::snark_verifier::system::halo2::{compile, Config};
 use snark_verifier_sdk::snark_verifier::util::arithmetic::fe_from_limbs;
 use snark_verifier_sdk::snark_verifier::verifier::plonk::PlonkProtocol;
-use snark_verifier_sdk::halo2::gen_dummy_snark_from_protocol;
 use snark_verifier_sdk::{CircuitExt, Snark, BITS, LIMBS, SHPLONK};
 
 use crate::hash::halo2_base_spec;
@@ -343,7 +343,7 @@ pub fn child_summary(
     match kind {
         NodeKind::Steps(span) => {
             let span = span.max(1);
-            if inst.len() < 5 + span || (inst.len() - 5) % span != 0 {
+            if inst.len() < 5 + span || !(inst.len() - 5).is_multiple_of(span) {
                 return Err(CircuitError::Shape(format!(
                     "a proof of {span} steps cannot have {} instances",
                     inst.len()
@@ -437,7 +437,7 @@ pub fn chain(
 pub fn leaf_spans(n: usize, span: usize) -> Vec<usize> {
     let span = span.max(1);
     let mut v = vec![span; n / span];
-    if n % span != 0 {
+    if !n.is_multiple_of(span) {
         v.push(n % span);
     }
     v
@@ -493,7 +493,9 @@ fn build_circuit(
         )
     }))
     .map_err(|_| {
-        CircuitError::Verification("a child proof could not be read by the in-circuit verifier".into())
+        CircuitError::Verification(
+            "a child proof could not be read by the in-circuit verifier".into(),
+        )
     })?;
     let prev = c.previous_instances().clone();
     let range = c.builder.range_chip();
@@ -534,7 +536,10 @@ pub struct AggKey {
 }
 
 /// Identifies an aggregation circuit: version, `k`, SRS, and its children's kinds and protocols.
-pub fn agg_id(params: &ParamsKZG<Bn256>, children: &[(NodeKind, PlonkProtocol<G1Affine>)]) -> String {
+pub fn agg_id(
+    params: &ParamsKZG<Bn256>,
+    children: &[(NodeKind, PlonkProtocol<G1Affine>)],
+) -> String {
     let mut h = Sha256::new();
     h.update(AGG_VERSION.to_le_bytes());
     h.update(params.k().to_le_bytes());
@@ -675,7 +680,12 @@ pub fn agg_vk(
 
 /// Proves one aggregation node over its children (two or more, consecutive).
 pub fn prove_node(params: &ParamsKZG<Bn256>, key: &AggKey, children: &[Node]) -> Result<Node> {
-    let summary = Summary::join(&children.iter().map(|c| c.summary.clone()).collect::<Vec<_>>())?;
+    let summary = Summary::join(
+        &children
+            .iter()
+            .map(|c| c.summary.clone())
+            .collect::<Vec<_>>(),
+    )?;
     prove_node_claiming(params, key, children, summary)
 }
 
@@ -772,7 +782,11 @@ pub fn aggregate_tree(
             .get(&id)
             .ok_or_else(|| CircuitError::Shape("aggregation key cache".into()))?;
         let node = prove_node(params, key, kids)?;
-        progress(AggProgress::Node(level, node.summary.t_first, node.summary.t_last));
+        progress(AggProgress::Node(
+            level,
+            node.summary.t_first,
+            node.summary.t_last,
+        ));
         Ok(node)
     })
 }

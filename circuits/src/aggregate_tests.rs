@@ -77,19 +77,24 @@ fn plan_pairs_and_carries_the_odd_leftover_up() {
     assert_eq!(plan(2).sizes, vec![2, 1]);
     assert_eq!(plan(4).sizes, vec![4, 2, 1]);
     assert_eq!(plan(5).sizes, vec![5, 3, 2, 1]);
-    assert_eq!(plan(5).children(0, 2), 4..5, "the fifth leaf is carried up alone");
+    assert_eq!(
+        plan(5).children(0, 2),
+        4..5,
+        "the fifth leaf is carried up alone"
+    );
     assert_eq!(plan(1).aggregations(), 0);
     assert_eq!(plan(4).aggregations(), 3);
     assert_eq!(plan(5).aggregations(), 4);
     // Folding ranges reproduces 0..n in order for every n.
     for n in 1..40u64 {
-        let r = fold_tree::<(u64, u64), CircuitError>((0..n).map(|t| (t, t)).collect(), |_, kids| {
-            for w in kids.windows(2) {
-                assert_eq!(w[0].1 + 1, w[1].0);
-            }
-            Ok((kids[0].0, kids[kids.len() - 1].1))
-        })
-        .unwrap();
+        let r =
+            fold_tree::<(u64, u64), CircuitError>((0..n).map(|t| (t, t)).collect(), |_, kids| {
+                for w in kids.windows(2) {
+                    assert_eq!(w[0].1 + 1, w[1].0);
+                }
+                Ok((kids[0].0, kids[kids.len() - 1].1))
+            })
+            .unwrap();
         assert_eq!(r, (0, n - 1));
     }
 }
@@ -142,10 +147,16 @@ fn circuit_accepts_chained_steps_and_aggregates() {
     let left = Summary::join(&[Summary::of_step(&steps[0]), Summary::of_step(&steps[1])]).unwrap();
     let right = Summary::join(&[Summary::of_step(&steps[2]), Summary::of_step(&steps[3])]).unwrap();
     let top = Summary::join(&[left.clone(), right.clone()]).unwrap();
-    assert!(chain_holds(&[agg_child(&left), agg_child(&right)], &top.to_instances()));
+    assert!(chain_holds(
+        &[agg_child(&left), agg_child(&right)],
+        &top.to_instances()
+    ));
     // A carried-up step beside an aggregate.
     let three = Summary::join(&[left.clone(), Summary::of_step(&steps[2])]).unwrap();
-    assert!(chain_holds(&[agg_child(&left), step_child(&steps[2])], &three.to_instances()));
+    assert!(chain_holds(
+        &[agg_child(&left), step_child(&steps[2])],
+        &three.to_instances()
+    ));
     // The schedule the circuit computes is the verifier's.
     assert_eq!(
         top.schedule,
@@ -169,21 +180,39 @@ fn circuit_rejects_out_of_order_gap_foreign_run_and_other_root() {
         s.to_instances()
     };
     let (s0, s1, s2) = (&steps[0], &steps[1], &steps[2]);
-    assert!(chain_holds(&[step_child(s0), step_child(s1)], &claim(s0, s1)));
+    assert!(chain_holds(
+        &[step_child(s0), step_child(s1)],
+        &claim(s0, s1)
+    ));
     // Two proofs out of order.
-    assert!(!chain_holds(&[step_child(s1), step_child(s0)], &claim(s1, s0)));
+    assert!(!chain_holds(
+        &[step_child(s1), step_child(s0)],
+        &claim(s1, s0)
+    ));
     // A gap (step 1 left out).
-    assert!(!chain_holds(&[step_child(s0), step_child(s2)], &claim(s0, s2)));
+    assert!(!chain_holds(
+        &[step_child(s0), step_child(s2)],
+        &claim(s0, s2)
+    ));
     // A step proof from another run: same step index, other weights.
     let foreign = step(1, 555, 556, 9);
-    assert!(!chain_holds(&[step_child(s0), step_child(&foreign)], &claim(s0, &foreign)));
+    assert!(!chain_holds(
+        &[step_child(s0), step_child(&foreign)],
+        &claim(s0, &foreign)
+    ));
     // A mismatched dataset root.
     let other_root = step(1, 101, 102, 10);
-    assert!(!chain_holds(&[step_child(s0), step_child(&other_root)], &claim(s0, &other_root)));
+    assert!(!chain_holds(
+        &[step_child(s0), step_child(&other_root)],
+        &claim(s0, &other_root)
+    ));
     // Another parameter digest.
     let mut other_digest = s1.clone();
     other_digest.digest = Fr::from(78);
-    assert!(!chain_holds(&[step_child(s0), step_child(&other_digest)], &claim(s0, &other_digest)));
+    assert!(!chain_holds(
+        &[step_child(s0), step_child(&other_digest)],
+        &claim(s0, &other_digest)
+    ));
     // A summary that hides an index change.
     let mut wrong = claim(s0, s1);
     wrong[6] = schedule_node_hash(&[
@@ -198,7 +227,10 @@ fn circuit_rejects_out_of_order_gap_foreign_run_and_other_root() {
     swapped.c_last = left.c_last;
     swapped.t_last = left.t_last;
     swapped.schedule = schedule_node_hash(&[right.schedule, left.schedule]);
-    assert!(!chain_holds(&[agg_child(&right), agg_child(&left)], &swapped.to_instances()));
+    assert!(!chain_holds(
+        &[agg_child(&right), agg_child(&left)],
+        &swapped.to_instances()
+    ));
 }
 
 #[test]
@@ -219,7 +251,10 @@ fn circuit_accepts_spans_and_binds_their_schedule() {
     let right = Summary::of_span(&steps[3..]).unwrap();
     let top = Summary::join(&[left, right]).unwrap();
     assert!(chain_holds(
-        &[(NodeKind::Steps(3), span.clone()), (NodeKind::Steps(2), tail.clone())],
+        &[
+            (NodeKind::Steps(3), span.clone()),
+            (NodeKind::Steps(2), tail.clone())
+        ],
         &top.to_instances()
     ));
     assert_eq!(

@@ -42,14 +42,14 @@ use snark_verifier_sdk::NativeLoader;
 use zkaudit_model::schedule::Schedule;
 use zkaudit_model::Weights;
 
-use crate::step::StepStatement;
 use crate::aggregate::{check_accumulator, expected_schedule, NodeKind, Summary, ACC_LEN};
 use crate::envelope;
-use crate::prover::verify_snark;
 use crate::field::to_hex;
 use crate::hash::{commit_weights_native, MerkleTree};
+use crate::prover::verify_snark;
 use crate::shape::{PublicParams, StepShape};
 use crate::srs::srs_id;
+use crate::step::StepStatement;
 use crate::{CircuitError, Fr, Result};
 
 /// File magic of certificates.

@@ -22,13 +22,13 @@ use crate::aggregate::{
     MAX_TREE_LEAVES,
 };
 use crate::certificate::{Certificate, Mode, RootProof, RunStatement, StepEntry};
-use crate::keys::{step_key, step_vk};
-use crate::step::step_inputs;
 use crate::hash::MerkleTree;
 use crate::keys::StepKey;
+use crate::keys::{step_key, step_vk};
 use crate::prover::prove_step;
 use crate::shape::{PublicParams, StepShape};
 use crate::srs::srs_id;
+use crate::step::step_inputs;
 use crate::{CircuitError, Result};
 
 /// The step shape chosen automatically for a run (see [`StepShape::auto`]).
@@ -227,12 +227,7 @@ pub fn leaf_protocols(
                 return Ok((NodeKind::Steps(len), p.clone()));
             }
             let vk = step_vk(keys_dir, &shape.with_span(len), params)?;
-            let p = protocol(
-                params,
-                &vk,
-                NodeKind::Steps(len),
-                5 + len * shape.batch,
-            );
+            let p = protocol(params, &vk, NodeKind::Steps(len), 5 + len * shape.batch);
             by_len.insert(len, p.clone());
             Ok((NodeKind::Steps(len), p))
         })
@@ -253,7 +248,9 @@ pub fn derive_root_key(
         .checked_sub(s.t_first)
         .map(|d| d as usize + 1)
         .filter(|&n| n <= MAX_TREE_LEAVES)
-        .ok_or_else(|| CircuitError::Verification(format!("bad step range {}..={}", s.t_first, s.t_last)))?;
+        .ok_or_else(|| {
+            CircuitError::Verification(format!("bad step range {}..={}", s.t_first, s.t_last))
+        })?;
     let leaves = leaf_protocols(keys_dir, &cert.shape, step_params, n)?;
     match root_vk(keys_dir, agg_params, leaves)? {
         (kind, Some(vk)) => Ok((kind, vk)),

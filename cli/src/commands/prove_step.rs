@@ -28,8 +28,9 @@ pub struct ProvingFiles {
 impl ProvingFiles {
     /// Loads the SRS for circuits of size `2^k`, warning when it is a local insecure one.
     pub fn load_srs(&self, k: u32) -> anyhow::Result<ParamsKZG<Bn256>> {
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
         let params = srs::load(&self.srs, k)?;
-        if srs::is_insecure(&self.srs) {
+        if srs::is_insecure(&self.srs) && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
             eprintln!(
                 "warning: {} is an INSECURE local SRS (tests and demos only)",
                 self.srs.display()
