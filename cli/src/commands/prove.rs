@@ -104,29 +104,36 @@ pub fn prove(a: ProveArgs) -> anyhow::Result<()> {
     let keyed = start.elapsed();
     let mut bar: Option<indicatif::ProgressBar> = None;
     let mut step_time = None;
-    let mut progress = |p: RunProgress| match p {
-        RunProgress::Started(n) => bar = Some(super::progress_bar(n as u64, "proving steps")),
-        RunProgress::StepDone(d) => {
-            if let Some(b) = &bar {
-                b.set_position(d as u64);
-            }
+    // Without a terminal (logs, containers) progress is printed as lines.
+    let plain = !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut progress = |p: RunProgress| {
+        if plain {
+            eprintln!("[{:>7.1}s] {}", start.elapsed().as_secs_f64(), describe(p));
         }
-        RunProgress::AggStarted(n) => {
-            step_time = Some(start.elapsed());
-            if let Some(b) = bar.take() {
-                b.finish_and_clear();
+        match p {
+            RunProgress::Started(n) => bar = Some(super::progress_bar(n as u64, "proving steps")),
+            RunProgress::StepDone(d) => {
+                if let Some(b) = &bar {
+                    b.set_position(d as u64);
+                }
             }
-            bar = Some(super::progress_bar(n as u64, "aggregating"));
-        }
-        RunProgress::AggKey(l) => {
-            if let Some(b) = &bar {
-                b.set_message(format!("level {l}: loading or generating its key"));
+            RunProgress::AggStarted(n) => {
+                step_time = Some(start.elapsed());
+                if let Some(b) = bar.take() {
+                    b.finish_and_clear();
+                }
+                bar = Some(super::progress_bar(n as u64, "aggregating"));
             }
-        }
-        RunProgress::AggDone(l, x, y) => {
-            if let Some(b) = &bar {
-                b.inc(1);
-                b.set_message(format!("level {l}: steps {x}..={y} done"));
+            RunProgress::AggKey(l) => {
+                if let Some(b) = &bar {
+                    b.set_message(format!("level {l}: loading or generating its key"));
+                }
+            }
+            RunProgress::AggDone(l, x, y) => {
+                if let Some(b) = &bar {
+                    b.inc(1);
+                    b.set_message(format!("level {l}: steps {x}..={y} done"));
+                }
             }
         }
     };
@@ -165,6 +172,17 @@ pub fn prove(a: ProveArgs) -> anyhow::Result<()> {
         std::fs::metadata(&a.out).map(|m| m.len()).unwrap_or(0)
     );
     Ok(())
+}
+
+/// One progress event in words.
+fn describe(p: RunProgress) -> String {
+    match p {
+        RunProgress::Started(n) => format!("proving {n} steps"),
+        RunProgress::StepDone(d) => format!("{d} steps proven"),
+        RunProgress::AggStarted(n) => format!("aggregating: {n} aggregation proofs"),
+        RunProgress::AggKey(l) => format!("level {l}: loading or generating its key"),
+        RunProgress::AggDone(l, a, b) => format!("level {l}: steps {a}..={b} aggregated"),
+    }
 }
 
 /// Arguments of `zkaudit verify`.
