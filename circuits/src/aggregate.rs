@@ -622,7 +622,7 @@ pub fn agg_key(
     meta.break_points = circuit.break_points();
     drop(circuit);
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let tmp = b.with_extension("pk.tmp");
+    let tmp = crate::envelope::tmp_path(&pk_path);
     {
         let mut w = BufWriter::new(std::fs::File::create(&tmp).map_err(io(&tmp))?);
         pk.write(&mut w, SerdeFormat::RawBytesUnchecked)
@@ -631,12 +631,12 @@ pub fn agg_key(
     std::fs::rename(&tmp, &pk_path).map_err(io(&pk_path))?;
     write_vk(&b.with_extension("vk"), pk.get_vk())?;
     let json = serde_json::to_vec(&meta).map_err(|e| CircuitError::Shape(e.to_string()))?;
-    std::fs::write(&meta_path, json).map_err(io(&meta_path))?;
+    crate::envelope::write_bytes_atomic(&meta_path, &json).map_err(io(&meta_path))?;
     Ok(AggKey { pk, meta })
 }
 
 fn write_vk(path: &Path, vk: &VerifyingKey<G1Affine>) -> Result<()> {
-    let tmp = path.with_extension("vk.tmp");
+    let tmp = crate::envelope::tmp_path(path);
     {
         let mut w = BufWriter::new(std::fs::File::create(&tmp).map_err(io(&tmp))?);
         vk.write(&mut w, SerdeFormat::RawBytes).map_err(io(&tmp))?;
@@ -671,7 +671,7 @@ pub fn agg_vk(
     if std::fs::create_dir_all(dir).is_ok() {
         if let Ok(json) = serde_json::to_vec(&meta) {
             if write_vk(&vk_path, &vk).is_ok() {
-                let _ = std::fs::write(&meta_path, json);
+                let _ = crate::envelope::write_bytes_atomic(&meta_path, &json);
             }
         }
     }

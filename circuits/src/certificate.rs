@@ -238,6 +238,13 @@ pub fn check_statement(cert: &Certificate, params: &ParamsKZG<Bn256>) -> Result<
             "the certificate's parameter digest does not match its public parameters".into(),
         );
     }
+    if cert.shape.span == 0 || cert.shape.span > crate::shape::MAX_SPAN {
+        return fail(format!(
+            "a span of {} steps per proof is outside 1..={}",
+            cert.shape.span,
+            crate::shape::MAX_SPAN
+        ));
+    }
     if cert.shape.arch != p.arch
         || cert.shape.fx != p.fx
         || cert.shape.lr_fx != p.lr_fx

@@ -55,3 +55,26 @@ pub fn write<T: Serialize>(path: &Path, magic: &[u8; 8], version: u32, value: &T
     zkaudit_model::transcript::write_atomic(path, &encode(magic, version, value)?)
         .map_err(CircuitError::from)
 }
+
+/// A temporary path beside `path`, unique to this process and call (so
+/// concurrent writers of one cache file never share a temporary).
+pub fn tmp_path(path: &Path) -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(format!(".{}.{n}.tmp", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Writes `bytes` through a unique temporary file and a rename.
+pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = tmp_path(path);
+    let res = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path));
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}

@@ -133,7 +133,7 @@ pub fn step_key(dir: &Path, shape: &StepShape, params: &ParamsKZG<Bn256>) -> Res
         advice_cells: circuit.advice_cells(),
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let tmp = b.with_extension("pk.tmp");
+    let tmp = crate::envelope::tmp_path(&pk_path);
     {
         let mut w = BufWriter::new(std::fs::File::create(&tmp).map_err(io(&tmp))?);
         pk.write(&mut w, SerdeFormat::RawBytesUnchecked)
@@ -142,13 +142,15 @@ pub fn step_key(dir: &Path, shape: &StepShape, params: &ParamsKZG<Bn256>) -> Res
     std::fs::rename(&tmp, &pk_path).map_err(io(&pk_path))?;
     write_vk(&b.with_extension("vk"), pk.get_vk())?;
     let json = serde_json::to_vec(&meta).map_err(|e| CircuitError::Shape(e.to_string()))?;
-    std::fs::write(&meta_path, json).map_err(io(&meta_path))?;
+    crate::envelope::write_bytes_atomic(&meta_path, &json).map_err(io(&meta_path))?;
     Ok(StepKey { pk, meta })
 }
 
 fn write_vk(path: &Path, vk: &VerifyingKey<G1Affine>) -> Result<()> {
-    let mut w = BufWriter::new(std::fs::File::create(path).map_err(io(path))?);
-    vk.write(&mut w, SerdeFormat::RawBytes).map_err(io(path))
+    let mut bytes = Vec::new();
+    vk.write(&mut bytes, SerdeFormat::RawBytes)
+        .map_err(io(path))?;
+    crate::envelope::write_bytes_atomic(path, &bytes).map_err(io(path))
 }
 
 /// The verifying key of a shape: from the cache, else regenerated from the
@@ -181,7 +183,7 @@ pub fn step_vk(
             advice_cells: circuit.advice_cells(),
         };
         if let Ok(json) = serde_json::to_vec(&meta) {
-            let _ = std::fs::write(&meta_path, json);
+            let _ = crate::envelope::write_bytes_atomic(&meta_path, &json);
             let _ = write_vk(&vk_path, &vk);
         }
     }

@@ -14,7 +14,8 @@
 //! - [`shape`]: circuit shape derived from the model and batch;
 //! - [`srs`], [`keys`], [`prover`]: SRS files, cached proving keys, prove and verify;
 //! - [`aggregate`]: the recursive aggregation tree with in-circuit chaining;
-//! - [`certificate`], [`pipeline`]: training certificates and the local pipeline.
+//! - [`certificate`], [`pipeline`]: training certificates and the local pipeline;
+//! - [`tasks`]: the proving cluster's units of work and their checks.
 
 pub mod aggregate;
 #[cfg(test)]
@@ -38,6 +39,7 @@ mod prover_tests;
 pub mod shape;
 pub mod srs;
 pub mod step;
+pub mod tasks;
 
 pub use error::{CircuitError, Result};
 

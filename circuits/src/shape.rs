@@ -22,6 +22,10 @@ pub fn total_columns(k: u32, base_cells: usize, perms: usize) -> usize {
     base_cells.div_ceil(usable) + 6 * perms.div_ceil(blocks).max(1) + 3
 }
 
+/// Most consecutive steps one proof may cover (bounds what a certificate
+/// can ask a verifier to build).
+pub const MAX_SPAN: usize = 256;
+
 /// Rows halo2 keeps for blinding; never used for witnesses.
 pub const MINIMUM_ROWS: usize = 20;
 

@@ -118,7 +118,7 @@ pub fn load(path: &Path, k: u32) -> Result<ParamsKZG<Bn256>> {
         }
     }
     params.downsize(k);
-    let tmp = cached.with_extension("tmp");
+    let tmp = crate::envelope::tmp_path(&cached);
     let written = std::fs::File::create(&tmp)
         .and_then(|f| {
             let mut w = BufWriter::new(f);

@@ -1,5 +1,6 @@
 //! Command-line definitions and dispatch; one module per command.
 
+mod cluster;
 mod export;
 mod inspect;
 mod prove;
@@ -36,6 +37,22 @@ pub enum Command {
     Prove(prove::ProveArgs),
     /// Verify a training certificate and print its claim.
     Verify(prove::VerifyArgs),
+    /// Run the proving-cluster coordinator (gRPC API, sled store, metrics).
+    Coordinator(cluster::CoordinatorArgs),
+    /// Run a proving worker that leases tasks from a coordinator.
+    Worker(cluster::WorkerArgs),
+    /// Submit a run's transcript to a coordinator as a proving job.
+    Submit(cluster::SubmitArgs),
+    /// Show a job's state and tasks.
+    Status(cluster::JobArgs),
+    /// Follow a job's progress until it ends.
+    Watch(cluster::JobArgs),
+    /// Download a finished job's certificate.
+    Fetch(cluster::FetchArgs),
+    /// Cancel a job.
+    Cancel(cluster::JobArgs),
+    /// List the coordinator's jobs.
+    Jobs(cluster::JobsArgs),
 }
 
 /// Runs one parsed command.
@@ -49,13 +66,26 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::VerifyStep(a) => prove_step::verify(a),
         Command::Prove(a) => prove::prove(a),
         Command::Verify(a) => prove::verify(a),
+        Command::Coordinator(a) => cluster::coordinator(a),
+        Command::Worker(a) => cluster::worker(a),
+        Command::Submit(a) => cluster::submit(a),
+        Command::Status(a) => cluster::status(a),
+        Command::Watch(a) => cluster::watch(a),
+        Command::Fetch(a) => cluster::fetch(a),
+        Command::Cancel(a) => cluster::cancel(a),
+        Command::Jobs(a) => cluster::jobs(a),
     }
 }
 
-/// Logging to stderr: `RUST_LOG` filter (default `warn`, halo2-base internals `error`), `LOG_FORMAT=json` for JSON lines.
-pub fn init_logging() {
+/// Logging to stderr: `RUST_LOG` filter (default `info` for the cluster's
+/// services, else `warn`; halo2-base internals `error`), `LOG_FORMAT=json` for JSON lines.
+pub fn init_logging(cli: &Cli) {
+    let default = match cli.command {
+        Command::Coordinator(_) | Command::Worker(_) => "info,halo2_base=error,h2=warn,tower=warn",
+        _ => "warn,halo2_base=error",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,halo2_base=error"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

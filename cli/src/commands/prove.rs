@@ -13,7 +13,7 @@ use zkaudit_circuits::keys::{step_key, step_vk};
 use zkaudit_circuits::pipeline::{
     auto_shape_span, derive_root_key, prove_run, prove_run_succinct, RunProgress,
 };
-use zkaudit_circuits::shape::StepShape;
+use zkaudit_circuits::shape::{StepShape, MAX_SPAN};
 use zkaudit_model::transcript::Transcript;
 
 use super::prove_step::ProvingFiles;
@@ -67,8 +67,8 @@ pub struct ProveArgs {
 pub fn prove(a: ProveArgs) -> anyhow::Result<()> {
     let t = Transcript::read_run(&a.run)?;
     let span = match a.mode {
-        ModeArg::Succinct if a.span >= 1 => a.span,
-        ModeArg::Succinct => bail!("--span must be at least 1"),
+        ModeArg::Succinct if (1..=MAX_SPAN).contains(&a.span) => a.span,
+        ModeArg::Succinct => bail!("--span must be in 1..={MAX_SPAN}, got {}", a.span),
         ModeArg::Batched if a.span != 1 => bail!("--span applies to --mode succinct only"),
         ModeArg::Batched => 1,
     };

@@ -1,0 +1,158 @@
+//! The planner: pure code that turns a job into its proving tasks.
+//!
+//! A job proves steps `0..steps`. Leaf tasks prove spans of consecutive
+//! steps (one step each in batched mode); in succinct mode aggregation tasks
+//! follow the tree of [`zkaudit_circuits::aggregate::plan`]: each node with
+//! two or more children is a task depending on its children's tasks, and a
+//! single child is carried up (no task). A task is ready when every task it
+//! depends on is done.
+
+use serde::{Deserialize, Serialize};
+use zkaudit_circuits::aggregate::{leaf_spans, plan};
+
+/// Certificate mode of a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobMode {
+    /// Every step proof, one accumulated pairing.
+    Batched,
+    /// One recursively aggregated proof.
+    Succinct,
+}
+
+/// What a task proves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskKind {
+    /// Steps `first..=last` in one proof.
+    Leaf {
+        /// First step.
+        first: u64,
+        /// Last step.
+        last: u64,
+    },
+    /// Aggregation of the proofs of `children` (task indices, in step order).
+    Aggregate {
+        /// Tree level (1 for aggregations of leaves).
+        level: u32,
+        /// Child tasks.
+        children: Vec<u32>,
+    },
+}
+
+/// The tasks of a job, leaves first; the root is the last task in succinct
+/// mode, and every leaf in step order is the certificate in batched mode.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobPlan {
+    /// Tasks by index.
+    pub tasks: Vec<TaskKind>,
+    /// Index of the root task (succinct mode).
+    pub root: Option<u32>,
+}
+
+impl JobPlan {
+    /// The tasks `index` depends on.
+    pub fn deps(&self, index: u32) -> &[u32] {
+        match self.tasks.get(index as usize) {
+            Some(TaskKind::Aggregate { children, .. }) => children,
+            _ => &[],
+        }
+    }
+
+    /// Number of leaf tasks.
+    pub fn leaves(&self) -> usize {
+        self.tasks
+            .iter()
+            .filter(|t| matches!(t, TaskKind::Leaf { .. }))
+            .count()
+    }
+}
+
+/// Plans a job of `steps` steps (at least 1) with `span` steps per leaf
+/// (forced to 1 in batched mode).
+pub fn plan_job(steps: u64, mode: JobMode, span: usize) -> JobPlan {
+    let span = match mode {
+        JobMode::Batched => 1,
+        JobMode::Succinct => span.max(1),
+    };
+    let mut tasks = Vec::new();
+    let mut first = 0u64;
+    for len in leaf_spans(steps.max(1) as usize, span) {
+        tasks.push(TaskKind::Leaf {
+            first,
+            last: first + len as u64 - 1,
+        });
+        first += len as u64;
+    }
+    if mode == JobMode::Batched {
+        return JobPlan { tasks, root: None };
+    }
+    let p = plan(tasks.len());
+    let mut level: Vec<u32> = (0..tasks.len() as u32).collect();
+    for l in 0..p.sizes.len() - 1 {
+        let mut next = Vec::with_capacity(p.sizes[l + 1]);
+        for j in 0..p.sizes[l + 1] {
+            let kids: Vec<u32> = level[p.children(l, j)].to_vec();
+            if kids.len() == 1 {
+                next.push(kids[0]);
+            } else {
+                next.push(tasks.len() as u32);
+                tasks.push(TaskKind::Aggregate {
+                    level: l as u32 + 1,
+                    children: kids,
+                });
+            }
+        }
+        level = next;
+    }
+    JobPlan {
+        root: level.first().copied(),
+        tasks,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batched_jobs_are_one_leaf_per_step() {
+        let p = plan_job(5, JobMode::Batched, 32);
+        assert_eq!(p.tasks.len(), 5);
+        assert_eq!(p.root, None);
+        assert_eq!(p.tasks[3], TaskKind::Leaf { first: 3, last: 3 });
+    }
+
+    #[test]
+    fn succinct_jobs_follow_the_aggregation_tree() {
+        // 179 steps in spans of 32: 6 leaves, 5 aggregations over 3 levels.
+        let p = plan_job(179, JobMode::Succinct, 32);
+        assert_eq!(p.leaves(), 6);
+        assert_eq!(p.tasks.len(), 11);
+        assert_eq!(
+            p.tasks[5],
+            TaskKind::Leaf {
+                first: 160,
+                last: 178
+            }
+        );
+        assert_eq!(p.root, Some(10));
+        assert_eq!(p.deps(6), &[0, 1]);
+        // Level 2 aggregates the first two level-1 nodes; the third is carried up.
+        assert_eq!(p.deps(9), &[6, 7]);
+        assert_eq!(p.deps(10), &[9, 8]);
+        // Every dependency comes before its task, and every task but the root is used once.
+        let mut used = vec![0; p.tasks.len()];
+        for i in 0..p.tasks.len() as u32 {
+            for &d in p.deps(i) {
+                assert!(d < i);
+                used[d as usize] += 1;
+            }
+        }
+        for (i, &u) in used.iter().enumerate() {
+            assert_eq!(u, usize::from(Some(i as u32) != p.root), "task {i}");
+        }
+        // One leaf is its own root.
+        let one = plan_job(3, JobMode::Succinct, 8);
+        assert_eq!(one.tasks.len(), 1);
+        assert_eq!(one.root, Some(0));
+    }
+}

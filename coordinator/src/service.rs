@@ -1,0 +1,907 @@
+//! The gRPC services (`zkaudit.v1.Jobs` and `zkaudit.v1.Workers`) over the
+//! task store, the lease sweeper and certificate assembly.
+//!
+//! Every proof a worker returns is checked by [`zkaudit_circuits::tasks`]
+//! against the job's transcript before the store accepts it.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::{broadcast, mpsc, Notify, Semaphore};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{info, info_span, warn, Instrument};
+use zkaudit_circuits::certificate::Certificate;
+use zkaudit_circuits::pipeline::auto_shape_span;
+use zkaudit_circuits::shape::{StepShape, MAX_SPAN};
+use zkaudit_circuits::srs;
+use zkaudit_circuits::tasks::{
+    batched_certificate, succinct_certificate, verify_aggregate, verify_leaf, Artifact, JobContext,
+    KeyStore,
+};
+use zkaudit_model::transcript::Transcript;
+use zkaudit_proto::v1 as pb;
+use zkaudit_proto::CHUNK_BYTES;
+
+use crate::plan::{plan_job, JobMode, TaskKind};
+use crate::store::{
+    Completed, JobRecord, JobSpec, JobState, Requeued, Store, StoreError, TaskState,
+};
+use crate::{Clock, Config};
+
+/// State shared by the services, the sweeper and the HTTP endpoints.
+pub struct Shared {
+    /// The task store.
+    pub store: Store,
+    /// Configuration.
+    pub cfg: Config,
+    /// Time source.
+    pub clock: Arc<dyn Clock>,
+    /// Metrics.
+    pub metrics: crate::metrics::Metrics,
+    /// Job events for `Watch`.
+    pub events: broadcast::Sender<(String, String)>,
+    /// Woken when tasks may have become ready.
+    pub ready: Notify,
+    contexts: Mutex<HashMap<String, Arc<JobContext>>>,
+    keys: Mutex<HashMap<(u32, u32), Arc<KeyStore>>>,
+    verify_slots: Semaphore,
+}
+
+fn store_status(e: StoreError) -> Status {
+    match e {
+        StoreError::NoJob(j) => Status::not_found(format!("no job {j}")),
+        StoreError::LeaseLost(l) => Status::failed_precondition(format!(
+            "lease {l} is not held (expired, completed, or its job ended)"
+        )),
+        StoreError::State(m) => Status::failed_precondition(m),
+        e => Status::internal(e.to_string()),
+    }
+}
+
+fn blocking_err(e: tokio::task::JoinError) -> Status {
+    Status::internal(format!("internal task failed: {e}"))
+}
+
+impl Shared {
+    /// Shared state over an opened store.
+    pub fn new(store: Store, cfg: Config, clock: Arc<dyn Clock>) -> Self {
+        Shared {
+            store,
+            cfg,
+            clock,
+            metrics: Default::default(),
+            events: broadcast::channel(1024).0,
+            ready: Notify::new(),
+            contexts: Mutex::new(HashMap::new()),
+            keys: Mutex::new(HashMap::new()),
+            verify_slots: Semaphore::new(2),
+        }
+    }
+
+    fn event(&self, job: &str, message: String) {
+        info!(job = job, "{message}");
+        let _ = self.events.send((job.to_string(), message));
+    }
+
+    /// The context (parsed transcript and Merkle tree) of a job, cached.
+    pub fn context(&self, job: &JobRecord) -> Result<Arc<JobContext>, Status> {
+        if let Some(c) = self
+            .contexts
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&job.id).cloned())
+        {
+            return Ok(c);
+        }
+        let bytes = self.store.transcript(&job.id).map_err(store_status)?;
+        let t = Transcript::from_bytes(&bytes, std::path::Path::new(&job.id))
+            .map_err(|e| Status::internal(format!("stored transcript of {}: {e}", job.id)))?;
+        let ctx = Arc::new(JobContext::new(t, job.shape.clone()));
+        if let Ok(mut m) = self.contexts.lock() {
+            if m.len() > 16 {
+                m.clear();
+            }
+            m.insert(job.id.clone(), ctx.clone());
+        }
+        Ok(ctx)
+    }
+
+    /// SRS and keys for a step size and an aggregation size (0: none).
+    pub fn keys(&self, k: u32, agg_k: u32) -> Result<Arc<KeyStore>, Status> {
+        if let Some(ks) = self
+            .keys
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&(k, agg_k)).cloned())
+        {
+            return Ok(ks);
+        }
+        let load = |k| {
+            srs::load(&self.cfg.srs, k).map_err(|e| {
+                Status::failed_precondition(format!(
+                    "the coordinator cannot load its SRS for k = {k}: {e}"
+                ))
+            })
+        };
+        let step = load(k)?;
+        let agg = if agg_k > 0 { Some(load(agg_k)?) } else { None };
+        let ks = Arc::new(KeyStore::new(self.cfg.keys_dir.clone(), step, agg));
+        if let Ok(mut m) = self.keys.lock() {
+            m.insert((k, agg_k), ks.clone());
+        }
+        Ok(ks)
+    }
+
+    fn agg_k(job: &JobRecord) -> u32 {
+        match job.spec.mode {
+            JobMode::Batched => 0,
+            JobMode::Succinct => job.spec.agg_k,
+        }
+    }
+
+    /// Requeues expired leases; returns how many.
+    pub fn sweep(&self) -> usize {
+        let now = self.clock.now_ms();
+        let expired = match self.store.expired_leases(now) {
+            Ok(v) => v,
+            Err(e) => {
+                warn!("lease sweep: {e}");
+                return 0;
+            }
+        };
+        for (lease, rec) in &expired {
+            let reason = format!("lease expired: worker {} stopped heartbeating", rec.worker);
+            self.metrics
+                .lease_expiries
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            match self.store.requeue(lease, &reason, false, now) {
+                Ok(Requeued::Retry) => {
+                    self.event(&rec.job, format!("task {} re-queued: {reason}", rec.index))
+                }
+                Ok(Requeued::JobFailed(why)) => self.event(&rec.job, format!("job failed: {why}")),
+                Ok(Requeued::Stale) => {}
+                Err(e) => warn!("requeue {lease}: {e}"),
+            }
+        }
+        if !expired.is_empty() {
+            self.ready.notify_waiters();
+        }
+        expired.len()
+    }
+
+    /// Assembles and stores the certificate of a finishing job.
+    pub async fn finish_job(self: &Arc<Self>, job_id: String) {
+        let s = self.clone();
+        let id = job_id.clone();
+        let res = tokio::task::spawn_blocking(move || -> Result<usize, String> {
+            let job = s.store.job(&id).map_err(|e| e.to_string())?;
+            let ctx = s.context(&job).map_err(|e| e.message().to_string())?;
+            let keys = s
+                .keys(job.shape.k, Shared::agg_k(&job))
+                .map_err(|e| e.message().to_string())?;
+            let artifact = |i: u32| -> Result<Artifact, String> {
+                let b = s
+                    .store
+                    .artifact(&id, i)
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("task {i} has no stored proof"))?;
+                Artifact::from_bytes(&b, &format!("{id}/{i}")).map_err(|e| e.to_string())
+            };
+            let cert: Certificate = match job.plan.root {
+                None => {
+                    let leaves = (0..job.plan.tasks.len() as u32)
+                        .map(artifact)
+                        .collect::<Result<Vec<_>, _>>()?;
+                    batched_certificate(&ctx, &keys.step_params, leaves)
+                        .map_err(|e| e.to_string())?
+                }
+                Some(root) => {
+                    let agg = keys.agg_params.as_ref().ok_or("no aggregation SRS")?;
+                    succinct_certificate(&ctx, &keys.step_params, agg, artifact(root)?)
+                        .map_err(|e| e.to_string())?
+                }
+            };
+            let bytes = cert.to_bytes().map_err(|e| e.to_string())?;
+            s.store
+                .finish(&id, &bytes, s.clock.now_ms())
+                .map_err(|e| e.to_string())?;
+            Ok(bytes.len())
+        })
+        .await;
+        let outcome = match res {
+            Ok(r) => r,
+            Err(e) => Err(e.to_string()),
+        };
+        match outcome {
+            Ok(n) => self.event(&job_id, format!("certificate ready ({n} bytes)")),
+            Err(e) => {
+                let msg = format!("the certificate could not be assembled: {e}");
+                let _ = self.store.fail_job(&job_id, &msg, self.clock.now_ms());
+                self.event(&job_id, format!("job failed: {msg}"));
+            }
+        }
+    }
+
+    /// The status message of a job.
+    pub fn status(&self, job: &JobRecord, with_tasks: bool) -> Result<pb::JobStatus, Status> {
+        let tasks = self.store.tasks(&job.id).map_err(store_status)?;
+        let mut st = pb::JobStatus {
+            job_id: job.id.clone(),
+            name: job.spec.name.clone(),
+            state: match job.state {
+                JobState::Running | JobState::Finishing => pb::JobState::Running,
+                JobState::Done => pb::JobState::Done,
+                JobState::Failed => pb::JobState::Failed,
+                JobState::Cancelled => pb::JobState::Cancelled,
+            } as i32,
+            tasks_total: tasks.len() as u32,
+            steps_total: job.spec.steps,
+            error: job.error.clone().unwrap_or_default(),
+            created_ms: job.created_ms,
+            finished_ms: job.finished_ms.unwrap_or(0),
+            ..Default::default()
+        };
+        for (i, (t, kind)) in tasks.iter().zip(&job.plan.tasks).enumerate() {
+            let done = matches!(t.state, TaskState::Done { .. });
+            st.tasks_done += u32::from(done);
+            let (kname, first, last, level) = match kind {
+                TaskKind::Leaf { first, last } => {
+                    if done {
+                        st.steps_proven += last - first + 1;
+                    }
+                    ("leaf", *first, *last, 0)
+                }
+                TaskKind::Aggregate { level, .. } => {
+                    st.aggregations_total += 1;
+                    st.aggregations_done += u32::from(done);
+                    ("aggregate", 0, 0, *level)
+                }
+            };
+            if with_tasks {
+                let (state, worker, prove_ms) = match &t.state {
+                    TaskState::Queued => ("queued", String::new(), 0),
+                    TaskState::Leased { worker, .. } => ("leased", worker.clone(), 0),
+                    TaskState::Done {
+                        worker, prove_ms, ..
+                    } => ("done", worker.clone(), *prove_ms),
+                };
+                st.tasks.push(pb::TaskInfo {
+                    index: i as u32,
+                    kind: kname.into(),
+                    state: state.into(),
+                    first_step: first,
+                    last_step: last,
+                    level,
+                    worker_id: worker,
+                    attempts: t.attempts,
+                    prove_ms,
+                });
+            }
+        }
+        Ok(st)
+    }
+}
+
+/// The `Jobs` service.
+pub struct JobsService(pub Arc<Shared>);
+/// The `Workers` service.
+pub struct WorkersService(pub Arc<Shared>);
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::JobEvent, Status>> + Send>>;
+type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::Chunk, Status>> + Send>>;
+
+fn chunks(bytes: Vec<u8>) -> ChunkStream {
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        let total = bytes.len() as u64;
+        for (i, c) in bytes.chunks(CHUNK_BYTES).enumerate() {
+            let chunk = pb::Chunk {
+                data: c.to_vec(),
+                offset: (i * CHUNK_BYTES) as u64,
+                total,
+            };
+            if tx.send(Ok(chunk)).await.is_err() {
+                return;
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
+}
+
+fn job_id(r: &pb::JobRef) -> Result<&str, Status> {
+    if r.job_id.is_empty() || r.job_id.len() > 64 {
+        return Err(Status::invalid_argument(
+            "job_id: give the id `submit` printed",
+        ));
+    }
+    Ok(&r.job_id)
+}
+
+/// Validates a job spec and a received transcript, choosing the shape.
+fn admit(
+    spec: &pb::JobSpec,
+    bytes: &[u8],
+    default_agg_k: u32,
+) -> Result<(JobSpec, StepShape, Transcript), Status> {
+    let bad = |m: String| Err(Status::invalid_argument(m));
+    let sha = hex::encode(Sha256::digest(bytes));
+    if !spec.transcript_sha256.is_empty() && !spec.transcript_sha256.eq_ignore_ascii_case(&sha) {
+        return bad(format!(
+            "transcript_sha256: the received transcript hashes to {sha}, not {}",
+            spec.transcript_sha256
+        ));
+    }
+    let t = Transcript::from_bytes(bytes, std::path::Path::new("submitted transcript"))
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    t.validate()
+        .map_err(|e| Status::invalid_argument(format!("submitted transcript: {e}")))?;
+    let n = t.num_steps() as u64;
+    let steps = if spec.steps == 0 { n } else { spec.steps };
+    if steps == 0 || steps > n {
+        return bad(format!(
+            "steps: must be in 1..={n} (the run's steps), got {steps}"
+        ));
+    }
+    let mode = match pb::Mode::try_from(spec.mode) {
+        Ok(pb::Mode::Succinct) => JobMode::Succinct,
+        Ok(pb::Mode::Batched) | Ok(pb::Mode::Unspecified) => JobMode::Batched,
+        Err(_) => return bad(format!("mode: unknown value {}", spec.mode)),
+    };
+    let span = match (mode, spec.span) {
+        (JobMode::Batched, 0 | 1) => 1,
+        (JobMode::Batched, s) => {
+            return bad(format!(
+                "span: batched jobs prove one step per proof, got {s}"
+            ))
+        }
+        (JobMode::Succinct, 0) => 1,
+        (JobMode::Succinct, s) if s as usize <= MAX_SPAN => s as usize,
+        (JobMode::Succinct, s) => return bad(format!("span: must be in 1..={MAX_SPAN}, got {s}")),
+    };
+    let shape = match spec.k {
+        0 => auto_shape_span(&t, span).map_err(|e| Status::invalid_argument(e.to_string()))?,
+        k => {
+            StepShape::check_k(k).map_err(|e| Status::invalid_argument(format!("k: {e}")))?;
+            StepShape::for_run(&t, k).with_span(span)
+        }
+    };
+    let agg_k = match spec.agg_k {
+        0 => default_agg_k,
+        k => {
+            StepShape::check_k(k).map_err(|e| Status::invalid_argument(format!("agg_k: {e}")))?;
+            k
+        }
+    };
+    let name = if spec.name.is_empty() {
+        format!("run-{}", &sha[..12])
+    } else {
+        spec.name.chars().take(128).collect()
+    };
+    Ok((
+        JobSpec {
+            name,
+            steps,
+            mode,
+            agg_k,
+            transcript_sha256: sha,
+        },
+        shape,
+        t,
+    ))
+}
+
+#[tonic::async_trait]
+impl pb::jobs_server::Jobs for JobsService {
+    async fn submit(
+        &self,
+        req: Request<Streaming<pb::SubmitRequest>>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let s = self.0.clone();
+        let mut stream = req.into_inner();
+        let spec = match stream.message().await? {
+            Some(pb::SubmitRequest {
+                part: Some(pb::submit_request::Part::Spec(spec)),
+            }) => spec,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message of Submit must carry the job spec",
+                ))
+            }
+        };
+        let max = s.cfg.max_transcript_bytes;
+        if spec.transcript_bytes > max {
+            return Err(Status::invalid_argument(format!(
+                "transcript_bytes: {} exceeds the coordinator's limit of {max} bytes",
+                spec.transcript_bytes
+            )));
+        }
+        let mut bytes = Vec::with_capacity(spec.transcript_bytes as usize);
+        while let Some(m) = stream.message().await? {
+            match m.part {
+                Some(pb::submit_request::Part::Chunk(c)) => {
+                    if c.len() > CHUNK_BYTES || bytes.len() as u64 + c.len() as u64 > max {
+                        return Err(Status::invalid_argument(format!(
+                            "transcript: chunks must be at most {CHUNK_BYTES} bytes and the whole at most {max} bytes"
+                        )));
+                    }
+                    bytes.extend_from_slice(&c);
+                }
+                _ => {
+                    return Err(Status::invalid_argument(
+                        "only transcript chunks may follow the job spec",
+                    ))
+                }
+            }
+        }
+        if spec.transcript_bytes != 0 && spec.transcript_bytes != bytes.len() as u64 {
+            return Err(Status::invalid_argument(format!(
+                "transcript_bytes: announced {} bytes, received {}",
+                spec.transcript_bytes,
+                bytes.len()
+            )));
+        }
+        let default_agg_k = s.cfg.default_agg_k;
+        let s2 = s.clone();
+        let job = tokio::task::spawn_blocking(move || -> Result<JobRecord, Status> {
+            let (spec, shape, t) = admit(&spec, &bytes, default_agg_k)?;
+            let plan = plan_job(spec.steps, spec.mode, shape.span);
+            let job = s2
+                .store
+                .submit(spec, shape.clone(), plan, &bytes, s2.clock.now_ms())
+                .map_err(store_status)?;
+            if let Ok(mut m) = s2.contexts.lock() {
+                m.insert(job.id.clone(), Arc::new(JobContext::new(t, shape)));
+            }
+            Ok(job)
+        })
+        .await
+        .map_err(blocking_err)??;
+        s.metrics
+            .jobs_submitted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        s.event(
+            &job.id,
+            format!(
+                "submitted: {} steps, {:?} mode, {} tasks (k = {}, span {})",
+                job.spec.steps,
+                job.spec.mode,
+                job.plan.tasks.len(),
+                job.shape.k,
+                job.shape.span
+            ),
+        );
+        s.ready.notify_waiters();
+        Ok(Response::new(pb::SubmitResponse {
+            job_id: job.id,
+            tasks: job.plan.tasks.len() as u32,
+        }))
+    }
+
+    async fn get_status(
+        &self,
+        req: Request<pb::JobRef>,
+    ) -> Result<Response<pb::JobStatus>, Status> {
+        let id = job_id(req.get_ref())?;
+        let job = self.0.store.job(id).map_err(store_status)?;
+        Ok(Response::new(self.0.status(&job, true)?))
+    }
+
+    type WatchStream = EventStream;
+
+    async fn watch(&self, req: Request<pb::JobRef>) -> Result<Response<EventStream>, Status> {
+        let id = job_id(req.get_ref())?.to_string();
+        let s = self.0.clone();
+        let mut rx = s.events.subscribe();
+        let job = s.store.job(&id).map_err(store_status)?;
+        let first = s.status(&job, false)?;
+        let (tx, out) = mpsc::channel(16);
+        tokio::spawn(async move {
+            let mut terminal = job.state.is_terminal();
+            if tx
+                .send(Ok(pb::JobEvent {
+                    status: Some(first),
+                    message: format!("job {id}"),
+                }))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            while !terminal {
+                let msg = match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+                    Ok(Ok((j, m))) if j == id => m,
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(broadcast::error::RecvError::Lagged(_))) | Err(_) => String::new(),
+                    Ok(Err(broadcast::error::RecvError::Closed)) => return,
+                };
+                let st = match s.store.job(&id) {
+                    Ok(j) => {
+                        terminal = j.state.is_terminal();
+                        s.status(&j, false)
+                    }
+                    Err(e) => Err(store_status(e)),
+                };
+                let ev = st.map(|st| pb::JobEvent {
+                    status: Some(st),
+                    message: msg,
+                });
+                if tx.send(ev).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out))))
+    }
+
+    type FetchCertificateStream = ChunkStream;
+
+    async fn fetch_certificate(
+        &self,
+        req: Request<pb::JobRef>,
+    ) -> Result<Response<ChunkStream>, Status> {
+        let id = job_id(req.get_ref())?;
+        let job = self.0.store.job(id).map_err(store_status)?;
+        match self.0.store.certificate(id).map_err(store_status)? {
+            Some(c) => Ok(Response::new(chunks(c))),
+            None => Err(Status::failed_precondition(format!(
+                "job {id} has no certificate yet (it is {:?}{})",
+                job.state,
+                job.error.map(|e| format!(": {e}")).unwrap_or_default()
+            ))),
+        }
+    }
+
+    async fn cancel(&self, req: Request<pb::JobRef>) -> Result<Response<pb::JobStatus>, Status> {
+        let id = job_id(req.get_ref())?;
+        let job = self
+            .0
+            .store
+            .cancel(id, self.0.clock.now_ms())
+            .map_err(store_status)?;
+        self.0
+            .event(id, format!("cancel requested: job is {:?}", job.state));
+        Ok(Response::new(self.0.status(&job, false)?))
+    }
+
+    async fn list_jobs(
+        &self,
+        _req: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let mut jobs = self.0.store.jobs().map_err(store_status)?;
+        jobs.reverse();
+        let jobs = jobs
+            .iter()
+            .map(|j| self.0.status(j, false))
+            .collect::<Result<_, _>>()?;
+        Ok(Response::new(pb::ListJobsResponse { jobs }))
+    }
+}
+
+fn worker_of<'a>(s: &Shared, id: &'a str) -> Result<&'a str, Status> {
+    match s.store.worker(id) {
+        Ok(Some(_)) => Ok(id),
+        Ok(None) => Err(Status::failed_precondition(format!(
+            "worker_id {id:?} is not registered with this coordinator: call Register"
+        ))),
+        Err(e) => Err(store_status(e)),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::workers_server::Workers for WorkersService {
+    async fn register(
+        &self,
+        req: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
+        let r = req.into_inner();
+        if r.name.len() > 128 || r.version.len() > 64 {
+            return Err(Status::invalid_argument(
+                "name (<= 128 bytes) or version (<= 64 bytes) too long",
+            ));
+        }
+        let s = &self.0;
+        let w = s
+            .store
+            .register_worker(
+                &r.name,
+                r.cores,
+                r.memory_bytes,
+                &r.version,
+                s.clock.now_ms(),
+            )
+            .map_err(store_status)?;
+        info!(worker = %w.id, name = %r.name, cores = r.cores, "worker registered");
+        Ok(Response::new(pb::RegisterResponse {
+            worker_id: w.id,
+            lease_ms: s.cfg.lease_ms,
+            heartbeat_ms: s.cfg.heartbeat_ms(),
+        }))
+    }
+
+    async fn lease(
+        &self,
+        req: Request<pb::LeaseRequest>,
+    ) -> Result<Response<pb::LeaseResponse>, Status> {
+        let r = req.into_inner();
+        let s = self.0.clone();
+        let worker = worker_of(&s, &r.worker_id)?.to_string();
+        let deadline = Instant::now() + Duration::from_millis(r.wait_ms.min(s.cfg.max_wait_ms));
+        loop {
+            let notified = s.ready.notified();
+            let leased = s
+                .store
+                .lease(&worker, s.clock.now_ms(), s.cfg.lease_ms)
+                .map_err(store_status)?;
+            if let Some(l) = leased {
+                let job = s.store.job(&l.job).map_err(store_status)?;
+                let mut task = pb::Task {
+                    job_id: l.job.clone(),
+                    index: l.index,
+                    lease_id: l.lease.clone(),
+                    attempt: l.attempt,
+                    shape: bincode::serialize(&job.shape)
+                        .map_err(|e| Status::internal(e.to_string()))?,
+                    transcript_sha256: job.spec.transcript_sha256.clone(),
+                    kind: None,
+                };
+                let what = match &job.plan.tasks[l.index as usize] {
+                    TaskKind::Leaf { first, last } => {
+                        task.kind = Some(pb::task::Kind::Leaf(pb::LeafTask {
+                            first_step: *first,
+                            last_step: *last,
+                        }));
+                        format!("steps {first}..={last}")
+                    }
+                    TaskKind::Aggregate { level, children } => {
+                        let mut kids = Vec::with_capacity(children.len());
+                        for &c in children {
+                            let body = s
+                                .store
+                                .artifact(&l.job, c)
+                                .map_err(store_status)?
+                                .ok_or_else(|| {
+                                    Status::internal(format!("task {c} has no proof"))
+                                })?;
+                            kids.push(pb::ProofArtifact { body });
+                        }
+                        task.kind = Some(pb::task::Kind::Aggregate(pb::AggregateTask {
+                            level: *level,
+                            agg_k: job.spec.agg_k,
+                            children: kids,
+                        }));
+                        format!("aggregation level {level} of tasks {children:?}")
+                    }
+                };
+                info!(job = %l.job, task = l.index, worker = %worker, attempt = l.attempt, "leased {what}");
+                return Ok(Response::new(pb::LeaseResponse { task: Some(task) }));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(Response::new(pb::LeaseResponse { task: None }));
+            }
+            let _ = tokio::time::timeout(left.min(Duration::from_secs(1)), notified).await;
+        }
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let r = req.into_inner();
+        let s = &self.0;
+        let progress = (r.progress.clamp(0.0, 1.0) * 1000.0) as u32;
+        let keep_going = s
+            .store
+            .heartbeat(
+                &r.worker_id,
+                &r.lease_id,
+                progress,
+                s.clock.now_ms(),
+                s.cfg.lease_ms,
+            )
+            .map_err(store_status)?;
+        Ok(Response::new(pb::HeartbeatResponse { keep_going }))
+    }
+
+    async fn complete(
+        &self,
+        req: Request<pb::CompleteRequest>,
+    ) -> Result<Response<pb::CompleteResponse>, Status> {
+        let r = req.into_inner();
+        let s = self.0.clone();
+        let body = r
+            .proof
+            .map(|p| p.body)
+            .ok_or_else(|| Status::invalid_argument("proof: missing"))?;
+        if body.len() as u64 > s.cfg.max_proof_bytes {
+            return Err(Status::invalid_argument(format!(
+                "proof: {} bytes exceeds the limit of {}",
+                body.len(),
+                s.cfg.max_proof_bytes
+            )));
+        }
+        let rec = match s.store.lease_record(&r.lease_id, &r.worker_id) {
+            Ok(rec) => rec,
+            Err(StoreError::LeaseLost(_)) => {
+                // A retried completion of an accepted proof is acknowledged.
+                return match s.store.complete(
+                    &r.worker_id,
+                    &r.lease_id,
+                    &body,
+                    r.prove_ms,
+                    s.clock.now_ms(),
+                ) {
+                    Ok(Completed::Duplicate) => Ok(Response::new(pb::CompleteResponse {
+                        accepted: true,
+                        message: "already accepted".into(),
+                    })),
+                    Ok(_) => Err(Status::internal("completed a task without a lease")),
+                    Err(e) => Err(store_status(e)),
+                };
+            }
+            Err(e) => return Err(store_status(e)),
+        };
+        let span = info_span!("complete", job = %rec.job, task = rec.index, worker = %r.worker_id);
+        async move {
+            let job = s.store.job(&rec.job).map_err(store_status)?;
+            let kind = job.plan.tasks[rec.index as usize].clone();
+            let _permit = s
+                .verify_slots
+                .acquire()
+                .await
+                .map_err(|_| Status::unavailable("shutting down"))?;
+            let s2 = s.clone();
+            let job2 = job.clone();
+            let body2 = body.clone();
+            let started = Instant::now();
+            let verdict =
+                tokio::task::spawn_blocking(move || -> Result<Result<(), String>, Status> {
+                    let a = match Artifact::from_bytes(&body2, "returned proof") {
+                        Ok(a) => a,
+                        Err(e) => return Ok(Err(e.to_string())),
+                    };
+                    let ctx = s2.context(&job2)?;
+                    let keys = s2.keys(job2.shape.k, Shared::agg_k(&job2))?;
+                    Ok(match &kind {
+                        TaskKind::Leaf { first, last } => {
+                            verify_leaf(&ctx, &keys, *first, *last, &a).map_err(|e| e.to_string())
+                        }
+                        TaskKind::Aggregate { children, .. } => {
+                            let mut kids = Vec::new();
+                            for &c in children {
+                                let b = s2.store.artifact(&job2.id, c).map_err(store_status)?;
+                                let b = b.ok_or_else(|| {
+                                    Status::internal(format!("task {c} has no proof"))
+                                })?;
+                                kids.push(
+                                    Artifact::from_bytes(&b, "stored proof")
+                                        .map_err(|e| Status::internal(e.to_string()))?,
+                                );
+                            }
+                            verify_aggregate(&ctx, &keys, &kids, &a).map_err(|e| e.to_string())
+                        }
+                    })
+                })
+                .await
+                .map_err(blocking_err)??;
+            s.metrics.verify_ms.fetch_add(
+                started.elapsed().as_millis() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            let now = s.clock.now_ms();
+            if let Err(why) = verdict {
+                s.metrics
+                    .proofs_rejected
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let _ = s.store.count_rejection(&r.worker_id, now);
+                let reason = format!("proof from worker {} rejected: {why}", r.worker_id);
+                warn!("{reason}");
+                match s.store.requeue(&r.lease_id, &reason, false, now) {
+                    Ok(Requeued::JobFailed(w)) => s.event(&job.id, format!("job failed: {w}")),
+                    Ok(_) => s.event(&job.id, format!("task {} re-queued: {reason}", rec.index)),
+                    Err(e) => warn!("requeue: {e}"),
+                }
+                s.ready.notify_waiters();
+                return Ok(Response::new(pb::CompleteResponse {
+                    accepted: false,
+                    message: reason,
+                }));
+            }
+            let out = s
+                .store
+                .complete(&r.worker_id, &r.lease_id, &body, r.prove_ms, now)
+                .map_err(store_status)?;
+            if let Completed::Accepted { job_finished } = out {
+                s.metrics
+                    .proofs_accepted
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let what = match &job.plan.tasks[rec.index as usize] {
+                    TaskKind::Leaf { first, last } => {
+                        let n = last - first + 1;
+                        for _ in 0..n {
+                            s.metrics.observe_step(r.prove_ms as f64 / 1e3 / n as f64);
+                        }
+                        format!("steps {first}..={last} proven")
+                    }
+                    TaskKind::Aggregate { level, .. } => {
+                        format!("aggregation (level {level}) done")
+                    }
+                };
+                s.event(
+                    &job.id,
+                    format!(
+                        "{what} by worker {} in {:.1}s",
+                        r.worker_id,
+                        r.prove_ms as f64 / 1e3
+                    ),
+                );
+                s.ready.notify_waiters();
+                if job_finished {
+                    let s3 = s.clone();
+                    let id = job.id.clone();
+                    tokio::spawn(async move { s3.finish_job(id).await });
+                }
+            }
+            Ok(Response::new(pb::CompleteResponse {
+                accepted: true,
+                message: "accepted".into(),
+            }))
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn fail(
+        &self,
+        req: Request<pb::FailRequest>,
+    ) -> Result<Response<pb::FailResponse>, Status> {
+        let r = req.into_inner();
+        let s = &self.0;
+        let rec = s
+            .store
+            .lease_record(&r.lease_id, &r.worker_id)
+            .map_err(store_status)?;
+        let reason: String = r.reason.chars().take(2000).collect();
+        s.metrics
+            .task_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match s
+            .store
+            .requeue(
+                &r.lease_id,
+                &format!("worker {}: {reason}", r.worker_id),
+                !r.retryable,
+                s.clock.now_ms(),
+            )
+            .map_err(store_status)?
+        {
+            Requeued::JobFailed(w) => s.event(&rec.job, format!("job failed: {w}")),
+            Requeued::Retry => s.event(
+                &rec.job,
+                format!(
+                    "task {} re-queued after worker {} failed: {reason}",
+                    rec.index, r.worker_id
+                ),
+            ),
+            Requeued::Stale => {}
+        }
+        s.ready.notify_waiters();
+        Ok(Response::new(pb::FailResponse {}))
+    }
+
+    type FetchTranscriptStream = ChunkStream;
+
+    async fn fetch_transcript(
+        &self,
+        req: Request<pb::JobRef>,
+    ) -> Result<Response<ChunkStream>, Status> {
+        let id = job_id(req.get_ref())?;
+        let bytes = self.0.store.transcript(id).map_err(store_status)?;
+        Ok(Response::new(chunks(bytes)))
+    }
+}

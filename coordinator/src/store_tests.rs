@@ -1,0 +1,335 @@
+//! The task store: transitions, idempotence, durability across reopen, and a
+//! property test against an in-memory model with random operations and restarts.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use zkaudit_circuits::shape::StepShape;
+use zkaudit_model::{Activation, Architecture, DenseSpec, FixedParams};
+
+use super::*;
+use crate::plan::{plan_job, JobMode};
+
+fn shape() -> StepShape {
+    StepShape {
+        arch: Architecture::new(vec![DenseSpec {
+            inputs: 2,
+            outputs: 2,
+            activation: Activation::None,
+        }])
+        .unwrap(),
+        fx: FixedParams::default(),
+        lr_fx: 1,
+        batch: 1,
+        depth: 2,
+        k: 12,
+        lookup_bits: 11,
+        span: 1,
+    }
+}
+
+fn spec(steps: u64, mode: JobMode) -> JobSpec {
+    JobSpec {
+        name: "t".into(),
+        steps,
+        mode,
+        agg_k: 20,
+        transcript_sha256: String::new(),
+    }
+}
+
+fn submit(s: &Store, steps: u64, mode: JobMode, span: usize) -> JobRecord {
+    let plan = plan_job(steps, mode, span);
+    s.submit(spec(steps, mode), shape(), plan, b"transcript", 1)
+        .unwrap()
+}
+
+#[test]
+fn leases_follow_dependencies_and_complete_once() {
+    let s = Store::temporary().unwrap();
+    let w = s.register_worker("a", 2, 1, "v", 0).unwrap().id;
+    let job = submit(&s, 4, JobMode::Succinct, 2);
+    // Two leaves, then their aggregation.
+    let a = s.lease(&w, 10, 100).unwrap().unwrap();
+    let b = s.lease(&w, 10, 100).unwrap().unwrap();
+    assert_eq!((a.index, b.index), (0, 1));
+    assert_eq!(s.lease(&w, 10, 100).unwrap(), None, "aggregation not ready");
+    assert_eq!(
+        s.complete(&w, &a.lease, b"p0", 5, 11).unwrap(),
+        Completed::Accepted {
+            job_finished: false
+        }
+    );
+    // A retried completion is recognised, a foreign worker is refused.
+    assert_eq!(
+        s.complete(&w, &a.lease, b"p0", 5, 11).unwrap(),
+        Completed::Duplicate
+    );
+    assert!(matches!(
+        s.complete("w-other", &b.lease, b"x", 5, 11),
+        Err(StoreError::LeaseLost(_))
+    ));
+    s.complete(&w, &b.lease, b"p1", 5, 12).unwrap();
+    let c = s.lease(&w, 13, 100).unwrap().unwrap();
+    assert_eq!(c.index, 2);
+    assert_eq!(
+        s.complete(&w, &c.lease, b"root", 5, 14).unwrap(),
+        Completed::Accepted { job_finished: true }
+    );
+    assert_eq!(s.job(&job.id).unwrap().state, JobState::Finishing);
+    s.finish(&job.id, b"cert", 15).unwrap();
+    s.finish(&job.id, b"cert", 15).unwrap();
+    assert_eq!(s.job(&job.id).unwrap().state, JobState::Done);
+    assert_eq!(s.certificate(&job.id).unwrap().unwrap(), b"cert");
+    assert_eq!(s.artifact(&job.id, 1).unwrap().unwrap(), b"p1");
+    assert_eq!(s.worker(&w).unwrap().unwrap().accepted, 3);
+}
+
+#[test]
+fn expired_leases_requeue_and_the_budget_fails_the_job() {
+    let mut s = Store::temporary().unwrap();
+    s.max_attempts = 2;
+    let w = s.register_worker("a", 2, 1, "v", 0).unwrap().id;
+    let job = submit(&s, 1, JobMode::Batched, 1);
+    let a = s.lease(&w, 0, 100).unwrap().unwrap();
+    assert!(s.heartbeat(&w, &a.lease, 500, 50, 100).unwrap());
+    assert!(
+        s.expired_leases(120).unwrap().is_empty(),
+        "heartbeat extended it"
+    );
+    let exp = s.expired_leases(200).unwrap();
+    assert_eq!(exp.len(), 1);
+    assert_eq!(
+        s.requeue(&exp[0].0, "lease expired", false, 200).unwrap(),
+        Requeued::Retry
+    );
+    // The old lease is dead: completing under it is refused.
+    assert!(s.complete(&w, &a.lease, b"late", 1, 201).is_err());
+    assert!(!s.heartbeat(&w, &a.lease, 0, 201, 100).unwrap());
+    let b = s.lease(&w, 202, 100).unwrap().unwrap();
+    assert_eq!(b.attempt, 2);
+    match s.requeue(&b.lease, "out of memory", false, 203).unwrap() {
+        Requeued::JobFailed(why) => assert!(why.contains("out of memory"), "{why}"),
+        r => panic!("{r:?}"),
+    }
+    let j = s.job(&job.id).unwrap();
+    assert_eq!(j.state, JobState::Failed);
+    assert!(j.error.unwrap().contains("retry budget"));
+    assert_eq!(s.lease(&w, 204, 100).unwrap(), None);
+}
+
+#[test]
+fn cancelled_jobs_lease_nothing_and_state_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (job, w, lease) = {
+        let s = Store::open(dir.path()).unwrap();
+        let w = s.register_worker("a", 2, 1, "v", 0).unwrap().id;
+        let job = submit(&s, 3, JobMode::Batched, 1);
+        let a = s.lease(&w, 0, 100).unwrap().unwrap();
+        s.complete(&w, &a.lease, b"p0", 1, 1).unwrap();
+        let b = s.lease(&w, 2, 100).unwrap().unwrap();
+        (job, w, b.lease)
+    };
+    let s = Store::open(dir.path()).unwrap();
+    let tasks = s.tasks(&job.id).unwrap();
+    assert!(matches!(tasks[0].state, TaskState::Done { .. }));
+    assert!(matches!(tasks[1].state, TaskState::Leased { .. }));
+    // The lease held across the restart can still complete.
+    s.complete(&w, &lease, b"p1", 1, 3).unwrap();
+    s.cancel(&job.id, 4).unwrap();
+    assert_eq!(s.lease(&w, 5, 100).unwrap(), None);
+    assert_eq!(s.job(&job.id).unwrap().state, JobState::Cancelled);
+}
+
+/// Operations of the property test.
+#[derive(Clone, Debug)]
+enum Op {
+    Submit(u8, bool),
+    Lease(u8),
+    Complete(u8),
+    Fail(u8, bool),
+    Advance(u16),
+    Expire,
+    Cancel(u8),
+    Restart,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        1 => (1u8..6, any::<bool>()).prop_map(|(n, s)| Op::Submit(n, s)),
+        4 => (0u8..3).prop_map(Op::Lease),
+        4 => any::<u8>().prop_map(Op::Complete),
+        1 => (any::<u8>(), any::<bool>()).prop_map(|(l, f)| Op::Fail(l, f)),
+        1 => (1u16..200).prop_map(Op::Advance),
+        1 => Just(Op::Expire),
+        1 => any::<u8>().prop_map(Op::Cancel),
+        1 => Just(Op::Restart),
+    ]
+}
+
+/// The reference model: plain maps with the store's rules.
+#[derive(Default)]
+struct Model {
+    jobs: Vec<(String, JobPlan, JobState)>,
+    /// (job, index) → (state: 0 queued / 1 leased / 2 done, attempts, lease expiry).
+    tasks: BTreeMap<(usize, u32), (u8, u32, u64)>,
+    /// Live leases: (id, job, index, worker).
+    leases: Vec<(String, usize, u32, String)>,
+}
+
+impl Model {
+    fn ready(&self) -> Option<(usize, u32)> {
+        for (j, (_, plan, state)) in self.jobs.iter().enumerate() {
+            if *state != JobState::Running {
+                continue;
+            }
+            for i in 0..plan.tasks.len() as u32 {
+                let queued = self.tasks[&(j, i)].0 == 0;
+                let deps = plan.deps(i).iter().all(|d| self.tasks[&(j, *d)].0 == 2);
+                if queued && deps {
+                    return Some((j, i));
+                }
+            }
+        }
+        None
+    }
+}
+
+const LEASE_MS: u64 = 100;
+const MAX_ATTEMPTS: u32 = 3;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    #[test]
+    fn store_matches_model(ops in proptest::collection::vec(op(), 1..60)) {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            let mut s = Store::open(dir.path()).unwrap();
+            s.max_attempts = MAX_ATTEMPTS;
+            s
+        };
+        let mut s = open();
+        let mut m = Model::default();
+        let mut now = 0u64;
+        let workers: Vec<String> = (0..3)
+            .map(|i| s.register_worker(&format!("w{i}"), 1, 1, "v", 0).unwrap().id)
+            .collect();
+        for op in ops {
+            match op {
+                Op::Submit(n, succinct) => {
+                    let mode = if succinct { JobMode::Succinct } else { JobMode::Batched };
+                    let job = submit(&s, n as u64, mode, 2);
+                    let j = m.jobs.len();
+                    for i in 0..job.plan.tasks.len() as u32 {
+                        m.tasks.insert((j, i), (0, 0, 0));
+                    }
+                    m.jobs.push((job.id, job.plan, JobState::Running));
+                }
+                Op::Lease(w) => {
+                    let got = s.lease(&workers[w as usize], now, LEASE_MS).unwrap();
+                    let want = m.ready();
+                    prop_assert_eq!(got.as_ref().map(|l| (l.job.clone(), l.index)),
+                        want.map(|(j, i)| (m.jobs[j].0.clone(), i)));
+                    if let (Some(l), Some((j, i))) = (got, want) {
+                        let t = m.tasks.get_mut(&(j, i)).unwrap();
+                        *t = (1, t.1 + 1, now + LEASE_MS);
+                        prop_assert_eq!(l.attempt, t.1);
+                        m.leases.push((l.lease, j, i, workers[w as usize].clone()));
+                    }
+                }
+                Op::Complete(x) => {
+                    if m.leases.is_empty() { continue; }
+                    let (lease, j, i, w) = m.leases.remove(x as usize % m.leases.len());
+                    let r = s.complete(&w, &lease, b"proof", 1, now);
+                    if m.jobs[j].2 != JobState::Running {
+                        // Refused; the lease stays until it expires.
+                        prop_assert!(r.is_err());
+                        m.leases.push((lease, j, i, w));
+                        continue;
+                    }
+                    let r = r.unwrap();
+                    m.tasks.get_mut(&(j, i)).unwrap().0 = 2;
+                    let plan = &m.jobs[j].1;
+                    let finished = match plan.root {
+                        Some(root) => root == i,
+                        None => (0..plan.tasks.len() as u32).all(|t| m.tasks[&(j, t)].0 == 2),
+                    };
+                    prop_assert_eq!(r, Completed::Accepted { job_finished: finished });
+                    if finished {
+                        m.jobs[j].2 = JobState::Finishing;
+                    }
+                }
+                Op::Fail(x, fatal) => {
+                    if m.leases.is_empty() { continue; }
+                    let (lease, j, i, _) = m.leases.remove(x as usize % m.leases.len());
+                    let r = s.requeue(&lease, "boom", fatal, now).unwrap();
+                    requeue_model(&mut m, j, i, fatal, &r)?;
+                }
+                Op::Advance(d) => now += d as u64,
+                Op::Expire => {
+                    for (lease, rec) in s.expired_leases(now).unwrap() {
+                        let pos = m.leases.iter().position(|l| l.0 == lease).unwrap();
+                        let (_, j, i, _) = m.leases.remove(pos);
+                        prop_assert_eq!((rec.job.clone(), rec.index), (m.jobs[j].0.clone(), i));
+                        let r = s.requeue(&lease, "lease expired", false, now).unwrap();
+                        requeue_model(&mut m, j, i, false, &r)?;
+                    }
+                    // Every model lease left is unexpired.
+                    for (_, j, i, _) in &m.leases {
+                        prop_assert!(m.tasks[&(*j, *i)].2 > now);
+                    }
+                }
+                Op::Cancel(x) => {
+                    if m.jobs.is_empty() { continue; }
+                    let j = x as usize % m.jobs.len();
+                    s.cancel(&m.jobs[j].0, now).unwrap();
+                    if !m.jobs[j].2.is_terminal() {
+                        m.jobs[j].2 = JobState::Cancelled;
+                    }
+                }
+                Op::Restart => {
+                    drop(s);
+                    s = open();
+                }
+            }
+            // Job and task states agree after every operation.
+            for (j, (id, plan, state)) in m.jobs.iter().enumerate() {
+                prop_assert_eq!(s.job(id).unwrap().state, *state);
+                let tasks = s.tasks(id).unwrap();
+                prop_assert_eq!(tasks.len(), plan.tasks.len());
+                for (i, t) in tasks.iter().enumerate() {
+                    let (st, attempts, _) = m.tasks[&(j, i as u32)];
+                    let kind = match t.state {
+                        TaskState::Queued => 0,
+                        TaskState::Leased { .. } => 1,
+                        TaskState::Done { .. } => 2,
+                    };
+                    prop_assert_eq!((kind, t.attempts), (st, attempts));
+                }
+            }
+        }
+    }
+}
+
+fn requeue_model(
+    m: &mut Model,
+    j: usize,
+    i: u32,
+    fatal: bool,
+    r: &Requeued,
+) -> Result<(), TestCaseError> {
+    let t = m.tasks.get_mut(&(j, i)).unwrap();
+    t.0 = 0;
+    if m.jobs[j].2 != JobState::Running {
+        prop_assert_eq!(r, &Requeued::Stale);
+        return Ok(());
+    }
+    if fatal || t.1 >= MAX_ATTEMPTS {
+        prop_assert!(matches!(r, Requeued::JobFailed(_)));
+        m.jobs[j].2 = JobState::Failed;
+    } else {
+        prop_assert_eq!(r, &Requeued::Retry);
+    }
+    Ok(())
+}

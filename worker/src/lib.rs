@@ -1,0 +1,522 @@
+//! The zkaudit proving worker: registers with a coordinator, leases tasks
+//! (leaf spans of steps, aggregation nodes), proves them on a rayon pool off
+//! the async runtime while heartbeating, and returns the proofs.
+//!
+//! Proving keys are cached on disk (`keys_dir`) and the last ones in memory;
+//! transcripts are fetched once per job and cached by their SHA-256. On the
+//! first shutdown signal the worker finishes its current task and exits; on
+//! the second it releases the lease (a retryable failure) and exits at once.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use tonic::codegen::InterceptedService;
+use tonic::transport::Channel;
+use tonic::Code;
+use tracing::{info, info_span, warn, Instrument};
+use zkaudit_circuits::aggregate::AggKey;
+use zkaudit_circuits::keys::StepKey;
+use zkaudit_circuits::shape::StepShape;
+use zkaudit_circuits::tasks::{
+    children_lens, prove_aggregate, prove_leaf, Artifact, JobContext, KeyStore,
+};
+use zkaudit_circuits::{srs, CircuitError};
+use zkaudit_model::transcript::Transcript;
+use zkaudit_proto::client::{channel, Auth};
+use zkaudit_proto::v1 as pb;
+use zkaudit_proto::v1::workers_client::WorkersClient;
+
+/// Errors that stop a worker.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// Bad configuration.
+    #[error("{0}")]
+    Config(String),
+    /// The coordinator refused or could not be reached.
+    #[error("coordinator: {0}")]
+    Rpc(#[from] tonic::Status),
+}
+
+/// Deliberate misbehaviour for fault tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Flip a byte of every proof before returning it.
+    CorruptProof,
+}
+
+/// Worker settings.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Coordinator URL (`http://host:port`).
+    pub coordinator: String,
+    /// Bearer token.
+    pub token: Option<String>,
+    /// CA certificate (PEM) for TLS.
+    pub tls_ca: Option<PathBuf>,
+    /// Name shown in status.
+    pub name: String,
+    /// Prover threads (0: all cores).
+    pub threads: usize,
+    /// SRS file.
+    pub srs: PathBuf,
+    /// Key cache directory.
+    pub keys_dir: PathBuf,
+    /// Longest wait per lease call.
+    pub wait_ms: u64,
+    /// Largest gRPC message.
+    pub max_message_bytes: usize,
+    /// Injected fault (tests).
+    pub fault: Option<Fault>,
+}
+
+type Client = WorkersClient<InterceptedService<Channel, Auth>>;
+
+/// Proving state kept across tasks (blocking side).
+#[derive(Default)]
+struct Prover {
+    keystores: HashMap<(u32, u32), Arc<KeyStore>>,
+    contexts: HashMap<(String, String), Arc<JobContext>>,
+    step_key: Option<(String, Arc<StepKey>)>,
+    agg_key: Option<(String, Arc<AggKey>)>,
+}
+
+impl Prover {
+    fn keystore(
+        &mut self,
+        cfg: &WorkerConfig,
+        k: u32,
+        agg_k: u32,
+    ) -> Result<Arc<KeyStore>, CircuitError> {
+        if let Some(ks) = self.keystores.get(&(k, agg_k)) {
+            return Ok(ks.clone());
+        }
+        let step = srs::load(&cfg.srs, k)?;
+        let agg = if agg_k > 0 {
+            Some(srs::load(&cfg.srs, agg_k)?)
+        } else {
+            None
+        };
+        let ks = Arc::new(KeyStore::new(cfg.keys_dir.clone(), step, agg));
+        self.keystores.insert((k, agg_k), ks.clone());
+        Ok(ks)
+    }
+}
+
+/// Runs a worker until `shutdown` reaches 1 (drain) or 2 (abort).
+pub async fn run(cfg: WorkerConfig, mut shutdown: watch::Receiver<u32>) -> Result<(), WorkerError> {
+    let ch = channel(&cfg.coordinator, cfg.tls_ca.as_deref()).map_err(WorkerError::Config)?;
+    let auth = Auth::new(cfg.token.as_deref()).map_err(WorkerError::Config)?;
+    let mut client = WorkersClient::with_interceptor(ch, auth)
+        .max_decoding_message_size(cfg.max_message_bytes)
+        .max_encoding_message_size(cfg.max_message_bytes);
+    let threads = if cfg.threads == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        cfg.threads
+    };
+    let pool = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("prover-{i}"))
+            .build()
+            .map_err(|e| WorkerError::Config(format!("rayon pool: {e}")))?,
+    );
+    let reg = register(&mut client, &cfg, threads, &mut shutdown).await?;
+    let Some(reg) = reg else { return Ok(()) };
+    let worker_id = reg.worker_id.clone();
+    info!(worker = %worker_id, threads, coordinator = %cfg.coordinator, "registered");
+    let prover = Arc::new(Mutex::new(Prover::default()));
+    let mut last_ms: HashMap<&'static str, u64> = HashMap::new();
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        if *shutdown.borrow() > 0 {
+            info!(worker = %worker_id, "shutting down: no task in progress");
+            return Ok(());
+        }
+        let lease = tokio::select! {
+            r = client.lease(pb::LeaseRequest { worker_id: worker_id.clone(), wait_ms: cfg.wait_ms }) => r,
+            _ = shutdown.changed() => continue,
+        };
+        let task = match lease {
+            Ok(r) => {
+                backoff = Duration::from_millis(200);
+                match r.into_inner().task {
+                    Some(t) => t,
+                    None => continue,
+                }
+            }
+            Err(s) if retryable_rpc(&s) => {
+                warn!("lease: {}; retrying in {:?}", s.message(), backoff);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+            Err(s) => return Err(s.into()),
+        };
+        let span = info_span!("task", job = %task.job_id, task = task.index, worker = %worker_id, attempt = task.attempt);
+        let kind = match &task.kind {
+            Some(pb::task::Kind::Leaf(_)) => "leaf",
+            _ => "aggregate",
+        };
+        let expected = last_ms.get(kind).copied();
+        let t0 = Instant::now();
+        let done = work(
+            &mut client,
+            &cfg,
+            &worker_id,
+            &reg,
+            task,
+            prover.clone(),
+            pool.clone(),
+            expected,
+            &mut shutdown,
+        )
+        .instrument(span)
+        .await?;
+        if done {
+            last_ms.insert(kind, t0.elapsed().as_millis() as u64);
+        }
+    }
+}
+
+fn retryable_rpc(s: &tonic::Status) -> bool {
+    matches!(
+        s.code(),
+        Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
+    )
+}
+
+async fn register(
+    client: &mut Client,
+    cfg: &WorkerConfig,
+    threads: usize,
+    shutdown: &mut watch::Receiver<u32>,
+) -> Result<Option<pb::RegisterResponse>, WorkerError> {
+    let req = pb::RegisterRequest {
+        name: cfg.name.clone(),
+        cores: threads as u32,
+        memory_bytes: total_memory(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let r = tokio::select! {
+            r = client.register(req.clone()) => r,
+            _ = shutdown.changed() => return Ok(None),
+        };
+        match r {
+            Ok(r) => return Ok(Some(r.into_inner())),
+            Err(s) if retryable_rpc(&s) => {
+                warn!(
+                    "cannot reach the coordinator at {} ({}); retrying",
+                    cfg.coordinator,
+                    s.message()
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(s) => return Err(s.into()),
+        }
+    }
+}
+
+fn total_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+async fn fetch_transcript(
+    client: &mut Client,
+    job: &str,
+    sha: &str,
+) -> Result<Vec<u8>, tonic::Status> {
+    let mut stream = client
+        .fetch_transcript(pb::JobRef {
+            job_id: job.to_string(),
+        })
+        .await?
+        .into_inner();
+    let mut bytes = Vec::new();
+    while let Some(c) = stream.message().await? {
+        bytes.extend_from_slice(&c.data);
+    }
+    let got = hex::encode(Sha256::digest(&bytes));
+    if !got.eq_ignore_ascii_case(sha) {
+        return Err(tonic::Status::data_loss(format!(
+            "transcript of {job} hashes to {got}, expected {sha}"
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Proves one task; returns whether it completed (accepted or not).
+#[allow(clippy::too_many_arguments)]
+async fn work(
+    client: &mut Client,
+    cfg: &WorkerConfig,
+    worker_id: &str,
+    reg: &pb::RegisterResponse,
+    task: pb::Task,
+    prover: Arc<Mutex<Prover>>,
+    pool: Arc<rayon::ThreadPool>,
+    expected_ms: Option<u64>,
+    shutdown: &mut watch::Receiver<u32>,
+) -> Result<bool, WorkerError> {
+    let lease = task.lease_id.clone();
+    let fail = |retryable: bool, reason: String| pb::FailRequest {
+        worker_id: worker_id.to_string(),
+        lease_id: lease.clone(),
+        retryable,
+        reason,
+    };
+    let shape: StepShape = match bincode::deserialize(&task.shape) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = client
+                .fail(fail(false, format!("undecodable step shape: {e}")))
+                .await;
+            return Ok(false);
+        }
+    };
+    let (agg_k, what) = match &task.kind {
+        Some(pb::task::Kind::Leaf(l)) => (0, format!("steps {}..={}", l.first_step, l.last_step)),
+        Some(pb::task::Kind::Aggregate(a)) => (
+            a.agg_k,
+            format!(
+                "aggregation level {} of {} proofs",
+                a.level,
+                a.children.len()
+            ),
+        ),
+        None => {
+            let _ = client.fail(fail(false, "task without a kind".into())).await;
+            return Ok(false);
+        }
+    };
+    info!("proving {what}");
+    // The transcript (cached by hash).
+    let ctx_key = (task.transcript_sha256.clone(), shape.id());
+    let have = prover
+        .lock()
+        .map(|p| p.contexts.contains_key(&ctx_key))
+        .unwrap_or(false);
+    if !have {
+        let bytes = match fetch_transcript(client, &task.job_id, &task.transcript_sha256).await {
+            Ok(b) => b,
+            Err(s) => {
+                let _ = client
+                    .fail(fail(
+                        true,
+                        format!("fetching the transcript: {}", s.message()),
+                    ))
+                    .await;
+                return Ok(false);
+            }
+        };
+        let t = match Transcript::from_bytes(&bytes, std::path::Path::new(&task.job_id)) {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = client.fail(fail(false, format!("transcript: {e}"))).await;
+                return Ok(false);
+            }
+        };
+        let shape2 = shape.clone();
+        let ctx = tokio::task::spawn_blocking(move || JobContext::new(t, shape2))
+            .await
+            .map_err(|e| WorkerError::Config(e.to_string()))?;
+        if let Ok(mut p) = prover.lock() {
+            if p.contexts.len() >= 4 {
+                p.contexts.clear();
+            }
+            p.contexts.insert(ctx_key.clone(), Arc::new(ctx));
+        }
+    }
+    // Heartbeats while proving.
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let hb = {
+        let mut c = client.clone();
+        let (abandoned, stop) = (abandoned.clone(), stop.clone());
+        let (worker_id, lease) = (worker_id.to_string(), lease.clone());
+        let every = Duration::from_millis(reg.heartbeat_ms.max(50));
+        tokio::spawn(async move {
+            let t0 = Instant::now();
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.notified() => return,
+                }
+                let progress = expected_ms
+                    .map(|e| (t0.elapsed().as_millis() as f32 / e.max(1) as f32).min(0.99))
+                    .unwrap_or(0.0);
+                match c
+                    .heartbeat(pb::HeartbeatRequest {
+                        worker_id: worker_id.clone(),
+                        lease_id: lease.clone(),
+                        progress,
+                    })
+                    .await
+                {
+                    Ok(r) if !r.get_ref().keep_going => {
+                        warn!("the coordinator no longer wants this task (lease expired or job ended)");
+                        abandoned.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(s) => warn!("heartbeat: {}", s.message()),
+                }
+            }
+        })
+    };
+    let cfg2 = cfg.clone();
+    let kind = task.kind.clone();
+    let started = Instant::now();
+    let job = tokio::task::spawn_blocking(move || -> Result<Artifact, CircuitError> {
+        let mut p = prover
+            .lock()
+            .map_err(|_| CircuitError::Shape("prover state poisoned".into()))?;
+        let ks = p.keystore(&cfg2, shape.k, agg_k)?;
+        let ctx = p
+            .contexts
+            .get(&ctx_key)
+            .cloned()
+            .ok_or_else(|| CircuitError::Shape("transcript not loaded".into()))?;
+        match kind {
+            Some(pb::task::Kind::Leaf(l)) => {
+                let len = (l.last_step + 1).saturating_sub(l.first_step) as usize;
+                let id = shape.with_span(len).id();
+                let key = match &p.step_key {
+                    Some((kid, key)) if *kid == id => key.clone(),
+                    _ => {
+                        p.step_key = None;
+                        let key = Arc::new(ks.step_key(&shape, len)?);
+                        p.step_key = Some((id, key.clone()));
+                        key
+                    }
+                };
+                drop(p);
+                pool.install(|| prove_leaf(&ctx, &ks, &key, l.first_step, l.last_step))
+            }
+            Some(pb::task::Kind::Aggregate(a)) => {
+                let children = a
+                    .children
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| Artifact::from_bytes(&c.body, &format!("child {i}")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let lens = children_lens(&ctx, &children);
+                let id = format!("{}-{lens:?}", shape.id());
+                let key = match &p.agg_key {
+                    Some((kid, key)) if *kid == id => key.clone(),
+                    _ => {
+                        p.agg_key = None;
+                        let key = Arc::new(pool.install(|| ks.agg_key(&shape, &lens))?);
+                        p.agg_key = Some((id, key.clone()));
+                        key
+                    }
+                };
+                drop(p);
+                pool.install(|| prove_aggregate(&ctx, &ks, &key, &children))
+            }
+            None => Err(CircuitError::Shape("task without a kind".into())),
+        }
+    });
+    tokio::pin!(job);
+    let result = loop {
+        tokio::select! {
+            r = &mut job => break r,
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() >= 2 {
+                    stop.notify_one();
+                    let _ = client.fail(fail(true, "worker shutting down".into())).await;
+                    info!("released the lease on shutdown");
+                    return Ok(false);
+                }
+                info!("shutdown requested: finishing the current task first");
+            }
+        }
+    };
+    let prove_ms = started.elapsed().as_millis() as u64;
+    let result = result.map_err(|e| WorkerError::Config(format!("prover thread: {e}")))?;
+    if abandoned.load(Ordering::Relaxed) {
+        stop.notify_one();
+        let _ = hb.await;
+        return Ok(false);
+    }
+    let outcome = match result {
+        Ok(mut a) => {
+            if cfg.fault == Some(Fault::CorruptProof) && !a.proof.is_empty() {
+                let i = a.proof.len() / 2;
+                a.proof[i] ^= 0x01;
+                warn!("fault injection: corrupting the proof");
+            }
+            let body = match a.to_bytes() {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = client
+                        .fail(fail(true, format!("encoding the proof: {e}")))
+                        .await;
+                    stop.notify_one();
+                    return Ok(false);
+                }
+            };
+            let req = pb::CompleteRequest {
+                worker_id: worker_id.to_string(),
+                lease_id: lease.clone(),
+                proof: Some(pb::ProofArtifact { body }),
+                prove_ms,
+            };
+            // The lease stays alive (heartbeats) while the coordinator verifies.
+            let mut tries = 0;
+            loop {
+                match client.complete(req.clone()).await {
+                    Ok(r) => {
+                        let r = r.into_inner();
+                        if r.accepted {
+                            info!(
+                                "{what} proven in {:.1}s and accepted",
+                                prove_ms as f64 / 1e3
+                            );
+                        } else {
+                            warn!("proof rejected: {}", r.message);
+                        }
+                        break true;
+                    }
+                    Err(s) if retryable_rpc(&s) && tries < 5 => {
+                        tries += 1;
+                        warn!("complete: {}; retrying", s.message());
+                        tokio::time::sleep(Duration::from_millis(500 * tries)).await;
+                    }
+                    Err(s) => {
+                        warn!("complete refused: {}", s.message());
+                        break false;
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            let fatal = matches!(e, CircuitError::Unsatisfied(_) | CircuitError::Model(_));
+            warn!("proving failed: {e}");
+            let _ = client.fail(fail(!fatal, e.to_string())).await;
+            false
+        }
+    };
+    stop.notify_one();
+    let _ = hb.await;
+    Ok(outcome)
+}
