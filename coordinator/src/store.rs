@@ -4,7 +4,8 @@
 //! Every transition is one sled transaction over the trees it touches; it
 //! checks the prior state, so replaying a request (a retried RPC, a worker
 //! that reports twice) is harmless. Transitions a client or worker is told
-//! about (submit, complete, finish) are flushed to disk before returning.
+//! about (submit, lease, complete, finish) are flushed to disk before
+//! returning.
 //!
 //! Layout (keys big-endian so that sled's order is the queue's order):
 //! - `jobs`: job id → [`JobRecord`];
@@ -496,7 +497,7 @@ impl Store {
     }
 
     /// Leases the first ready task of the oldest running job to `worker`
-    /// until `now_ms + lease_ms`; `None` when nothing is ready.
+    /// until `now_ms + lease_ms` (flushed); `None` when nothing is ready.
     pub fn lease(&self, worker: &str, now_ms: u64, lease_ms: u64) -> Result<Option<Leased>> {
         self.touch_worker(worker, now_ms, |_| {})?;
         for entry in self.ready.iter() {
@@ -555,6 +556,9 @@ impl Store {
                     }))
                 });
             if let Some(l) = flat(res)? {
+                // Durable before the worker hears of it: a coordinator that
+                // crashes now still knows the lease when its proof arrives.
+                self.flush()?;
                 return Ok(Some(l));
             }
         }

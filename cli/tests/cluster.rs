@@ -1,0 +1,588 @@
+//! The proving cluster across processes: a real coordinator (`zkaudit
+//! coordinator`) on a loopback port with its sled store, real workers
+//! (`zkaudit worker`) proving real step proofs at k = 14, and the client
+//! commands. Scenarios: the happy path, a worker killed mid-task, the
+//! coordinator killed and restarted mid-job, a worker returning corrupted
+//! proofs, unauthenticated callers, and malformed or oversized requests.
+//!
+//! The tests share one SRS, key cache and training run (under
+//! `CARGO_TARGET_TMPDIR`) and run one at a time: each uses both cores.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use zkaudit_proto::client::{channel, Auth};
+use zkaudit_proto::v1 as pb;
+
+const TOKEN: &str = "cluster-test-token";
+/// Longest a scenario may take before it is reported as hung.
+const DEADLINE: Duration = Duration::from_secs(900);
+
+/// Serialises the scenarios: each one saturates the machine's cores.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The shared SRS, key cache and tiny training run.
+struct Fixture {
+    dir: PathBuf,
+    run: PathBuf,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cluster-fixture");
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = Fixture {
+            run: dir.join("run"),
+            dir,
+        };
+        if !f.dir.join("srs.bin").exists() {
+            ok(f.cmd().args(["srs", "--k", "14"]));
+        }
+        let data = f.dir.join("sum.csv");
+        let mut csv = String::new();
+        for i in 0..24 {
+            let a = (i * 7 % 11) as f64;
+            let b = (i * 3 % 5) as f64;
+            csv.push_str(&format!("{a},{b},{},{}\n", a + b, usize::from(a > 5.0)));
+        }
+        std::fs::write(&data, csv).unwrap();
+        let model = f.dir.join("m.toml");
+        std::fs::write(&model, "inputs = 3\n[[layers]]\noutputs = 2\n").unwrap();
+        let _ = std::fs::remove_dir_all(&f.run);
+        ok(f.cmd()
+            .args(["train", "--epochs", "1", "--batch-size", "2", "--lr", "0.5"])
+            .args(["--test-fraction", "0", "--seed", "1", "--model"])
+            .arg(&model)
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(&f.run));
+        f
+    })
+}
+
+impl Fixture {
+    /// `zkaudit` with the shared SRS and key cache.
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_zkaudit"));
+        c.env("ZKAUDIT_SRS", self.dir.join("srs.bin"))
+            .env("ZKAUDIT_KEYS", self.dir.join("keys"))
+            .env_remove("ZKAUDIT_TOKEN")
+            .env_remove("ZKAUDIT_COORDINATOR")
+            .env("RUST_LOG", "info");
+        c
+    }
+}
+
+fn ok(c: &mut Command) -> String {
+    let o = c.output().unwrap();
+    assert!(
+        o.status.success(),
+        "{:?} failed:\n{}{}",
+        c,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A `zkaudit coordinator` process on loopback ports chosen by the OS (or
+/// the given one, to come back on the same address after a restart).
+struct Coordinator {
+    child: Child,
+    addr: String,
+    http: String,
+    log: PathBuf,
+}
+
+impl Coordinator {
+    fn start(data: &Path, port: u16, extra: &[&str]) -> Coordinator {
+        let f = fixture();
+        std::fs::create_dir_all(data).unwrap();
+        let log = data.with_extension(format!("coordinator-{}.log", unique()));
+        let child = f
+            .cmd()
+            .arg("coordinator")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["--http", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .env("ZKAUDIT_TOKEN", TOKEN)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut c = Coordinator {
+            child,
+            addr: String::new(),
+            http: String::new(),
+            log,
+        };
+        let t0 = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&c.log).unwrap_or_default();
+            if let Some(line) = text
+                .lines()
+                .find(|l| l.contains("coordinator listening on"))
+            {
+                // "coordinator listening on 127.0.0.1:P (metrics: http://127.0.0.1:Q/metrics)"
+                let mut words = line.split_whitespace().skip(3);
+                c.addr = words.next().unwrap().to_string();
+                let metrics = line.split("http://").nth(1).unwrap();
+                c.http = metrics.split('/').next().unwrap().to_string();
+                return c;
+            }
+            if let Ok(Some(st)) = c.child.try_wait() {
+                panic!("the coordinator exited ({st}):\n{text}");
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "the coordinator did not start:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn port(&self) -> u16 {
+        self.addr.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// A client command against this coordinator, with the token.
+    fn client(&self, args: &[&str]) -> Command {
+        let mut c = fixture().cmd();
+        c.arg(args[0])
+            .arg("--coordinator")
+            .arg(self.url())
+            .args(&args[1..])
+            .env("ZKAUDIT_TOKEN", TOKEN);
+        c
+    }
+
+    /// One scraped metric (the sum over its label sets).
+    fn metric(&self, name: &str) -> f64 {
+        let body = http_get(&self.http, "/metrics");
+        body.lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Submits the first `steps` steps of the shared run; the job's id.
+    fn submit(&self, steps: u32) -> String {
+        let out = ok(&mut self
+            .client(&["submit", "--k", "14", "--steps", &steps.to_string()])
+            .arg("--run")
+            .arg(&fixture().run));
+        out.split_whitespace()
+            .nth(1)
+            .unwrap_or_else(|| panic!("submit printed {out:?}"))
+            .to_string()
+    }
+
+    fn status(&self, job: &str) -> String {
+        ok(&mut self.client(&["status", job]))
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `job` is done (panics, with every log, if it fails or hangs).
+    fn wait_done(&self, job: &str, workers: &[&Worker]) -> String {
+        let t0 = Instant::now();
+        loop {
+            let st = self.status(job);
+            let head = st.lines().next().unwrap_or_default().to_string();
+            if head.contains(": done,") {
+                return st;
+            }
+            if head.contains(": FAILED") || head.contains(": cancelled") || t0.elapsed() > DEADLINE
+            {
+                let mut all = format!("job {job}: {st}\n--- coordinator\n{}", self.logs());
+                for w in workers {
+                    all.push_str(&format!("--- worker {}\n{}", w.name, w.logs()));
+                }
+                panic!("{all}");
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Fetches the job's certificate and checks it with `zkaudit verify`.
+    fn fetch_and_verify(&self, job: &str, dir: &Path) -> String {
+        let cert = dir.join(format!("{job}.cert"));
+        ok(self.client(&["fetch", job, "--out"]).arg(&cert));
+        let out = ok(fixture().cmd().arg("verify").arg(&cert));
+        assert!(out.contains("VALID"), "{out}");
+        out
+    }
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `zkaudit worker` process.
+struct Worker {
+    child: Child,
+    name: String,
+    log: PathBuf,
+}
+
+impl Worker {
+    fn start(c: &Coordinator, name: &str, extra: &[&str]) -> Worker {
+        let log = c.log.with_extension(format!("{name}.log"));
+        let child = fixture()
+            .cmd()
+            .args(["worker", "--threads", "1", "--name", name, "--coordinator"])
+            .arg(c.url())
+            .env("ZKAUDIT_TOKEN", TOKEN)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Worker {
+            child,
+            name: name.to_string(),
+            log,
+        }
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the worker's log contains `what`.
+    fn wait_log(&self, what: &str) {
+        let t0 = Instant::now();
+        while !self.logs().contains(what) {
+            assert!(
+                t0.elapsed() < DEADLINE,
+                "worker {} never logged {what:?}:\n{}",
+                self.name,
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A bare HTTP/1.0 GET.
+fn http_get(addr: &str, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}
+
+/// The `(state, attempts)` of every task in `zkaudit status` output.
+fn tasks(status: &str) -> Vec<(String, u32)> {
+    status
+        .lines()
+        .filter(|l| l.trim_start().starts_with("task "))
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let at = w.iter().position(|x| *x == "attempts").unwrap();
+            (w[at - 1].to_string(), w[at + 1].parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn two_workers_prove_a_job_that_verifies() {
+    let _g = serial();
+    let d = tempfile::tempdir().unwrap();
+    let c = Coordinator::start(&d.path().join("data"), 0, &[]);
+    let w1 = Worker::start(&c, "w1", &[]);
+    let w2 = Worker::start(&c, "w2", &[]);
+    let job = c.submit(4);
+    let st = c.wait_done(&job, &[&w1, &w2]);
+    assert!(st.contains("4/4 steps proven"), "{st}");
+    let out = c.fetch_and_verify(&job, d.path());
+    assert!(
+        out.contains("4 SGD steps") || out.contains("4 steps"),
+        "{out}"
+    );
+    // Both workers proved something, and each task was accepted once.
+    for w in [&w1, &w2] {
+        assert!(
+            w.logs().contains("proving"),
+            "{} idle:\n{}",
+            w.name,
+            w.logs()
+        );
+    }
+    assert_eq!(c.metric("zkaudit_proofs_accepted_total"), 4.0);
+    assert_eq!(c.metric("zkaudit_proofs_rejected_total"), 0.0);
+}
+
+#[test]
+fn a_killed_worker_loses_its_lease_and_the_job_completes() {
+    let _g = serial();
+    let d = tempfile::tempdir().unwrap();
+    let c = Coordinator::start(&d.path().join("data"), 0, &["--lease-secs", "2"]);
+    let mut w1 = Worker::start(&c, "doomed", &[]);
+    let job = c.submit(4);
+    w1.wait_log("proving");
+    w1.child.kill().unwrap(); // SIGKILL mid-task
+    w1.child.wait().unwrap();
+    let w2 = Worker::start(&c, "survivor", &[]);
+    let st = c.wait_done(&job, &[&w1, &w2]);
+    assert!(st.contains("4/4 steps proven"), "{st}");
+    // The killed worker's task was re-leased, and no step was accepted twice.
+    assert!(
+        c.metric("zkaudit_lease_expiries_total") >= 1.0,
+        "{}",
+        c.logs()
+    );
+    assert_eq!(c.metric("zkaudit_proofs_accepted_total"), 4.0);
+    assert!(
+        tasks(&st).iter().any(|(_, a)| *a >= 2),
+        "no task shows a second attempt:\n{st}"
+    );
+    c.fetch_and_verify(&job, d.path());
+}
+
+#[test]
+fn a_restarted_coordinator_resumes_without_reproving() {
+    let _g = serial();
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let mut c = Coordinator::start(&data, 0, &["--lease-secs", "30"]);
+    let w = Worker::start(&c, "w", &[]);
+    let job = c.submit(6);
+    // Kill the coordinator once two steps are proven.
+    let t0 = Instant::now();
+    let before = loop {
+        let st = c.status(&job);
+        let done = tasks(&st).iter().filter(|(s, _)| s == "done").count();
+        if done >= 2 {
+            break st;
+        }
+        assert!(t0.elapsed() < DEADLINE, "{st}\n{}", w.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let port = c.port();
+    c.child.kill().unwrap(); // SIGKILL: no graceful flush
+    c.child.wait().unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let c2 = Coordinator::start(&data, port, &["--lease-secs", "30"]);
+    let after = c2.wait_done(&job, &[&w]);
+    // Every task that was done before the crash is still done with its
+    // single attempt, and the worker proved each task exactly once.
+    let (b, a) = (tasks(&before), tasks(&after));
+    assert_eq!(b.len(), a.len());
+    for (i, ((sb, _), (sa, aa))) in b.iter().zip(&a).enumerate() {
+        if sb == "done" {
+            assert_eq!(
+                (sa.as_str(), *aa),
+                ("done", 1),
+                "task {i}:\n{before}\n{after}"
+            );
+        }
+    }
+    let proving = w.logs().matches("proving steps").count();
+    assert_eq!(
+        proving,
+        6,
+        "the worker proved {proving} times:\n{}",
+        w.logs()
+    );
+    c2.fetch_and_verify(&job, d.path());
+}
+
+#[test]
+fn corrupted_proofs_are_rejected_and_requeued() {
+    let _g = serial();
+    let d = tempfile::tempdir().unwrap();
+    let c = Coordinator::start(&d.path().join("data"), 0, &["--max-attempts", "10"]);
+    let mut bad = Worker::start(&c, "liar", &["--fault", "corrupt-proof"]);
+    let job = c.submit(2);
+    let t0 = Instant::now();
+    while c.metric("zkaudit_proofs_rejected_total") < 1.0 {
+        assert!(t0.elapsed() < DEADLINE, "{}\n{}", c.logs(), bad.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(bad.logs().contains("proof rejected"), "{}", bad.logs());
+    bad.child.kill().unwrap();
+    bad.child.wait().unwrap();
+    // The rejected task went back to the queue and an honest worker finishes.
+    let good = Worker::start(&c, "honest", &[]);
+    let st = c.wait_done(&job, &[&bad, &good]);
+    assert!(st.contains("2/2 steps proven"), "{st}");
+    assert_eq!(c.metric("zkaudit_proofs_accepted_total"), 2.0);
+    assert!(c.metric("zkaudit_proofs_rejected_total") >= 1.0);
+    c.fetch_and_verify(&job, d.path());
+}
+
+#[test]
+fn unauthenticated_and_malformed_requests_are_refused() {
+    let _g = serial();
+    let d = tempfile::tempdir().unwrap();
+    let c = Coordinator::start(&d.path().join("data"), 0, &["--max-transcript-mib", "1"]);
+    let f = fixture();
+
+    // A client and a worker without the token, and one with a wrong token.
+    let o = f
+        .cmd()
+        .args(["jobs", "--coordinator"])
+        .arg(c.url())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("refused the credentials"),
+        "{err}"
+    );
+    let o = f
+        .cmd()
+        .args(["worker", "--coordinator"])
+        .arg(c.url())
+        .env("ZKAUDIT_TOKEN", "wrong")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("token"), "{err}");
+
+    // Raw gRPC: the same refusals by code, then malformed submissions.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let ch = channel(&c.url(), None).unwrap();
+        let mut anon = pb::workers_client::WorkersClient::with_interceptor(
+            ch.clone(),
+            Auth::new(None).unwrap(),
+        );
+        let e = anon
+            .register(pb::RegisterRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+
+        let mut jobs = pb::jobs_client::JobsClient::with_interceptor(
+            ch.clone(),
+            Auth::new(Some(TOKEN)).unwrap(),
+        );
+        let submit = |parts: Vec<pb::submit_request::Part>| {
+            let mut jobs = jobs.clone();
+            async move {
+                let msgs: Vec<_> = parts
+                    .into_iter()
+                    .map(|p| pb::SubmitRequest { part: Some(p) })
+                    .collect();
+                jobs.submit(tokio_stream::iter(msgs)).await.unwrap_err()
+            }
+        };
+        let spec = |bytes: u64| pb::JobSpec {
+            transcript_bytes: bytes,
+            ..Default::default()
+        };
+        use pb::submit_request::Part;
+        let cases: Vec<(Vec<Part>, &str)> = vec![
+            (vec![Part::Chunk(vec![1, 2, 3])], "first message of Submit"),
+            (
+                vec![Part::Spec(spec(10 << 20))],
+                "exceeds the coordinator's limit",
+            ),
+            (
+                vec![Part::Spec(spec(4)), Part::Chunk(vec![0; 4])],
+                "submitted transcript",
+            ),
+            (
+                vec![Part::Spec(spec(5)), Part::Chunk(vec![0; 4])],
+                "announced 5 bytes, received 4",
+            ),
+            (
+                vec![Part::Chunk(vec![0; 4]), Part::Spec(spec(4))],
+                "first message of Submit",
+            ),
+        ];
+        for (parts, want) in cases {
+            let e = submit(parts).await;
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+            assert!(
+                e.message().contains(want),
+                "{:?} lacks {want:?}",
+                e.message()
+            );
+        }
+        // A real transcript with an impossible step count names the field.
+        let bytes = std::fs::read(f.run.join("transcript.bin")).unwrap();
+        let mut s = spec(bytes.len() as u64);
+        s.steps = 1000;
+        let e = submit(vec![Part::Spec(s), Part::Chunk(bytes.clone())]).await;
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().starts_with("steps:"), "{}", e.message());
+        let mut s = spec(bytes.len() as u64);
+        s.transcript_sha256 = "00".repeat(32);
+        let e = submit(vec![Part::Spec(s), Part::Chunk(bytes)]).await;
+        assert!(
+            e.message().starts_with("transcript_sha256:"),
+            "{}",
+            e.message()
+        );
+
+        // Unknown jobs and workers are NotFound, not crashes.
+        let e = jobs
+            .get_status(pb::JobRef {
+                job_id: "job-999999".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+        let mut workers = pb::workers_client::WorkersClient::with_interceptor(
+            ch,
+            Auth::new(Some(TOKEN)).unwrap(),
+        );
+        let e = workers
+            .lease(pb::LeaseRequest {
+                worker_id: "nobody".into(),
+                wait_ms: 0,
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            e.code() == tonic::Code::FailedPrecondition && e.message().contains("not registered"),
+            "{e:?}"
+        );
+    });
+    // The CLI reports an oversized transcript with the limit.
+    let big = d.path().join("big.bin");
+    std::fs::write(&big, vec![0u8; (1 << 20) + 1]).unwrap();
+    let o = c.client(&["submit", "--run"]).arg(&big).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("exceeds"), "{err}");
+}
