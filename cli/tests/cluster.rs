@@ -185,7 +185,7 @@ impl Coordinator {
 
     /// Submits the first `steps` steps of the shared run; the job's id.
     fn submit(&self, steps: u32) -> String {
-        let out = ok(&mut self
+        let out = ok(self
             .client(&["submit", "--k", "14", "--steps", &steps.to_string()])
             .arg("--run")
             .arg(&fixture().run));
