@@ -1,6 +1,7 @@
 //! Command-line definitions and dispatch; one module per command.
 
 mod cluster;
+mod embedded;
 mod export;
 mod inspect;
 mod prove;

@@ -58,7 +58,7 @@ fn token(token: &Option<String>, file: &Option<PathBuf>) -> anyhow::Result<Optio
     }
 }
 
-type Client = JobsClient<InterceptedService<Channel, Auth>>;
+pub(super) type Client = JobsClient<InterceptedService<Channel, Auth>>;
 
 impl Endpoint {
     fn client(&self, rt: &tokio::runtime::Runtime) -> anyhow::Result<Client> {
@@ -73,7 +73,7 @@ impl Endpoint {
 }
 
 /// A gRPC error in words a user can act on.
-fn rpc(s: tonic::Status, coordinator: &str) -> anyhow::Error {
+pub(super) fn rpc(s: tonic::Status, coordinator: &str) -> anyhow::Error {
     match s.code() {
         tonic::Code::Unavailable => anyhow::anyhow!(
             "cannot reach the coordinator at {coordinator}: {} (is it running? check --coordinator)",
@@ -87,7 +87,7 @@ fn rpc(s: tonic::Status, coordinator: &str) -> anyhow::Error {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(2)
@@ -327,7 +327,24 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
     let rt = runtime()?;
     let mut client = a.endpoint.client(&rt)?;
     let coord = a.endpoint.coordinator.clone();
-    let id = rt.block_on(async {
+    let (id, tasks) = upload(&rt, &mut client, &coord, spec, &bytes)?;
+    println!("submitted {id} ({tasks} tasks)");
+    if a.watch {
+        return watch_job(&rt, &mut client, &coord, &id);
+    }
+    Ok(())
+}
+
+/// Streams a job spec and its transcript to the coordinator; the job id and
+/// its number of tasks.
+pub(super) fn upload(
+    rt: &tokio::runtime::Runtime,
+    client: &mut Client,
+    coord: &str,
+    spec: pb::JobSpec,
+    bytes: &[u8],
+) -> anyhow::Result<(String, u32)> {
+    rt.block_on(async {
         let mut msgs = vec![pb::SubmitRequest {
             part: Some(pb::submit_request::Part::Spec(spec)),
         }];
@@ -337,15 +354,10 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
         let r = client
             .submit(tokio_stream::iter(msgs))
             .await
-            .map_err(|s| rpc(s, &coord))?
+            .map_err(|s| rpc(s, coord))?
             .into_inner();
-        println!("submitted {} ({} tasks)", r.job_id, r.tasks);
-        anyhow::Ok(r.job_id)
-    })?;
-    if a.watch {
-        return watch_job(&rt, &mut client, &coord, &id);
-    }
-    Ok(())
+        anyhow::Ok((r.job_id, r.tasks))
+    })
 }
 
 fn transcript_file(run: &Path) -> PathBuf {
@@ -436,7 +448,7 @@ pub fn status(a: JobArgs) -> anyhow::Result<()> {
     })
 }
 
-fn watch_job(
+pub(super) fn watch_job(
     rt: &tokio::runtime::Runtime,
     client: &mut Client,
     coord: &str,
@@ -507,27 +519,7 @@ pub struct FetchArgs {
 pub fn fetch(a: FetchArgs) -> anyhow::Result<()> {
     let rt = runtime()?;
     let mut client = a.job.endpoint.client(&rt)?;
-    let bytes = rt.block_on(async {
-        let mut stream = client
-            .fetch_certificate(pb::JobRef {
-                job_id: a.job.job.clone(),
-            })
-            .await
-            .map_err(|s| rpc(s, &a.job.endpoint.coordinator))?
-            .into_inner();
-        let mut bytes = Vec::new();
-        while let Some(c) = stream
-            .message()
-            .await
-            .map_err(|s| rpc(s, &a.job.endpoint.coordinator))?
-        {
-            if c.offset != bytes.len() as u64 || c.total > 1 << 30 {
-                bail!("the certificate stream is out of order or too large");
-            }
-            bytes.extend_from_slice(&c.data);
-        }
-        anyhow::Ok(bytes)
-    })?;
+    let bytes = fetch_certificate(&rt, &mut client, &a.job.endpoint.coordinator, &a.job.job)?;
     zkaudit_model::transcript::write_atomic(&a.out, &bytes)?;
     println!(
         "wrote {} ({} bytes); check it with `zkaudit verify {}`",
@@ -536,6 +528,32 @@ pub fn fetch(a: FetchArgs) -> anyhow::Result<()> {
         a.out.display()
     );
     Ok(())
+}
+
+/// Downloads the certificate of a finished job.
+pub(super) fn fetch_certificate(
+    rt: &tokio::runtime::Runtime,
+    client: &mut Client,
+    coord: &str,
+    job: &str,
+) -> anyhow::Result<Vec<u8>> {
+    rt.block_on(async {
+        let mut stream = client
+            .fetch_certificate(pb::JobRef {
+                job_id: job.to_string(),
+            })
+            .await
+            .map_err(|s| rpc(s, coord))?
+            .into_inner();
+        let mut bytes = Vec::new();
+        while let Some(c) = stream.message().await.map_err(|s| rpc(s, coord))? {
+            if c.offset != bytes.len() as u64 || c.total > 1 << 30 {
+                bail!("the certificate stream is out of order or too large");
+            }
+            bytes.extend_from_slice(&c.data);
+        }
+        anyhow::Ok(bytes)
+    })
 }
 
 /// Runs `zkaudit cancel`.

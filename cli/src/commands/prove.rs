@@ -58,6 +58,11 @@ pub struct ProveArgs {
     /// Output certificate file.
     #[arg(long)]
     pub out: PathBuf,
+    /// In-process workers of the embedded cluster (a coordinator over a
+    /// temporary store, as `zkaudit coordinator` runs it); the cores are
+    /// split between them. 0 proves in a plain loop without the cluster.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
     /// SRS and key cache.
     #[command(flatten)]
     pub files: ProvingFiles,
@@ -92,6 +97,9 @@ pub fn prove(a: ProveArgs) -> anyhow::Result<()> {
             })?)
         }
     };
+    if a.workers > 0 {
+        return prove_embedded(&a, &t, &shape, span);
+    }
     let start = Instant::now();
     let key = match agg_params {
         None => Some(
@@ -170,6 +178,61 @@ pub fn prove(a: ProveArgs) -> anyhow::Result<()> {
         a.out.display(),
         cert.mode,
         std::fs::metadata(&a.out).map(|m| m.len()).unwrap_or(0)
+    );
+    Ok(())
+}
+
+/// `zkaudit prove` on the embedded cluster.
+fn prove_embedded(
+    a: &ProveArgs,
+    t: &Transcript,
+    shape: &StepShape,
+    span: usize,
+) -> anyhow::Result<()> {
+    let n = a.steps.unwrap_or(t.num_steps());
+    if n == 0 || n > t.num_steps() {
+        bail!(
+            "--steps must be in 1..={} (the run's steps), got {n}",
+            t.num_steps()
+        );
+    }
+    if a.workers > 64 {
+        bail!("--workers must be at most 64, got {}", a.workers);
+    }
+    let job = super::embedded::EmbeddedJob {
+        run: &a.run,
+        steps: n as u64,
+        mode: match a.mode {
+            ModeArg::Batched => zkaudit_proto::v1::Mode::Batched,
+            ModeArg::Succinct => zkaudit_proto::v1::Mode::Succinct,
+        },
+        span: span as u32,
+        k: shape.k,
+        agg_k: a.agg_k,
+        workers: a.workers,
+        files: &a.files,
+    };
+    let r = super::embedded::prove(&job)?;
+    let cert = Certificate::from_bytes(&r.cert, &a.out)?;
+    zkaudit_model::transcript::write_atomic(&a.out, &r.cert)?;
+    println!(
+        "proved {n} steps (k = {}) in {:.1}s on {} worker{} x {} thread{} (proving time: steps {:.1}s, {:.1}s per step{}); wrote {} ({:?} mode, {} bytes)",
+        shape.k,
+        r.wall.as_secs_f64(),
+        a.workers,
+        if a.workers == 1 { "" } else { "s" },
+        r.threads,
+        if r.threads == 1 { "" } else { "s" },
+        r.leaf_prove.as_secs_f64(),
+        r.leaf_prove.as_secs_f64() / n as f64,
+        if r.agg_prove.is_zero() {
+            String::new()
+        } else {
+            format!(", aggregation {:.1}s", r.agg_prove.as_secs_f64())
+        },
+        a.out.display(),
+        cert.mode,
+        r.cert.len()
     );
     Ok(())
 }
