@@ -693,9 +693,15 @@ impl Store {
                 let finished = match job.plan.root {
                     Some(root) => root == index,
                     None => {
+                        // Scan from the end and stop at the first task not
+                        // done: leaves are leased in order, so this is short
+                        // until the job's last tasks.
                         let mut all = true;
-                        for i in 0..job.plan.tasks.len() as u32 {
-                            all &= done(i, t)?;
+                        for i in (0..job.plan.tasks.len() as u32).rev() {
+                            if !done(i, t)? {
+                                all = false;
+                                break;
+                            }
                         }
                         all
                     }
