@@ -83,6 +83,10 @@ pub(super) fn rpc(s: tonic::Status, coordinator: &str) -> anyhow::Error {
             "the coordinator refused the credentials: {} (check --token / ZKAUDIT_TOKEN)",
             s.message()
         ),
+        _ if s.message().contains("h2 protocol error") => anyhow::anyhow!(
+            "the connection to {coordinator} broke at the protocol level: {} (does the coordinator use TLS? then use https:// and --tls-ca)",
+            s.message()
+        ),
         c => anyhow::anyhow!("{} ({c:?})", s.message()),
     }
 }
