@@ -400,6 +400,8 @@ async fn work(
             Some(pb::task::Kind::Leaf(l)) => {
                 let len = (l.last_step + 1).saturating_sub(l.first_step) as usize;
                 let id = shape.with_span(len).id();
+                // Aggregation proving keys are gigabytes: hold one kind at a time.
+                p.agg_key = None;
                 let key = match &p.step_key {
                     Some((kid, key)) if *kid == id => key.clone(),
                     _ => {
@@ -421,6 +423,7 @@ async fn work(
                     .collect::<Result<Vec<_>, _>>()?;
                 let lens = children_lens(&ctx, &children);
                 let id = format!("{}-{lens:?}", shape.id());
+                p.step_key = None;
                 let key = match &p.agg_key {
                     Some((kid, key)) if *kid == id => key.clone(),
                     _ => {
