@@ -204,7 +204,9 @@ pub fn prove_run_succinct(
     })
 }
 
-fn initial_salt(t: &Transcript) -> Option<u128> {
+/// The salt of `c_0` when the initial weights are public (seeded), so that a
+/// verifier can recompute `c_0`.
+pub(crate) fn initial_salt(t: &Transcript) -> Option<u128> {
     match t.init {
         InitSource::Seeded => Some(t.weight_salts[0]),
         InitSource::Imported { .. } => None,

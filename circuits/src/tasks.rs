@@ -21,7 +21,9 @@ use serde::{Deserialize, Serialize};
 use snark_verifier_sdk::halo2::gen_snark_shplonk;
 use snark_verifier_sdk::snark_verifier::verifier::plonk::PlonkProtocol;
 use snark_verifier_sdk::Snark;
-use zkaudit_model::transcript::{InitSource, Transcript};
+use zkaudit_model::transcript::Transcript;
+
+use crate::pipeline::initial_salt;
 
 use crate::aggregate::{
     agg_key, agg_vk, check_accumulator, leaf_spans, protocol, root_vk, AggKey, Node, NodeKind,
@@ -396,13 +398,6 @@ pub fn verify_aggregate(
     let params = keys.agg_params()?;
     verify_snark(params, &vk, &a.instances, &a.proof)?;
     check_accumulator(params, &a.instances)
-}
-
-fn initial_salt(t: &Transcript) -> Option<u128> {
-    match t.init {
-        InitSource::Seeded => Some(t.weight_salts[0]),
-        InitSource::Imported { .. } => None,
-    }
 }
 
 /// A batched certificate from verified single-step leaves in step order.
