@@ -54,6 +54,8 @@ pub enum Command {
     Cancel(cluster::JobArgs),
     /// List the coordinator's jobs.
     Jobs(cluster::JobsArgs),
+    /// Probe an HTTP health endpoint (container health checks; no shell needed).
+    Healthcheck(cluster::HealthcheckArgs),
 }
 
 /// Runs one parsed command.
@@ -75,6 +77,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fetch(a) => cluster::fetch(a),
         Command::Cancel(a) => cluster::cancel(a),
         Command::Jobs(a) => cluster::jobs(a),
+        Command::Healthcheck(a) => cluster::healthcheck(a),
     }
 }
 

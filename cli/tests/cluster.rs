@@ -348,6 +348,28 @@ fn two_workers_prove_a_job_that_verifies() {
     }
     assert_eq!(c.metric("zkaudit_proofs_accepted_total"), 4.0);
     assert_eq!(c.metric("zkaudit_proofs_rejected_total"), 0.0);
+    // The status page and its data show the job, its timings and both workers.
+    let page = http_get(&c.http, "/");
+    assert!(page.starts_with("HTTP/1.0 200") || page.starts_with("HTTP/1.1 200"));
+    assert!(page.contains("<title>zkaudit coordinator</title>"), "{page}");
+    let api = http_get(&c.http, "/api/status");
+    let json = api.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {api}"));
+    let j = &v["jobs"][0];
+    assert_eq!(j["id"], job.as_str());
+    assert_eq!(j["state"], "done");
+    assert_eq!(j["steps_done"], 4);
+    assert!(j["step_median_s"].as_f64().is_some_and(|s| s > 0.0), "{j}");
+    let tasks = j["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 4);
+    assert!(tasks.iter().all(|t| t["state"] == "done" && t["prove_s"].as_f64().is_some()));
+    let names: Vec<&str> = v["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w["name"].as_str())
+        .collect();
+    assert!(names.contains(&"w1") && names.contains(&"w2"), "{names:?}");
 }
 
 #[test]

@@ -2,11 +2,13 @@
 //! transcripts), splits them into leaf and aggregation tasks ([`plan`]),
 //! keeps all state in sled ([`store`]), leases tasks to workers, verifies
 //! every proof they return before accepting it, assembles the certificate,
-//! and serves the gRPC API ([`service`]) and Prometheus metrics ([`metrics`]).
+//! and serves the gRPC API ([`service`]), Prometheus metrics ([`metrics`])
+//! and a live status page ([`status`]).
 
 pub mod metrics;
 pub mod plan;
 pub mod service;
+pub mod status;
 pub mod store;
 
 use std::net::SocketAddr;

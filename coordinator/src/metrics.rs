@@ -195,9 +195,47 @@ async fn health(State(s): State<Arc<Shared>>) -> Response {
     }
 }
 
-/// The HTTP routes: `/metrics`, `/healthz`.
+async fn status_page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        crate::status::PAGE,
+    )
+        .into_response()
+}
+
+async fn status_json(State(s): State<Arc<Shared>>) -> Response {
+    let snap = tokio::task::spawn_blocking(move || {
+        crate::status::snapshot(&s)
+            .map_err(|e| e.to_string())
+            .and_then(|v| serde_json::to_string(&v).map_err(|e| e.to_string()))
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    match snap {
+        Ok(body) => (
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(e) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("store: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// The HTTP routes: `/` (status page), `/api/status`, `/metrics`, `/healthz`.
 pub fn router(s: Arc<Shared>) -> Router {
     Router::new()
+        .route("/", get(status_page))
+        .route("/api/status", get(status_json))
         .route("/metrics", get(metrics))
         .route("/healthz", get(health))
         .with_state(s)

@@ -161,7 +161,7 @@ pub struct CoordinatorArgs {
     #[arg(long, env = "ZKAUDIT_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// Lease duration in seconds (workers heartbeat at a third of it).
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, env = "ZKAUDIT_LEASE_SECS", default_value_t = 60.0)]
     pub lease_secs: f64,
     /// Attempts per task before its job fails.
     #[arg(long, default_value_t = 5)]
@@ -603,4 +603,53 @@ pub fn jobs(a: JobsArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// Arguments of `zkaudit healthcheck`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  zkaudit healthcheck http://127.0.0.1:9100/healthz")]
+pub struct HealthcheckArgs {
+    /// URL to probe (plain `http://host:port/path`).
+    #[arg(default_value = "http://127.0.0.1:9100/healthz")]
+    pub url: String,
+    /// Seconds before giving up.
+    #[arg(long, default_value_t = 5.0)]
+    pub timeout: f64,
+}
+
+/// Runs `zkaudit healthcheck`: exits 0 when the URL answers 200.
+pub fn healthcheck(a: HealthcheckArgs) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let rest = a
+        .url
+        .strip_prefix("http://")
+        .with_context(|| format!("{}: only http:// URLs can be probed", a.url))?;
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let timeout = std::time::Duration::from_secs_f64(a.timeout.clamp(0.1, 600.0));
+    let addr = host
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {host}"))?
+        .next()
+        .with_context(|| format!("{host} resolves to no address"))?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("connecting to {addr}"))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut resp = Vec::new();
+    s.take(64 << 10).read_to_end(&mut resp)?;
+    let resp = String::from_utf8_lossy(&resp);
+    let status = resp.lines().next().unwrap_or_default();
+    if status.split_whitespace().nth(1) == Some("200") {
+        println!("{}: healthy", a.url);
+        Ok(())
+    } else {
+        let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default().trim();
+        bail!("{}: unhealthy ({status}) {body}", a.url)
+    }
 }

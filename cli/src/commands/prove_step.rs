@@ -51,10 +51,20 @@ pub struct SrsArgs {
     /// Output file.
     #[arg(long, env = "ZKAUDIT_SRS", default_value = "params/kzg_bn254.srs")]
     pub out: PathBuf,
+    /// Keep an existing file that holds at least `2^k` points (containers' first start).
+    #[arg(long)]
+    pub if_missing: bool,
 }
 
 /// Runs `zkaudit srs`.
 pub fn srs_cmd(a: SrsArgs) -> anyhow::Result<()> {
+    if a.if_missing && a.out.exists() {
+        // Loading checks the file's structure and that it is large enough.
+        srs::load(&a.out, a.k)
+            .map_err(|e| anyhow::anyhow!("{} exists but is unusable: {e}", a.out.display()))?;
+        println!("{} exists (k >= {}); kept", a.out.display(), a.k);
+        return Ok(());
+    }
     eprintln!(
         "generating an INSECURE local SRS (k = {}); for production load a ceremony file instead",
         a.k
