@@ -83,21 +83,42 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Logging to stderr: `RUST_LOG` filter (default `info` for the cluster's
 /// services, else `warn`; halo2-base internals `error`), `LOG_FORMAT=json` for JSON lines.
-pub fn init_logging(cli: &Cli) {
-    let default = match cli.command {
-        Command::Coordinator(_) | Command::Worker(_) => "info,halo2_base=error,h2=warn,tower=warn",
-        _ => "warn,halo2_base=error",
+pub fn init_logging(cli: &Cli) -> Option<crate::telemetry::Traces> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let service = match cli.command {
+        Command::Coordinator(_) => Some("zkaudit-coordinator"),
+        Command::Worker(_) => Some("zkaudit-worker"),
+        _ => None,
+    };
+    let default = match service {
+        Some(_) => "info,halo2_base=error,h2=warn,tower=warn",
+        None => "warn,halo2_base=error",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::env::var("LOG_FORMAT").is_ok_and(|v| v == "json") {
-        builder.json().init();
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if std::env::var("LOG_FORMAT").is_ok_and(|v| v == "json") {
+        fmt.json().boxed()
     } else {
-        builder.init();
-    }
+        fmt.boxed()
+    };
+    // Spans go to an OTLP collector (e.g. Jaeger) when an endpoint is configured.
+    let (otel, traces) = match service.map(crate::telemetry::from_env) {
+        Some(Ok(Some((layer, traces)))) => (Some(layer), Some(traces)),
+        Some(Err(e)) => {
+            eprintln!("warning: OTLP trace export disabled: {e}");
+            (None, None)
+        }
+        _ => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .init();
+    traces
 }
 
 /// A progress bar on stderr (hidden when stderr is not a terminal).

@@ -2,13 +2,18 @@
 //! verify certificates; run and use the proving cluster.
 
 mod commands;
+mod telemetry;
 
 use clap::Parser;
 
 fn main() {
     let cli = commands::Cli::parse();
-    commands::init_logging(&cli);
-    if let Err(e) = commands::run(cli) {
+    let traces = commands::init_logging(&cli);
+    let result = commands::run(cli);
+    if let Some(t) = traces {
+        t.shutdown();
+    }
+    if let Err(e) = result {
         eprintln!("error: {}", describe(&e));
         std::process::exit(1);
     }

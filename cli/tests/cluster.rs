@@ -105,6 +105,10 @@ struct Coordinator {
 
 impl Coordinator {
     fn start(data: &Path, port: u16, extra: &[&str]) -> Coordinator {
+        Self::start_env(data, port, extra, &[])
+    }
+
+    fn start_env(data: &Path, port: u16, extra: &[&str], env: &[(&str, &str)]) -> Coordinator {
         let f = fixture();
         std::fs::create_dir_all(data).unwrap();
         let log = data.with_extension(format!("coordinator-{}.log", unique()));
@@ -116,6 +120,7 @@ impl Coordinator {
             .args(["--http", "127.0.0.1:0", "--data"])
             .arg(data)
             .env("ZKAUDIT_TOKEN", TOKEN)
+            .envs(env.iter().copied())
             .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -250,12 +255,17 @@ struct Worker {
 
 impl Worker {
     fn start(c: &Coordinator, name: &str, extra: &[&str]) -> Worker {
+        Self::start_env(c, name, extra, &[])
+    }
+
+    fn start_env(c: &Coordinator, name: &str, extra: &[&str], env: &[(&str, &str)]) -> Worker {
         let log = c.log.with_extension(format!("{name}.log"));
         let child = fixture()
             .cmd()
             .args(["worker", "--threads", "1", "--name", name, "--coordinator"])
             .arg(c.url())
             .env("ZKAUDIT_TOKEN", TOKEN)
+            .envs(env.iter().copied())
             .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -291,6 +301,107 @@ impl Drop for Worker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Stops a process with SIGTERM (a graceful stop) and waits for it.
+fn terminate(child: &mut Child) {
+    let st = Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A minimal OTLP/HTTP collector: answers 200 to every request and returns
+/// each request (head and body, lossy UTF-8) on the channel.
+fn fake_collector() -> (String, std::sync::mpsc::Receiver<String>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                loop {
+                    // Read the head, then as many body bytes as announced.
+                    let n = match c.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    let Some(head_end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
+                    let len = text[..head_end]
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    if buf.len() >= head_end + 4 + len {
+                        let _ = c.write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n",
+                        );
+                        let _ = tx.send(String::from_utf8_lossy(&buf).to_string());
+                        buf.clear();
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[test]
+fn spans_are_exported_to_an_otlp_collector() {
+    let _g = serial();
+    let d = tempfile::tempdir().unwrap();
+    let (collector, requests) = fake_collector();
+    let url = format!("http://{collector}");
+    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", url.as_str())];
+    let mut c = Coordinator::start_env(&d.path().join("data"), 0, &[], &env);
+    let mut w = Worker::start_env(&c, "traced", &[], &env);
+    let job = c.submit(1);
+    c.wait_done(&job, &[&w]);
+    // A graceful stop flushes the spans still buffered.
+    terminate(&mut w.child);
+    terminate(&mut c.child);
+    let mut got = Vec::new();
+    while let Ok(r) = requests.recv_timeout(Duration::from_secs(10)) {
+        got.push(r);
+    }
+    let posts: Vec<&String> = got
+        .iter()
+        .filter(|r| r.starts_with("POST /v1/traces "))
+        .collect();
+    assert!(!posts.is_empty(), "no OTLP export received: {got:?}");
+    assert!(posts.iter().all(|r| r
+        .to_ascii_lowercase()
+        .contains("content-type: application/x-protobuf")));
+    let all: String = posts.iter().map(|r| r.as_str()).collect();
+    for want in [
+        "zkaudit-coordinator",
+        "zkaudit-worker",
+        "complete",
+        "task",
+        job.as_str(),
+    ] {
+        assert!(all.contains(want), "exported spans lack {want:?}");
     }
 }
 
@@ -351,7 +462,10 @@ fn two_workers_prove_a_job_that_verifies() {
     // The status page and its data show the job, its timings and both workers.
     let page = http_get(&c.http, "/");
     assert!(page.starts_with("HTTP/1.0 200") || page.starts_with("HTTP/1.1 200"));
-    assert!(page.contains("<title>zkaudit coordinator</title>"), "{page}");
+    assert!(
+        page.contains("<title>zkaudit coordinator</title>"),
+        "{page}"
+    );
     let api = http_get(&c.http, "/api/status");
     let json = api.split("\r\n\r\n").nth(1).unwrap_or_default();
     let v: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {api}"));
@@ -362,7 +476,9 @@ fn two_workers_prove_a_job_that_verifies() {
     assert!(j["step_median_s"].as_f64().is_some_and(|s| s > 0.0), "{j}");
     let tasks = j["tasks"].as_array().unwrap();
     assert_eq!(tasks.len(), 4);
-    assert!(tasks.iter().all(|t| t["state"] == "done" && t["prove_s"].as_f64().is_some()));
+    assert!(tasks
+        .iter()
+        .all(|t| t["state"] == "done" && t["prove_s"].as_f64().is_some()));
     let names: Vec<&str> = v["workers"]
         .as_array()
         .unwrap()

@@ -137,7 +137,11 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     })
 }
 
-fn job_view(s: &Shared, job: &JobRecord, names: &HashMap<String, String>) -> Result<JobView, StoreError> {
+fn job_view(
+    s: &Shared,
+    job: &JobRecord,
+    names: &HashMap<String, String>,
+) -> Result<JobView, StoreError> {
     let tasks = s.store.tasks(&job.id)?;
     let name_of = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_string());
     let mut view = JobView {
@@ -287,7 +291,10 @@ mod tests {
     #[test]
     fn tasks_are_described_by_their_steps_or_level() {
         assert_eq!(describe(&TaskKind::Leaf { first: 3, last: 3 }), "step 3");
-        assert_eq!(describe(&TaskKind::Leaf { first: 0, last: 31 }), "steps 0-31");
+        assert_eq!(
+            describe(&TaskKind::Leaf { first: 0, last: 31 }),
+            "steps 0-31"
+        );
         assert_eq!(
             describe(&TaskKind::Aggregate {
                 level: 2,
