@@ -10,20 +10,8 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
     echo "monitoring check SKIPPED: no prometheus/promtool (Debian: apt-get install prometheus)"
     exit 0
 fi
-Z=$PWD/target/release/zkaudit
-[ -x "$Z" ] || cargo build --release -q -p zkaudit-cli
 promtool check config deploy/prometheus.yml >/dev/null
-WORK=$(mktemp -d)
-pids=()
-cleanup() {
-    rc=$?
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    [ $rc -ne 0 ] && tail -n 20 "$WORK"/*.log 2>/dev/null
-    rm -rf "$WORK"
-    exit $rc
-}
-trap cleanup EXIT
+. deploy/host-processes.sh
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 HTTP=$(free_port)
 PROM=$(free_port)

@@ -12,19 +12,7 @@ if [ -z "$CHROME" ]; then
     echo "status page test SKIPPED: no chromium (Debian: apt-get install chromium)"
     exit 0
 fi
-Z=$PWD/target/release/zkaudit
-[ -x "$Z" ] || cargo build --release -q -p zkaudit-cli
-WORK=$(mktemp -d)
-pids=()
-cleanup() {
-    rc=$?
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    [ $rc -ne 0 ] && tail -n 20 "$WORK"/*.log 2>/dev/null
-    rm -rf "$WORK"
-    exit $rc
-}
-trap cleanup EXIT
+. deploy/host-processes.sh
 fail() { echo "status page test FAILED: $*" >&2; exit 1; }
 export ZKAUDIT_TOKEN=status-test-token ZKAUDIT_SRS=$WORK/srs ZKAUDIT_KEYS=$WORK/keys
 "$Z" srs --k 14 --out "$ZKAUDIT_SRS" >/dev/null 2>&1

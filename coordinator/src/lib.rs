@@ -96,6 +96,11 @@ impl Config {
         }
     }
 
+    /// How long after its last call a worker still counts as live (two lease periods plus a long-poll).
+    pub fn worker_live_ms(&self) -> u64 {
+        2 * self.lease_ms + self.max_wait_ms
+    }
+
     /// How often workers heartbeat.
     pub fn heartbeat_ms(&self) -> u64 {
         (self.lease_ms / 3).max(100)

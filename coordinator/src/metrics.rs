@@ -168,7 +168,7 @@ pub fn render(s: &Shared) -> String {
         .workers()
         .unwrap_or_default()
         .iter()
-        .filter(|w| now.saturating_sub(w.last_seen_ms) <= 2 * s.cfg.lease_ms + s.cfg.max_wait_ms)
+        .filter(|w| now.saturating_sub(w.last_seen_ms) <= s.cfg.worker_live_ms())
         .count();
     let _ = writeln!(
         out,

@@ -222,7 +222,7 @@ fn job_view(
 /// Takes a snapshot of the store for the page.
 pub fn snapshot(s: &Shared) -> Result<Snapshot, StoreError> {
     let now = s.clock.now_ms();
-    let live_ms = 2 * s.cfg.lease_ms + s.cfg.max_wait_ms;
+    let live_ms = s.cfg.worker_live_ms();
     let mut workers = s.store.workers()?;
     workers.sort_by_key(|w| std::cmp::Reverse(w.last_seen_ms));
     let names: HashMap<String, String> = workers
