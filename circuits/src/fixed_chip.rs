@@ -98,6 +98,8 @@ pub struct FixedChip {
     pub exp: ExpTable,
     /// `(key, value)` pairs to look up in the exp table, assigned at synthesis.
     pub exp_lookups: RefCell<Vec<[AssignedValue<Fr>; 2]>>,
+    /// Set by circuits that never evaluate `exp`: their layout leaves the table out.
+    pub no_exp_table: bool,
     tamper: Option<Tamper>,
     counters: RefCell<Counters>,
 }
@@ -110,6 +112,7 @@ impl FixedChip {
             exp: ExpTable::new(&fx),
             fx,
             exp_lookups: RefCell::new(Vec::new()),
+            no_exp_table: false,
             tamper,
             counters: RefCell::new(Counters::default()),
         }

@@ -107,7 +107,20 @@ fn io(p: &Path) -> impl Fn(std::io::Error) -> CircuitError + '_ {
 
 /// Loads the proving key from the cache, or generates and caches it.
 pub fn step_key(dir: &Path, shape: &StepShape, params: &ParamsKZG<Bn256>) -> Result<StepKey> {
-    let b = base(dir, shape, params);
+    cached_key(dir, &base(dir, shape, params), params, || {
+        keygen_circuit(shape)
+    })
+}
+
+/// Loads the key cached under `b` (a path without extension in `dir`), or
+/// generates it from the keygen-stage circuit `build` gives and caches it.
+/// Shared by the step and audit circuits (both are [`StepCircuit`]s).
+pub fn cached_key(
+    dir: &Path,
+    b: &Path,
+    params: &ParamsKZG<Bn256>,
+    build: impl FnOnce() -> Result<StepCircuit>,
+) -> Result<StepKey> {
     let (pk_path, meta_path) = (b.with_extension("pk"), b.with_extension("json"));
     if let (Ok(meta), Ok(f)) = (std::fs::read(&meta_path), std::fs::File::open(&pk_path)) {
         let meta: KeyMeta = serde_json::from_slice(&meta).map_err(|e| CircuitError::Format {
@@ -122,7 +135,7 @@ pub fn step_key(dir: &Path, shape: &StepShape, params: &ParamsKZG<Bn256>) -> Res
         .map_err(io(&pk_path))?;
         return Ok(StepKey { pk, meta });
     }
-    let circuit = keygen_circuit(shape)?;
+    let circuit = build()?;
     let vk = keygen_vk(params, &circuit)
         .map_err(|e| CircuitError::Shape(format!("keygen_vk: {e:?}")))?;
     let pk = keygen_pk(params, vk, &circuit)
@@ -160,7 +173,19 @@ pub fn step_vk(
     shape: &StepShape,
     params: &ParamsKZG<Bn256>,
 ) -> Result<VerifyingKey<G1Affine>> {
-    let b = base(dir, shape, params);
+    cached_vk(dir, &base(dir, shape, params), params, || {
+        keygen_circuit(shape)
+    })
+}
+
+/// The verifying key cached under `b`, else regenerated from the keygen-stage
+/// circuit `build` gives (public data only) and cached.
+pub fn cached_vk(
+    dir: &Path,
+    b: &Path,
+    params: &ParamsKZG<Bn256>,
+    build: impl FnOnce() -> Result<StepCircuit>,
+) -> Result<VerifyingKey<G1Affine>> {
     let (vk_path, meta_path) = (b.with_extension("vk"), b.with_extension("json"));
     if let (Ok(meta), Ok(f)) = (std::fs::read(&meta_path), std::fs::File::open(&vk_path)) {
         if let Ok(meta) = serde_json::from_slice::<KeyMeta>(&meta) {
@@ -173,7 +198,7 @@ pub fn step_vk(
             }
         }
     }
-    let circuit = keygen_circuit(shape)?;
+    let circuit = build()?;
     let vk = keygen_vk(params, &circuit)
         .map_err(|e| CircuitError::Shape(format!("keygen_vk: {e:?}")))?;
     if std::fs::create_dir_all(dir).is_ok() {

@@ -15,13 +15,15 @@
 //! - [`srs`], [`keys`], [`prover`]: SRS files, cached proving keys, prove and verify;
 //! - [`aggregate`]: the recursive aggregation tree with in-circuit chaining;
 //! - [`certificate`], [`pipeline`]: training certificates and the local pipeline;
-//! - [`tasks`]: the proving cluster's units of work and their checks.
+//! - [`tasks`]: the proving cluster's units of work and their checks;
+//! - [`audit`]: audits of the committed data and model (chunked circuits).
 
 pub mod aggregate;
 #[cfg(test)]
 mod aggregation_bench;
 #[cfg(test)]
 mod aggregation_tests;
+pub mod audit;
 pub mod certificate;
 #[cfg(test)]
 mod certificate_tests;

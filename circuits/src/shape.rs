@@ -129,6 +129,9 @@ pub struct PublicParams {
     pub num_records: usize,
     /// Total steps of the run.
     pub num_steps: usize,
+    /// The feature scaling fitted before quantization: published so that
+    /// audits can state predicates and test data in raw units.
+    pub scaling: zkaudit_model::data::Scaling,
 }
 
 impl PublicParams {
@@ -142,6 +145,7 @@ impl PublicParams {
             seed: t.config.seed,
             num_records: t.train.len(),
             num_steps: t.num_steps(),
+            scaling: t.scaling.clone(),
         }
     }
 

@@ -192,6 +192,9 @@ pub struct StepCircuitParams {
     pub value_bits: u32,
     /// Parallel lanes of the Poseidon region.
     pub poseidon_lanes: usize,
+    /// Leaves the exp table out (audit circuits never evaluate a softmax).
+    #[serde(default)]
+    pub no_exp_table: bool,
 }
 
 /// Columns of the exp-table lookup.
@@ -209,8 +212,8 @@ pub struct ExpLookupConfig {
 pub struct StepConfig {
     /// halo2-base gates, range lookup and instances.
     pub base: BaseConfig<Fr>,
-    /// The exp table lookup.
-    pub exp: ExpLookupConfig,
+    /// The exp table lookup (absent when the circuit has no softmax).
+    pub exp: Option<ExpLookupConfig>,
     /// The Poseidon region.
     pub poseidon: PoseidonConfig,
 }
@@ -319,26 +322,47 @@ impl StepCircuit {
             instances.extend_from_slice(&p[5..]);
         }
         builder.assigned_instances = vec![instances];
+        let mut c = StepCircuit::assemble(builder, &chip, &poseidon, shape.k, params)?;
+        c.computed_c_after = computed_c_after;
+        Ok(c)
+    }
+
+    /// Wraps a laid-out halo2-base builder with the exp lookups and Poseidon
+    /// permutations its chips recorded into a circuit: the physical layout of
+    /// every zkaudit circuit (step and audit circuits alike). `params` are
+    /// computed (keygen, mock) unless given (prover stage).
+    pub fn assemble(
+        mut builder: BaseCircuitBuilder<Fr>,
+        chip: &FixedChip,
+        poseidon: &PoseidonChip,
+        k: u32,
+        params: Option<StepCircuitParams>,
+    ) -> Result<Self> {
         let lookups = chip.exp_lookups.borrow().clone();
         let perms = poseidon.requests.borrow().clone();
         let params = match params {
             Some(p) => p,
             None => {
                 let base = builder.calculate_params(Some(MINIMUM_ROWS));
-                let table_rows = (1usize << chip.exp.lo_bits) + (1usize << chip.exp.hi_bits) + 1;
-                let usable = (1usize << shape.k) - MINIMUM_ROWS;
+                let no_exp_table = lookups.is_empty() && chip.no_exp_table;
+                let table_rows = if no_exp_table {
+                    0
+                } else {
+                    (1usize << chip.exp.lo_bits) + (1usize << chip.exp.hi_bits) + 1
+                };
+                let usable = (1usize << k) - MINIMUM_ROWS;
                 if table_rows > usable || lookups.len() > usable {
                     return Err(CircuitError::Shape(format!(
-                        "k = {} is too small for the exp table ({table_rows} rows) and {} lookups",
-                        shape.k,
+                        "k = {k} is too small for the exp table ({table_rows} rows) and {} lookups",
                         lookups.len()
                     )));
                 }
                 StepCircuitParams {
                     base,
-                    frac_bits: shape.fx.frac_bits,
-                    value_bits: shape.fx.value_bits,
+                    frac_bits: chip.fx.frac_bits,
+                    value_bits: chip.fx.value_bits,
                     poseidon_lanes: poseidon.lanes_needed(usable),
+                    no_exp_table,
                 }
             }
         };
@@ -347,7 +371,7 @@ impl StepCircuit {
             lookups,
             perms,
             params,
-            computed_c_after,
+            computed_c_after: Fr::zero(),
         })
     }
 
@@ -589,30 +613,33 @@ impl Circuit<Fr> for StepCircuit {
         params: Self::Params,
     ) -> Self::Config {
         let base = BaseConfig::configure(meta, params.base.clone());
-        let q = meta.complex_selector();
-        let key = meta.advice_column();
-        let value = meta.advice_column();
-        meta.enable_equality(key);
-        meta.enable_equality(value);
-        let t_key = meta.lookup_table_column();
-        let t_value = meta.lookup_table_column();
-        meta.lookup("exp table", |meta| {
-            let q = meta.query_selector(q);
-            let k = meta.query_advice(key, Rotation::cur());
-            let v = meta.query_advice(value, Rotation::cur());
-            vec![(q.clone() * k, t_key), (q * v, t_value)]
-        });
-        let poseidon = PoseidonConfig::configure(meta, params.poseidon_lanes.max(1));
-        StepConfig {
-            base,
-            poseidon,
-            exp: ExpLookupConfig {
+        let exp = (!params.no_exp_table).then(|| {
+            let q = meta.complex_selector();
+            let key = meta.advice_column();
+            let value = meta.advice_column();
+            meta.enable_equality(key);
+            meta.enable_equality(value);
+            let t_key = meta.lookup_table_column();
+            let t_value = meta.lookup_table_column();
+            meta.lookup("exp table", |meta| {
+                let q = meta.query_selector(q);
+                let k = meta.query_advice(key, Rotation::cur());
+                let v = meta.query_advice(value, Rotation::cur());
+                vec![(q.clone() * k, t_key), (q * v, t_value)]
+            });
+            ExpLookupConfig {
                 q,
                 key,
                 value,
                 t_key,
                 t_value,
-            },
+            }
+        });
+        let poseidon = PoseidonConfig::configure(meta, params.poseidon_lanes.max(1));
+        StepConfig {
+            base,
+            poseidon,
+            exp,
         }
     }
 
@@ -630,31 +657,33 @@ impl Circuit<Fr> for StepCircuit {
             frac_bits: self.params.frac_bits,
             value_bits: self.params.value_bits,
         };
-        let table = ExpTable::new(&fx);
-        layouter.assign_table(
-            || "exp table",
-            |mut t| {
-                let mut row = 0;
-                let mut put = |k: i128, v: i128, row: &mut usize| -> Result<(), Error> {
-                    t.assign_cell(|| "key", config.exp.t_key, *row, || Value::known(fe(k)))?;
-                    t.assign_cell(|| "value", config.exp.t_value, *row, || Value::known(fe(v)))?;
-                    *row += 1;
+        if let Some(exp) = &config.exp {
+            let table = ExpTable::new(&fx);
+            layouter.assign_table(
+                || "exp table",
+                |mut t| {
+                    let mut row = 0;
+                    let mut put = |k: i128, v: i128, row: &mut usize| -> Result<(), Error> {
+                        t.assign_cell(|| "key", exp.t_key, *row, || Value::known(fe(k)))?;
+                        t.assign_cell(|| "value", exp.t_value, *row, || Value::known(fe(v)))?;
+                        *row += 1;
+                        Ok(())
+                    };
+                    put(0, 0, &mut row)?; // disabled rows
+                    for (lo, v) in table.lo.iter().enumerate() {
+                        put(lo as i128 + 1, *v as i128, &mut row)?;
+                    }
+                    for (hi, v) in table.hi.iter().enumerate() {
+                        put(
+                            (1i128 << table.lo_bits) + hi as i128 + 1,
+                            *v as i128,
+                            &mut row,
+                        )?;
+                    }
                     Ok(())
-                };
-                put(0, 0, &mut row)?; // disabled rows
-                for (lo, v) in table.lo.iter().enumerate() {
-                    put(lo as i128 + 1, *v as i128, &mut row)?;
-                }
-                for (hi, v) in table.hi.iter().enumerate() {
-                    put(
-                        (1i128 << table.lo_bits) + hi as i128 + 1,
-                        *v as i128,
-                        &mut row,
-                    )?;
-                }
-                Ok(())
-            },
-        )?;
+                },
+            )?;
+        }
         let builder = &self.builder;
         let witness_gen_only = builder.witness_gen_only();
         layouter.assign_region(
@@ -671,32 +700,30 @@ impl Circuit<Fr> for StepCircuit {
                 Ok(())
             },
         )?;
-        layouter.assign_region(
-            || "exp lookups",
-            |mut region| {
-                let mut cm = (!witness_gen_only).then(|| builder.core().copy_manager.lock());
-                for (row, [k, v]) in self.lookups.iter().enumerate() {
-                    config.exp.q.enable(&mut region, row)?;
-                    let kc = raw_assign_advice(
-                        &mut region,
-                        config.exp.key,
-                        row,
-                        Value::known(*k.value()),
-                    );
-                    let vc = raw_assign_advice(
-                        &mut region,
-                        config.exp.value,
-                        row,
-                        Value::known(*v.value()),
-                    );
-                    if let Some(Ok(cm)) = cm.as_mut() {
-                        constrain_virtual_equals_external(&mut region, *k, kc.cell(), cm);
-                        constrain_virtual_equals_external(&mut region, *v, vc.cell(), cm);
+        if let Some(exp) = &config.exp {
+            layouter.assign_region(
+                || "exp lookups",
+                |mut region| {
+                    let mut cm = (!witness_gen_only).then(|| builder.core().copy_manager.lock());
+                    for (row, [k, v]) in self.lookups.iter().enumerate() {
+                        exp.q.enable(&mut region, row)?;
+                        let kc =
+                            raw_assign_advice(&mut region, exp.key, row, Value::known(*k.value()));
+                        let vc = raw_assign_advice(
+                            &mut region,
+                            exp.value,
+                            row,
+                            Value::known(*v.value()),
+                        );
+                        if let Some(Ok(cm)) = cm.as_mut() {
+                            constrain_virtual_equals_external(&mut region, *k, kc.cell(), cm);
+                            constrain_virtual_equals_external(&mut region, *v, vc.cell(), cm);
+                        }
                     }
-                }
-                Ok(())
-            },
-        )?;
+                    Ok(())
+                },
+            )?;
+        }
         let usable = (1usize << self.params.base.k) - MINIMUM_ROWS;
         layouter.assign_region(
             || "poseidon",
