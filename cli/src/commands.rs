@@ -1,5 +1,6 @@
 //! Command-line definitions and dispatch; one module per command.
 
+mod audit;
 mod cluster;
 mod embedded;
 mod export;
@@ -36,8 +37,10 @@ pub enum Command {
     VerifyStep(prove_step::VerifyStepArgs),
     /// Prove the steps of a run and write a training certificate.
     Prove(prove::ProveArgs),
-    /// Verify a training certificate and print its claim.
+    /// Verify a training certificate (and audits of it) and print the claims.
     Verify(prove::VerifyArgs),
+    /// Prove an audit of a certified run's data or model.
+    Audit(audit::AuditArgs),
     /// Run the proving-cluster coordinator (gRPC API, sled store, metrics).
     Coordinator(cluster::CoordinatorArgs),
     /// Run a proving worker that leases tasks from a coordinator.
@@ -69,6 +72,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::VerifyStep(a) => prove_step::verify(a),
         Command::Prove(a) => prove::prove(a),
         Command::Verify(a) => prove::verify(a),
+        Command::Audit(a) => audit::run(a),
         Command::Coordinator(a) => cluster::coordinator(a),
         Command::Worker(a) => cluster::worker(a),
         Command::Submit(a) => cluster::submit(a),

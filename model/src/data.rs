@@ -56,7 +56,7 @@ pub enum HeaderMode {
 }
 
 /// Options of the data loader.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LoadOptions {
     /// Header handling (CSV only).
     pub header: HeaderMode,
@@ -66,6 +66,8 @@ pub struct LoadOptions {
     pub delimiter: Option<char>,
     /// A separate one-column label file; then no column of the features is the label.
     pub labels: Option<PathBuf>,
+    /// Binarise a numeric target: label 1 when the value is above this threshold, else 0.
+    pub label_threshold: Option<f64>,
 }
 
 impl Default for LoadOptions {
@@ -75,6 +77,7 @@ impl Default for LoadOptions {
             label_col: -1,
             delimiter: None,
             labels: None,
+            label_threshold: None,
         }
     }
 }
@@ -414,6 +417,14 @@ fn parse_npy(path: &Path, bytes: &[u8]) -> Result<(Vec<Vec<f64>>, Vec<usize>)> {
     Ok((rows, (1..=nrows).collect()))
 }
 
+/// The label value after the optional binarisation of [`LoadOptions::label_threshold`].
+fn threshold(v: f64, opts: &LoadOptions) -> f64 {
+    match opts.label_threshold {
+        Some(t) if v.is_finite() => f64::from(u8::from(v > t)),
+        _ => v,
+    }
+}
+
 fn to_label(v: f64, path: &Path, line: usize, column: usize) -> Result<u32> {
     if v < 0.0 || v.fract() != 0.0 || v > u32::MAX as f64 {
         return Err(ModelError::Data {
@@ -454,7 +465,7 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<RawDataset> {
             .rows
             .iter()
             .zip(&lt.lines)
-            .map(|(r, &line)| to_label(r[col], lp, line, col + 1))
+            .map(|(r, &line)| to_label(threshold(r[col], opts), lp, line, col + 1))
             .collect::<Result<Vec<_>>>()?;
         (
             labels,
@@ -475,7 +486,7 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<RawDataset> {
             .rows
             .iter()
             .zip(&table.lines)
-            .map(|(r, &line)| to_label(r[col], path, line, col + 1))
+            .map(|(r, &line)| to_label(threshold(r[col], opts), path, line, col + 1))
             .collect::<Result<Vec<_>>>()?;
         let feats = (0..width).filter(|&c| c != col).map(|c| c + 1).collect();
         (

@@ -33,6 +33,8 @@ mod prove;
 mod tests;
 
 pub use prove::{
+    // planning, proving, verifying
+
     audit_key, audit_vk, check_claim, plan, prove_audit, verify_audit, AuditData, AuditProgress,
     Plan,
 };
@@ -494,4 +496,56 @@ pub fn blocklist_sha(list: &[Fr]) -> String {
         h.update(to_hex(e).as_bytes());
     }
     hex::encode(h.finalize())
+}
+
+/// The committed fixed-point value of raw value `v` of `feature`: the run's
+/// scaling, then rounding to the grid (`None` outside the range).
+pub fn raw_to_fixed(
+    scaling: &zkaudit_model::data::Scaling,
+    fx: &FixedParams,
+    feature: usize,
+    v: f64,
+) -> Option<i64> {
+    let o = scaling.offset.get(feature)?;
+    let f = scaling.factor.get(feature)?;
+    fx.quantize((v - o) * f)
+}
+
+/// Checks that the fixed-point values of a claim are its raw values under
+/// the run's published scaling, so the words in raw units are what was proven.
+pub fn check_raw(
+    claim: &Claim,
+    scaling: &zkaudit_model::data::Scaling,
+    fx: &FixedParams,
+) -> Result<()> {
+    let mismatch = |what: &str| {
+        Err(crate::CircuitError::Verification(format!(
+            "the {what} in fixed point are not the raw values under the run's scaling"
+        )))
+    };
+    let ranges_ok = |r: &FeatureRanges| {
+        r.raw.len() == r.fixed.len()
+            && r.raw.iter().zip(&r.fixed).all(|(&(lo, hi), &(flo, fhi))| {
+                raw_to_fixed(scaling, fx, r.feature, lo) == Some(flo)
+                    && raw_to_fixed(scaling, fx, r.feature, hi) == Some(fhi)
+            })
+    };
+    match claim {
+        Claim::Composition { ranges, .. } if !ranges_ok(ranges) => mismatch("ranges"),
+        Claim::Fairness { group, .. } if !ranges_ok(group) => mismatch("group ranges"),
+        Claim::Counterfactual {
+            feature,
+            values,
+            raw,
+            ..
+        } if raw.len() != values.len()
+            || raw
+                .iter()
+                .zip(values)
+                .any(|(&r, &v)| raw_to_fixed(scaling, fx, *feature, r) != Some(v)) =>
+        {
+            mismatch("attribute values")
+        }
+        _ => Ok(()),
+    }
 }

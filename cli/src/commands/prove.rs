@@ -255,6 +255,9 @@ fn describe(p: RunProgress) -> String {
 pub struct VerifyArgs {
     /// Training certificate.
     pub cert: PathBuf,
+    /// Audit proofs of this certificate's data or model to verify too.
+    #[arg(long)]
+    pub audit: Vec<PathBuf>,
     /// SRS and key cache.
     #[command(flatten)]
     pub files: ProvingFiles,
@@ -302,6 +305,9 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<()> {
             "the initial weights are the public seeded ones (c_0 recomputed from seed {})",
             cert.public.seed
         );
+    }
+    for path in &a.audit {
+        super::audit::verify_against(&cert, path, &a.files)?;
     }
     Ok(())
 }

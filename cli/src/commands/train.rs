@@ -47,7 +47,10 @@ pub enum Scale {
   zkaudit train --model examples/models/cancer_logreg.toml --data examples/data/breast_cancer.csv \\
       --epochs 5 --batch-size 16 --lr 0.5 --out runs/cancer
   zkaudit train --model examples/models/digits_mlp.onnx --data examples/data/digits.csv.gz \\
-      --epochs 1 --batch-size 8 --lr 0.1 --out runs/digits-onnx   # private initial weights")]
+      --epochs 1 --batch-size 8 --lr 0.1 --out runs/digits-onnx   # private initial weights
+  zkaudit train --model examples/models/diabetes_logreg.toml --data examples/data/diabetes_data_raw.csv.gz \\
+      --labels examples/data/diabetes_target.csv.gz --label-threshold 140.5 --scaling standard \\
+      --epochs 2 --batch-size 16 --lr 0.1 --seed 7 --out runs/diabetes")]
 pub struct TrainArgs {
     /// Model file: native spec (.toml/.json) or ONNX (.onnx).
     #[arg(long, env = "ZKAUDIT_MODEL")]
@@ -61,6 +64,10 @@ pub struct TrainArgs {
     /// Separate one-column label file (then every data column is a feature).
     #[arg(long)]
     pub labels: Option<PathBuf>,
+    /// Binarise a numeric target: label 1 above this value, 0 otherwise
+    /// (e.g. diabetes progression above its median, 140.5).
+    #[arg(long)]
+    pub label_threshold: Option<f64>,
     /// CSV header handling.
     #[arg(long, value_enum, default_value = "auto")]
     pub header: Header,
@@ -113,6 +120,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
             label_col: a.label_col,
             delimiter: a.delimiter,
             labels: a.labels,
+            label_threshold: a.label_threshold,
         },
         epochs: a.epochs,
         batch_size: a.batch_size,
