@@ -34,8 +34,14 @@ mod tests;
 
 pub use prove::{
     // planning, proving, verifying
-
-    audit_key, audit_vk, check_claim, plan, prove_audit, verify_audit, AuditData, AuditProgress,
+    audit_key,
+    audit_vk,
+    check_claim,
+    plan,
+    prove_audit,
+    verify_audit,
+    AuditData,
+    AuditProgress,
     Plan,
 };
 

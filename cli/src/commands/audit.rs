@@ -8,8 +8,8 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use zkaudit_circuits::audit::circuit::content_hash;
 use zkaudit_circuits::audit::{
-    check_claim, check_raw, plan, prove_audit, verify_audit, AuditData, AuditProgress,
-    AuditProof, Binding, Bound, Claim, FeatureRanges, PublicRecords,
+    check_claim, check_raw, plan, prove_audit, verify_audit, AuditData, AuditProgress, AuditProof,
+    Binding, Bound, Claim, FeatureRanges, PublicRecords,
 };
 use zkaudit_circuits::certificate::Certificate;
 use zkaudit_model::data::Scaling;
@@ -171,7 +171,12 @@ pub enum AuditKind {
         #[arg(long, default_value = "")]
         name: String,
         /// Raw values to set it to, comma separated.
-        #[arg(long, value_delimiter = ',', required = true, allow_hyphen_values = true)]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            required = true,
+            allow_hyphen_values = true
+        )]
         values: Vec<f64>,
     },
 }
@@ -222,7 +227,10 @@ fn feature_ranges(
 ) -> anyhow::Result<FeatureRanges> {
     let d = scaling.offset.len();
     if feature >= d {
-        bail!("{what}: feature {feature} does not exist (the records have {d} features, 0..{})", d - 1);
+        bail!(
+            "{what}: feature {feature} does not exist (the records have {d} features, 0..{})",
+            d - 1
+        );
     }
     let raw = parse_ranges(items, what)?;
     let fixed = raw
@@ -249,11 +257,18 @@ fn feature_ranges(
 }
 
 /// A count bound from `N` or `P%` of `total`.
-fn bound(at_least: &Option<String>, at_most: &Option<String>, total: usize) -> anyhow::Result<Bound> {
+fn bound(
+    at_least: &Option<String>,
+    at_most: &Option<String>,
+    total: usize,
+) -> anyhow::Result<Bound> {
     let parse = |s: &str, up: bool| -> anyhow::Result<u64> {
         let v = match s.strip_suffix('%') {
             Some(p) => {
-                let p: f64 = p.trim().parse().with_context(|| format!("`{s}` is not a share"))?;
+                let p: f64 = p
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("`{s}` is not a share"))?;
                 if !(0.0..=100.0).contains(&p) {
                     bail!("share `{s}` must be within 0%..100%");
                 }
@@ -265,7 +280,10 @@ fn bound(at_least: &Option<String>, at_most: &Option<String>, total: usize) -> a
                     (x + 1e-9).floor() as u64
                 }
             }
-            None => s.trim().parse().with_context(|| format!("`{s}` is not a count or a share"))?,
+            None => s
+                .trim()
+                .parse()
+                .with_context(|| format!("`{s}` is not a count or a share"))?,
         };
         if v > total as u64 {
             bail!("the bound {v} exceeds the {total} records");
@@ -283,7 +301,8 @@ fn bound(at_least: &Option<String>, at_most: &Option<String>, total: usize) -> a
 /// non-numeric first line is a header); names file, line and column on errors.
 fn read_rows(path: &Path) -> anyhow::Result<Vec<Vec<f64>>> {
     let bytes = zkaudit_model::data::read_bytes(path)?;
-    let text = String::from_utf8(bytes).with_context(|| format!("{}: not UTF-8 text", path.display()))?;
+    let text =
+        String::from_utf8(bytes).with_context(|| format!("{}: not UTF-8 text", path.display()))?;
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -300,7 +319,10 @@ fn read_rows(path: &Path) -> anyhow::Result<Vec<Vec<f64>>> {
             Ok(r) => rows.push(r),
             Err(_) if i == 0 => continue,
             Err(_) => {
-                let col = fields.iter().position(|f| f.parse::<f64>().is_err()).unwrap_or(0);
+                let col = fields
+                    .iter()
+                    .position(|f| f.parse::<f64>().is_err())
+                    .unwrap_or(0);
                 bail!(
                     "{}:{}: column {} (`{}`) is not a number",
                     path.display(),
@@ -355,7 +377,11 @@ fn quantize_rows(
         if labels {
             let y = r[d];
             if y < 0.0 || y.fract() != 0.0 {
-                bail!("{}: record {}: label {y} is not a class number", path.display(), i + 1);
+                bail!(
+                    "{}: record {}: label {y} is not a class number",
+                    path.display(),
+                    i + 1
+                );
             }
             out.labels.push(y as u32);
         } else {
@@ -411,7 +437,14 @@ pub fn run(a: AuditArgs) -> anyhow::Result<()> {
                 common,
                 Box::new(move |t| {
                     Ok(Claim::Composition {
-                        ranges: feature_ranges(*feature, name, ranges, &t.scaling, &t.config.fx, "--in")?,
+                        ranges: feature_ranges(
+                            *feature,
+                            name,
+                            ranges,
+                            &t.scaling,
+                            &t.config.fx,
+                            "--in",
+                        )?,
                         bound: bound(at_least, at_most, t.train.len())?,
                         reveal: *reveal,
                     })
@@ -437,7 +470,11 @@ pub fn run(a: AuditArgs) -> anyhow::Result<()> {
                 Box::new(move |t| {
                     let rows = read_rows(record)?;
                     if rows.len() != 1 {
-                        bail!("{}: holds {} records; give exactly one", record.display(), rows.len());
+                        bail!(
+                            "{}: holds {} records; give exactly one",
+                            record.display(),
+                            rows.len()
+                        );
                     }
                     let d = t.config.arch.input_dim();
                     let r = quantize_rows(record, &rows, d, true, &t.scaling, &t.config.fx)?;
@@ -564,7 +601,11 @@ pub fn run(a: AuditArgs) -> anyhow::Result<()> {
         &binding,
         &data,
         &p,
-        &|k| files.load_srs(k).map_err(|e| zkaudit_circuits::CircuitError::Srs(format!("{e:#}"))),
+        &|k| {
+            files
+                .load_srs(k)
+                .map_err(|e| zkaudit_circuits::CircuitError::Srs(format!("{e:#}")))
+        },
         &files.keys,
         &mut |e| match e {
             AuditProgress::Started(n) => bar = Some(super::progress_bar(n as u64, "proving")),
@@ -607,7 +648,10 @@ fn parse_fraction(s: &str) -> anyhow::Result<(u64, u64)> {
         let v: f64 = p.trim().parse().with_context(bad)?;
         ((v * 10_000.0).round() as i64, 1_000_000i64)
     } else if let Some((a, b)) = s.split_once('/') {
-        (a.trim().parse().with_context(bad)?, b.trim().parse().with_context(bad)?)
+        (
+            a.trim().parse().with_context(bad)?,
+            b.trim().parse().with_context(bad)?,
+        )
     } else {
         let v: f64 = s.trim().parse().with_context(bad)?;
         ((v * 1_000_000.0).round() as i64, 1_000_000i64)
@@ -628,7 +672,11 @@ pub fn verify_against(cert: &Certificate, path: &Path, files: &ProvingFiles) -> 
             &binding_of(cert),
             &cert.public.arch,
             &cert.public.fx,
-            &|k| files.load_srs(k).map_err(|e| zkaudit_circuits::CircuitError::Srs(format!("{e:#}"))),
+            &|k| {
+                files
+                    .load_srs(k)
+                    .map_err(|e| zkaudit_circuits::CircuitError::Srs(format!("{e:#}")))
+            },
             &files.keys,
         )
     });
@@ -639,7 +687,11 @@ pub fn verify_against(cert: &Certificate, path: &Path, files: &ProvingFiles) -> 
         "AUDIT VALID ({} audit, {} proof{}, verified in {:.0} ms)",
         audit.claim.name(),
         audit.chunks.len() + usize::from(audit.combine.is_some()),
-        if audit.chunks.len() + usize::from(audit.combine.is_some()) == 1 { "" } else { "s" },
+        if audit.chunks.len() + usize::from(audit.combine.is_some()) == 1 {
+            ""
+        } else {
+            "s"
+        },
         start.elapsed().as_secs_f64() * 1e3
     );
     println!("{}", audit.describe());
