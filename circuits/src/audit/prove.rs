@@ -631,6 +631,14 @@ fn random_salt() -> u128 {
     u128::from_le_bytes(b)
 }
 
+/// The private inputs of a chunk and the values it exposes.
+struct ChunkInputs {
+    witness: AuditWitness,
+    root: Option<Fr>,
+    cc: Option<Fr>,
+    counts: Vec<u64>,
+}
+
 /// The private inputs and exposed values of chunk `i`.
 fn chunk_inputs(
     claim: &Claim,
@@ -638,7 +646,7 @@ fn chunk_inputs(
     tree: &MerkleTree,
     shape: &AuditShape,
     i: usize,
-) -> Result<(AuditWitness, Option<Fr>, Option<Fr>, Vec<u64>)> {
+) -> Result<ChunkInputs> {
     let t = data.transcript;
     let c = shape.records;
     let count_salt = random_salt();
@@ -650,8 +658,8 @@ fn chunk_inputs(
             let pos = |r: usize| r < t.train.len();
             let range = i * c..(i + 1) * c;
             let level = c.trailing_zeros() as usize;
-            (
-                AuditWitness::Data {
+            ChunkInputs {
+                witness: AuditWitness::Data {
                     features: range
                         .clone()
                         .map(|r| {
@@ -671,10 +679,10 @@ fn chunk_inputs(
                         .collect(),
                     count_salt,
                 },
-                Some(tree.levels[level][i]),
+                root: Some(tree.levels[level][i]),
                 cc,
                 counts,
-            )
+            }
         }
         Claim::Inclusion { features, label } => {
             let index = t
@@ -688,19 +696,19 @@ fn chunk_inputs(
                         "the claim does not hold: the record is not in the training set".into(),
                     )
                 })?;
-            (
-                AuditWitness::Inclusion {
+            ChunkInputs {
+                witness: AuditWitness::Inclusion {
                     salt: t.leaf_salts[index],
                     index: index as u64,
                     path: tree.path(index),
                 },
-                None,
-                None,
+                root: None,
+                cc: None,
                 counts,
-            )
+            }
         }
-        _ => (
-            AuditWitness::Model {
+        _ => ChunkInputs {
+            witness: AuditWitness::Model {
                 weights: model(data)?.clone(),
                 salt: data
                     .transcript
@@ -710,10 +718,10 @@ fn chunk_inputs(
                     .unwrap_or(0),
                 count_salt,
             },
-            None,
+            root: None,
             cc,
             counts,
-        ),
+        },
     })
 }
 
@@ -777,7 +785,12 @@ pub fn prove_audit(
     let mut counts = Vec::new();
     let mut salts = Vec::new();
     for i in 0..plan.chunks {
-        let (w, root, cc, c) = chunk_inputs(claim, data, &tree, &plan.chunk, i)?;
+        let ChunkInputs {
+            witness: w,
+            root,
+            cc,
+            counts: c,
+        } = chunk_inputs(claim, data, &tree, &plan.chunk, i)?;
         let publics = chunk_publics(claim, binding, &plan.chunk, i, root, cc)?;
         let proof = prove_one(
             &plan.chunk,

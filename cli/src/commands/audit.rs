@@ -31,8 +31,12 @@ pub struct Common {
     #[arg(long, default_value_t = 64)]
     pub chunk: usize,
     /// Output audit file.
+    #[arg(long, required_unless_present = "check_only")]
+    pub out: Option<PathBuf>,
+    /// Only evaluate the claim on the private data (no proof): says whether
+    /// it holds, e.g. before committing to a long proving run.
     #[arg(long)]
-    pub out: PathBuf,
+    pub check_only: bool,
     /// SRS and key cache.
     #[command(flatten)]
     pub files: ProvingFiles,
@@ -46,6 +50,9 @@ pub struct TestData {
     /// Default: the run's own held-out split, published by the audit.
     #[arg(long)]
     pub test: Option<PathBuf>,
+    /// Use only the first N public records.
+    #[arg(long)]
+    pub limit: Option<usize>,
 }
 
 /// Which audit.
@@ -161,9 +168,6 @@ pub enum AuditKind {
         /// Public inputs (default: the run's held-out split).
         #[command(flatten)]
         test: TestData,
-        /// Use only the first N inputs.
-        #[arg(long)]
-        limit: Option<usize>,
         /// The feature to change.
         #[arg(long)]
         feature: usize,
@@ -354,7 +358,8 @@ fn quantize_rows(
     };
     for (i, r) in rows.iter().enumerate() {
         let want = d + usize::from(labels);
-        if r.len() != want && !(r.len() == d + 1 && !labels) {
+        // Without labels, a trailing label column is allowed and ignored.
+        if r.len() != want && (labels || r.len() != d + 1) {
             bail!(
                 "{}: record {}: {} columns, expected {want} ({d} features{})",
                 path.display(),
@@ -392,6 +397,18 @@ fn quantize_rows(
 }
 
 fn test_records(td: &TestData, t: &Transcript, labels: bool) -> anyhow::Result<PublicRecords> {
+    let mut r = all_test_records(td, t, labels)?;
+    if let Some(l) = td.limit {
+        if l == 0 {
+            bail!("--limit must be at least 1");
+        }
+        r.features.truncate(l);
+        r.labels.truncate(l);
+    }
+    Ok(r)
+}
+
+fn all_test_records(td: &TestData, t: &Transcript, labels: bool) -> anyhow::Result<PublicRecords> {
     match &td.test {
         None => {
             if t.test.is_empty() {
@@ -421,146 +438,143 @@ fn binding_of(cert: &Certificate) -> Binding {
     }
 }
 
+/// Builds the claim from the run's data (its scaling, test split, sizes).
+type ClaimBuilder<'a> = Box<dyn Fn(&Transcript) -> anyhow::Result<Claim> + 'a>;
+
 /// Runs `zkaudit audit ...`.
 pub fn run(a: AuditArgs) -> anyhow::Result<()> {
-    let (common, claim_of): (&Common, Box<dyn Fn(&Transcript) -> anyhow::Result<Claim>>) =
-        match &a.kind {
-            AuditKind::Composition {
-                common,
-                feature,
-                name,
-                ranges,
-                at_least,
-                at_most,
-                reveal,
-            } => (
-                common,
-                Box::new(move |t| {
-                    Ok(Claim::Composition {
-                        ranges: feature_ranges(
-                            *feature,
-                            name,
-                            ranges,
-                            &t.scaling,
-                            &t.config.fx,
-                            "--in",
-                        )?,
-                        bound: bound(at_least, at_most, t.train.len())?,
-                        reveal: *reveal,
-                    })
-                }),
-            ),
-            AuditKind::Exclusion { common, blocklist } => (
-                common,
-                Box::new(move |t| {
-                    let d = t.config.arch.input_dim();
-                    let rows = read_rows(blocklist)?;
-                    let recs = quantize_rows(blocklist, &rows, d, false, &t.scaling, &t.config.fx)?;
-                    Ok(Claim::Exclusion {
-                        blocklist: recs
-                            .features
-                            .iter()
-                            .map(|x| content_hash(x, t.config.fx.value_bits))
-                            .collect(),
-                    })
-                }),
-            ),
-            AuditKind::Inclusion { common, record } => (
-                common,
-                Box::new(move |t| {
-                    let rows = read_rows(record)?;
-                    if rows.len() != 1 {
-                        bail!(
-                            "{}: holds {} records; give exactly one",
-                            record.display(),
-                            rows.len()
-                        );
-                    }
-                    let d = t.config.arch.input_dim();
-                    let r = quantize_rows(record, &rows, d, true, &t.scaling, &t.config.fx)?;
-                    Ok(Claim::Inclusion {
-                        features: r.features[0].clone(),
-                        label: r.labels[0],
-                    })
-                }),
-            ),
-            AuditKind::Accuracy {
-                common,
-                test,
-                at_least,
-                at_most,
-                reveal,
-            } => (
-                common,
-                Box::new(move |t| {
-                    let test = test_records(test, t, true)?;
-                    let n = test.labels.len();
-                    Ok(Claim::Accuracy {
-                        test,
-                        bound: bound(at_least, at_most, n)?,
-                        reveal: *reveal,
-                    })
-                }),
-            ),
-            AuditKind::Fairness {
-                common,
-                test,
-                group_feature,
-                name,
-                group_ranges,
-                max_gap,
-            } => (
-                common,
-                Box::new(move |t| {
-                    let (num, den) = parse_fraction(max_gap)?;
-                    Ok(Claim::Fairness {
-                        test: test_records(test, t, true)?,
-                        group: feature_ranges(
-                            *group_feature,
-                            name,
-                            group_ranges,
-                            &t.scaling,
-                            &t.config.fx,
-                            "--group-in",
-                        )?,
-                        max_gap_num: num,
-                        max_gap_den: den,
-                    })
-                }),
-            ),
-            AuditKind::Counterfactual {
-                common,
-                test,
-                limit,
-                feature,
-                name,
-                values,
-            } => (
-                common,
-                Box::new(move |t| {
-                    let mut inputs = test_records(test, t, false)?;
-                    if let Some(l) = limit {
-                        inputs.features.truncate(*l);
-                        inputs.labels.truncate(*l);
-                    }
-                    let r = feature_ranges(
+    let (common, claim_of): (&Common, ClaimBuilder) = match &a.kind {
+        AuditKind::Composition {
+            common,
+            feature,
+            name,
+            ranges,
+            at_least,
+            at_most,
+            reveal,
+        } => (
+            common,
+            Box::new(move |t| {
+                Ok(Claim::Composition {
+                    ranges: feature_ranges(
                         *feature,
                         name,
-                        &values.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
+                        ranges,
                         &t.scaling,
                         &t.config.fx,
-                        "--values",
-                    )?;
-                    Ok(Claim::Counterfactual {
-                        inputs,
-                        feature: *feature,
-                        name: r.name,
-                        values: r.fixed.iter().map(|p| p.0).collect(),
-                        raw: values.clone(),
-                    })
-                }),
-            ),
-        };
+                        "--in",
+                    )?,
+                    bound: bound(at_least, at_most, t.train.len())?,
+                    reveal: *reveal,
+                })
+            }),
+        ),
+        AuditKind::Exclusion { common, blocklist } => (
+            common,
+            Box::new(move |t| {
+                let d = t.config.arch.input_dim();
+                let rows = read_rows(blocklist)?;
+                let recs = quantize_rows(blocklist, &rows, d, false, &t.scaling, &t.config.fx)?;
+                Ok(Claim::Exclusion {
+                    blocklist: recs
+                        .features
+                        .iter()
+                        .map(|x| content_hash(x, t.config.fx.value_bits))
+                        .collect(),
+                })
+            }),
+        ),
+        AuditKind::Inclusion { common, record } => (
+            common,
+            Box::new(move |t| {
+                let rows = read_rows(record)?;
+                if rows.len() != 1 {
+                    bail!(
+                        "{}: holds {} records; give exactly one",
+                        record.display(),
+                        rows.len()
+                    );
+                }
+                let d = t.config.arch.input_dim();
+                let r = quantize_rows(record, &rows, d, true, &t.scaling, &t.config.fx)?;
+                Ok(Claim::Inclusion {
+                    features: r.features[0].clone(),
+                    label: r.labels[0],
+                })
+            }),
+        ),
+        AuditKind::Accuracy {
+            common,
+            test,
+            at_least,
+            at_most,
+            reveal,
+        } => (
+            common,
+            Box::new(move |t| {
+                let test = test_records(test, t, true)?;
+                let n = test.labels.len();
+                Ok(Claim::Accuracy {
+                    test,
+                    bound: bound(at_least, at_most, n)?,
+                    reveal: *reveal,
+                })
+            }),
+        ),
+        AuditKind::Fairness {
+            common,
+            test,
+            group_feature,
+            name,
+            group_ranges,
+            max_gap,
+        } => (
+            common,
+            Box::new(move |t| {
+                let (num, den) = parse_fraction(max_gap)?;
+                Ok(Claim::Fairness {
+                    test: test_records(test, t, true)?,
+                    group: feature_ranges(
+                        *group_feature,
+                        name,
+                        group_ranges,
+                        &t.scaling,
+                        &t.config.fx,
+                        "--group-in",
+                    )?,
+                    max_gap_num: num,
+                    max_gap_den: den,
+                })
+            }),
+        ),
+        AuditKind::Counterfactual {
+            common,
+            test,
+            feature,
+            name,
+            values,
+        } => (
+            common,
+            Box::new(move |t| {
+                let inputs = test_records(test, t, false)?;
+                let r = feature_ranges(
+                    *feature,
+                    name,
+                    &values.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
+                    &t.scaling,
+                    &t.config.fx,
+                    "--values",
+                )?;
+                Ok(Claim::Counterfactual {
+                    inputs,
+                    feature: *feature,
+                    name: r.name,
+                    values: r.fixed.iter().map(|p| p.0).collect(),
+                    raw: values.clone(),
+                })
+            }),
+        ),
+    };
     let t = Transcript::read_run(&common.run)?;
     let cert = Certificate::read(&common.cert)?;
     let binding = binding_of(&cert);
@@ -579,6 +593,13 @@ pub fn run(a: AuditArgs) -> anyhow::Result<()> {
     };
     // A clear message before any proving; the circuits enforce it anyway.
     let counts = check_claim(&claim, &data)?;
+    let Some(out) = common.out.as_ref().filter(|_| !common.check_only) else {
+        println!(
+            "the {} claim holds on the private data (nothing proven)",
+            claim.name()
+        );
+        return Ok(());
+    };
     let p = plan(&claim, &binding, &t.config.arch, &t.config.fx, common.chunk)?;
     eprintln!(
         "{} audit: {} chunk proof{} of {} record{} (k = {}){}",
@@ -625,13 +646,13 @@ pub fn run(a: AuditArgs) -> anyhow::Result<()> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    audit.write(&common.out)?;
-    let size = std::fs::metadata(&common.out).map(|m| m.len()).unwrap_or(0);
+    audit.write(out)?;
+    let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
     println!(
         "proved {} audit in {:.1} s: {} ({} bytes)",
         claim.name(),
         start.elapsed().as_secs_f64(),
-        common.out.display(),
+        out.display(),
         size
     );
     println!("{}", audit.describe());
