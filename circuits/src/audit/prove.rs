@@ -201,7 +201,7 @@ fn shapes(
     let records = match claim {
         Claim::Inclusion { .. } => 1,
         Claim::Composition { .. } | Claim::Exclusion { .. } => {
-            records.max(2).next_power_of_two().min(1 << depth)
+            records.clamp(2, 1 << depth).next_power_of_two()
         }
         _ => records.clamp(1, n.max(1)),
     };

@@ -435,3 +435,45 @@ fn model_audits_accuracy_fairness_counterfactual() {
     }
     assert!(found, "no flipping counterfactual found for the test model");
 }
+
+#[test]
+fn raw_values_must_map_to_the_proven_fixed_point_values() {
+    let t = run();
+    let fx = t.config.fx;
+    let scaling = zkaudit_model::data::Scaling {
+        kind: zkaudit_model::data::ScalingKind::Standard,
+        offset: vec![1.0, 2.0, 3.0, 4.0],
+        factor: vec![0.5, 0.25, 2.0, 1.0],
+    };
+    let fixed = |f: usize, v: f64| raw_to_fixed(&scaling, &fx, f, v).unwrap();
+    assert_eq!(fixed(0, 3.0), fx.one());
+    let ranges = FeatureRanges {
+        feature: 1,
+        name: "b".into(),
+        fixed: vec![(fixed(1, 2.0), fixed(1, 6.0))],
+        raw: vec![(2.0, 6.0)],
+    };
+    let claim = |r: FeatureRanges| Claim::Composition {
+        ranges: r,
+        bound: Bound::AtLeast(1),
+        reveal: false,
+    };
+    check_raw(&claim(ranges.clone()), &scaling, &fx).unwrap();
+    // Words in raw units that do not match the proven range are rejected.
+    let mut widened = ranges;
+    widened.raw[0].1 = 7.0;
+    assert!(check_raw(&claim(widened), &scaling, &fx).is_err());
+    let cf = Claim::Counterfactual {
+        inputs: test_set(&t, 1),
+        feature: 2,
+        name: "c".into(),
+        values: vec![fixed(2, 5.0)],
+        raw: vec![5.0],
+    };
+    check_raw(&cf, &scaling, &fx).unwrap();
+    let mut edited = cf.clone();
+    if let Claim::Counterfactual { values, .. } = &mut edited {
+        values[0] += 1;
+    }
+    assert!(check_raw(&edited, &scaling, &fx).is_err());
+}
