@@ -19,10 +19,10 @@ t() { # repeats, name, command...
 t "$N" "diabetes composition sex=2 >=40%" $Z audit composition --run "$DR" --cert "$DC" --feature 1 --name sex --in 2 --at-least 40% --out "$OUT/sex.audit"
 t "$N" "diabetes composition age 60..79 >=10% reveal" $Z audit composition --run "$DR" --cert "$DC" --feature 0 --name age --in 60..79 --at-least 10% --reveal --out "$OUT/age.audit"
 t "$N" "diabetes fairness sex gap <=15%" $Z audit fairness --run "$DR" --cert "$DC" --group-feature 1 --name sex --group-in 2 --max-gap 15% --out "$OUT/fair.audit"
-t "$NG" "digits exclusion (4-item blocklist)" $Z audit exclusion --run "$GR" --cert "$GC" --blocklist examples/data/digits_blocklist.csv --chunk 256 --out "$OUT/excl.audit"
+t "$NG" "digits exclusion (4-item blocklist)" $Z audit exclusion --run "$GR" --cert "$GC" --blocklist examples/data/digits_blocklist.csv --chunk 128 --out "$OUT/excl.audit"
 t "$NG" "digits inclusion" $Z audit inclusion --run "$GR" --cert "$GC" --record examples/data/digits_consented.csv --out "$OUT/incl.audit"
 t "$NG" "digits accuracy >=85% (359 test records)" $Z audit accuracy --run "$GR" --cert "$GC" --at-least 85% --out "$OUT/acc.audit"
-t "$NG" "digits counterfactual pixel ${CF_FEATURE:-20} in {${CF_VALUES:-0,16}}, 64 inputs" $Z audit counterfactual --run "$GR" --cert "$GC" --feature "${CF_FEATURE:-20}" --values "${CF_VALUES:-0,16}" --limit 64 --out "$OUT/cf.audit"
+t "$NG" "digits counterfactual pixel ${CF_FEATURE:-20} in {${CF_VALUES:-0,16}}, 64 inputs" $Z audit counterfactual --run "$GR" --cert "$GC" --feature "${CF_FEATURE:-20}" --values "${CF_VALUES:-0,16}" --limit 64 --chunk 16 --out "$OUT/cf.audit"
 for a in sex age fair; do
   /usr/bin/time -f "verify $a: wall %e s, peak RSS %M KB" $Z verify "$DC" --audit "$OUT/$a.audit" 2>&1 | grep -E "^verify|AUDIT"
 done
