@@ -156,6 +156,24 @@ fn separate_label_file() {
 }
 
 #[test]
+fn numeric_target_is_binarised_by_the_threshold() {
+    let d = tempfile::tempdir().unwrap();
+    let x = write(&d, "x.csv", b"1,2\n3,4\n5,6\n");
+    let y = write(&d, "y.csv", b"151.0\n75\n140.5\n");
+    let ds = load(
+        &x,
+        &LoadOptions {
+            labels: Some(y),
+            label_threshold: Some(140.5),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    // above the threshold: 1; at or below: 0
+    assert_eq!(ds.labels, vec![1, 0, 0]);
+}
+
+#[test]
 fn missing_file_and_empty_file() {
     let d = tempfile::tempdir().unwrap();
     let e = err_of(load(&d.path().join("nope.csv"), &LoadOptions::default()));
