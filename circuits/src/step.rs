@@ -281,16 +281,7 @@ impl StepCircuit {
         for (st, w) in statements.iter().zip(witnesses) {
             check_inputs(shape, st, w)?;
         }
-        let mut builder = BaseCircuitBuilder::from_stage(stage)
-            .use_k(shape.k as usize)
-            .use_lookup_bits(shape.lookup_bits)
-            .use_instance_columns(1);
-        if let Some(p) = &params {
-            builder.set_params(p.base.clone());
-        }
-        if let Some(bp) = break_points {
-            builder.set_break_points(bp);
-        }
+        let mut builder = new_builder(stage, shape.k, shape.lookup_bits, &params, break_points);
         let chip = FixedChip::new(builder.range_chip(), shape.fx, tamper);
         let poseidon = PoseidonChip {
             tamper_output: match tamper {
@@ -389,6 +380,28 @@ impl StepCircuit {
     pub fn break_points(&self) -> Vec<Vec<usize>> {
         self.builder.break_points()
     }
+}
+
+/// A halo2-base builder with one instance column at `2^k` rows; in the
+/// prover stage with the keygen's `params` and `break_points`.
+pub fn new_builder(
+    stage: CircuitBuilderStage,
+    k: u32,
+    lookup_bits: usize,
+    params: &Option<StepCircuitParams>,
+    break_points: Option<Vec<Vec<usize>>>,
+) -> BaseCircuitBuilder<Fr> {
+    let mut builder = BaseCircuitBuilder::from_stage(stage)
+        .use_k(k as usize)
+        .use_lookup_bits(lookup_bits)
+        .use_instance_columns(1);
+    if let Some(p) = params {
+        builder.set_params(p.base.clone());
+    }
+    if let Some(bp) = break_points {
+        builder.set_break_points(bp);
+    }
+    builder
 }
 
 fn check_inputs(shape: &StepShape, st: &StepStatement, w: &StepWitness) -> Result<()> {

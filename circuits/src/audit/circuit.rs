@@ -15,7 +15,6 @@
 //! | counterfactual | `c_T`, `n`, the attribute values, then per record: features |
 //! | combine | the chunks' `cc`, the rule's numbers, the revealed sums (if any) |
 
-use halo2_base::gates::circuit::builder::BaseCircuitBuilder;
 use halo2_base::gates::circuit::CircuitBuilderStage;
 use halo2_base::gates::{GateChip, GateInstructions, RangeInstructions};
 use halo2_base::{AssignedValue, Context, QuantumCell};
@@ -26,7 +25,7 @@ use crate::field::{fe, fe_u128, to_i128};
 use crate::fixed_chip::{int, FixedChip};
 use crate::hash;
 use crate::poseidon::PoseidonChip;
-use crate::step::{StepCircuit, StepCircuitParams};
+use crate::step::{new_builder, StepCircuit, StepCircuitParams};
 use crate::{CircuitError, Fr, Result};
 
 /// Bits of every count (records per dataset or test set stay far below).
@@ -157,16 +156,7 @@ pub fn build(
             publics.len()
         )));
     }
-    let mut builder = BaseCircuitBuilder::from_stage(stage)
-        .use_k(shape.k as usize)
-        .use_lookup_bits(shape.lookup_bits)
-        .use_instance_columns(1);
-    if let Some(p) = &params {
-        builder.set_params(p.base.clone());
-    }
-    if let Some(bp) = break_points {
-        builder.set_break_points(bp);
-    }
+    let mut builder = new_builder(stage, shape.k, shape.lookup_bits, &params, break_points);
     let mut chip = FixedChip::new(builder.range_chip(), shape.fx, None);
     chip.no_exp_table = true;
     let h = PoseidonChip::default();

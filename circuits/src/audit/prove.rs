@@ -643,10 +643,12 @@ struct ChunkInputs {
 fn chunk_inputs(
     claim: &Claim,
     data: &AuditData,
-    tree: &MerkleTree,
+    tree: Option<&MerkleTree>,
     shape: &AuditShape,
     i: usize,
 ) -> Result<ChunkInputs> {
+    let tree =
+        || tree.ok_or_else(|| CircuitError::Shape("data audits need the dataset tree".into()));
     let t = data.transcript;
     let c = shape.records;
     let count_salt = random_salt();
@@ -679,7 +681,7 @@ fn chunk_inputs(
                         .collect(),
                     count_salt,
                 },
-                root: Some(tree.levels[level][i]),
+                root: Some(tree()?.levels[level][i]),
                 cc,
                 counts,
             }
@@ -700,7 +702,7 @@ fn chunk_inputs(
                 witness: AuditWitness::Inclusion {
                     salt: t.leaf_salts[index],
                     index: index as u64,
-                    path: tree.path(index),
+                    path: tree()?.path(index),
                 },
                 root: None,
                 cc: None,
@@ -769,12 +771,15 @@ pub fn prove_audit(
     progress: &mut dyn FnMut(AuditProgress),
 ) -> Result<AuditProof> {
     let t = data.transcript;
-    let tree = MerkleTree::of_dataset(
-        &t.train.features,
-        &t.train.labels,
-        &t.leaf_salts,
-        t.config.fx.value_bits,
-    );
+    // Only data audits open the tree.
+    let tree = claim.is_data().then(|| {
+        MerkleTree::of_dataset(
+            &t.train.features,
+            &t.train.labels,
+            &t.leaf_salts,
+            t.config.fx.value_bits,
+        )
+    });
     progress(AuditProgress::Started(
         plan.chunks + usize::from(plan.combine.is_some()),
     ));
@@ -790,7 +795,7 @@ pub fn prove_audit(
             root,
             cc,
             counts: c,
-        } = chunk_inputs(claim, data, &tree, &plan.chunk, i)?;
+        } = chunk_inputs(claim, data, tree.as_ref(), &plan.chunk, i)?;
         let publics = chunk_publics(claim, binding, &plan.chunk, i, root, cc)?;
         let proof = prove_one(
             &plan.chunk,

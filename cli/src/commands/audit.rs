@@ -55,6 +55,20 @@ pub struct TestData {
     pub limit: Option<usize>,
 }
 
+/// A threshold on a count (records, or correct predictions).
+#[derive(Debug, Args)]
+pub struct CountBound {
+    /// At least this many, or this share of the records (`40%`).
+    #[arg(long, conflicts_with = "at_most")]
+    pub at_least: Option<String>,
+    /// At most this many, or this share.
+    #[arg(long)]
+    pub at_most: Option<String>,
+    /// Publish the count too.
+    #[arg(long)]
+    pub reveal: bool,
+}
+
 /// Which audit.
 #[derive(Debug, Subcommand)]
 pub enum AuditKind {
@@ -77,15 +91,9 @@ pub enum AuditKind {
         /// A raw value `V` or inclusive range `LO..HI`; repeat for a union.
         #[arg(long = "in", required = true)]
         ranges: Vec<String>,
-        /// At least this many records, or this share (`40%`).
-        #[arg(long, conflicts_with = "at_most")]
-        at_least: Option<String>,
-        /// At most this many records, or this share.
-        #[arg(long)]
-        at_most: Option<String>,
-        /// Publish the count too.
-        #[arg(long)]
-        reveal: bool,
+        /// The threshold on the count.
+        #[command(flatten)]
+        bound: CountBound,
     },
     /// No training record has the features of a blocklisted item.
     #[command(after_help = "Example:
@@ -123,15 +131,9 @@ pub enum AuditKind {
         /// The test set.
         #[command(flatten)]
         test: TestData,
-        /// At least this many correct predictions, or this share (`90%`).
-        #[arg(long, conflicts_with = "at_most")]
-        at_least: Option<String>,
-        /// At most this many, or this share.
-        #[arg(long)]
-        at_most: Option<String>,
-        /// Publish the number of correct predictions too.
-        #[arg(long)]
-        reveal: bool,
+        /// The threshold on the count.
+        #[command(flatten)]
+        bound: CountBound,
     },
     /// Accuracy on a group and on the rest of a public test set differ by at most a gap.
     #[command(after_help = "Example (diabetes, sex = 2 against sex = 1):
@@ -261,11 +263,7 @@ fn feature_ranges(
 }
 
 /// A count bound from `N` or `P%` of `total`.
-fn bound(
-    at_least: &Option<String>,
-    at_most: &Option<String>,
-    total: usize,
-) -> anyhow::Result<Bound> {
+fn bound(b: &CountBound, total: usize) -> anyhow::Result<Bound> {
     let parse = |s: &str, up: bool| -> anyhow::Result<u64> {
         let v = match s.strip_suffix('%') {
             Some(p) => {
@@ -294,7 +292,7 @@ fn bound(
         }
         Ok(v)
     };
-    match (at_least, at_most) {
+    match (&b.at_least, &b.at_most) {
         (Some(s), None) => Ok(Bound::AtLeast(parse(s, true)?)),
         (None, Some(s)) => Ok(Bound::AtMost(parse(s, false)?)),
         _ => bail!("give exactly one of --at-least and --at-most"),
@@ -449,9 +447,7 @@ pub fn run(a: AuditArgs) -> anyhow::Result<()> {
             feature,
             name,
             ranges,
-            at_least,
-            at_most,
-            reveal,
+            bound: count_bound,
         } => (
             common,
             Box::new(move |t| {
@@ -464,8 +460,8 @@ pub fn run(a: AuditArgs) -> anyhow::Result<()> {
                         &t.config.fx,
                         "--in",
                     )?,
-                    bound: bound(at_least, at_most, t.train.len())?,
-                    reveal: *reveal,
+                    bound: bound(count_bound, t.train.len())?,
+                    reveal: count_bound.reveal,
                 })
             }),
         ),
@@ -506,9 +502,7 @@ pub fn run(a: AuditArgs) -> anyhow::Result<()> {
         AuditKind::Accuracy {
             common,
             test,
-            at_least,
-            at_most,
-            reveal,
+            bound: count_bound,
         } => (
             common,
             Box::new(move |t| {
@@ -516,8 +510,8 @@ pub fn run(a: AuditArgs) -> anyhow::Result<()> {
                 let n = test.labels.len();
                 Ok(Claim::Accuracy {
                     test,
-                    bound: bound(at_least, at_most, n)?,
-                    reveal: *reveal,
+                    bound: bound(count_bound, n)?,
+                    reveal: count_bound.reveal,
                 })
             }),
         ),
@@ -704,15 +698,11 @@ pub fn verify_against(cert: &Certificate, path: &Path, files: &ProvingFiles) -> 
     if let Err(e) = res {
         bail!("audit {} is NOT valid: {e}", path.display());
     }
+    let proofs = audit.chunks.len() + usize::from(audit.combine.is_some());
     println!(
-        "AUDIT VALID ({} audit, {} proof{}, verified in {:.0} ms)",
+        "AUDIT VALID ({} audit, {proofs} proof{}, verified in {:.0} ms)",
         audit.claim.name(),
-        audit.chunks.len() + usize::from(audit.combine.is_some()),
-        if audit.chunks.len() + usize::from(audit.combine.is_some()) == 1 {
-            ""
-        } else {
-            "s"
-        },
+        if proofs == 1 { "" } else { "s" },
         start.elapsed().as_secs_f64() * 1e3
     );
     println!("{}", audit.describe());
