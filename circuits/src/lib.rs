@@ -56,3 +56,7 @@ pub use halo2_base::halo2_proofs::halo2curves::bn256::Bn256;
 pub use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
 /// KZG parameters (the SRS).
 pub use halo2_base::halo2_proofs::poly::kzg::commitment::ParamsKZG;
+/// A verifying key over BN254.
+pub type Vk = halo2_base::halo2_proofs::plonk::VerifyingKey<
+    halo2_base::halo2_proofs::halo2curves::bn256::G1Affine,
+>;

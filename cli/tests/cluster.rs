@@ -725,6 +725,150 @@ fn unauthenticated_and_malformed_requests_are_refused() {
     assert!(!o.status.success() && err.contains("exceeds"), "{err}");
 }
 
+/// An audit through the cluster: a certificate proven by the cluster, then
+/// a composition audit of its data split into chunk tasks and a combine
+/// task. A worker that corrupts its proofs is caught first; honest workers
+/// finish; the audit proof verifies against the certificate. Requests the
+/// coordinator must refuse (a false claim, another run's commitments) are
+/// refused with codes and messages that say why.
+#[test]
+fn an_audit_through_the_cluster_verifies_against_its_certificate() {
+    use zkaudit_circuits::audit::tasks::AuditRequest;
+    use zkaudit_circuits::audit::{raw_to_fixed, Binding, Bound, Claim, FeatureRanges};
+    use zkaudit_circuits::certificate::Certificate;
+
+    let _g = serial();
+    let d = tempfile::tempdir().unwrap();
+    let f = fixture();
+    let c = Coordinator::start(&d.path().join("data"), 0, &["--max-attempts", "10"]);
+    let cert = d.path().join("run.cert");
+    {
+        let w = Worker::start(&c, "trainer", &[]);
+        let job = c.submit(2);
+        c.wait_done(&job, &[&w]);
+        ok(c.client(&["fetch", &job, "--out"]).arg(&cert));
+    }
+    // 24 records; feature 0 is `i * 7 % 11`, at most 5 for 13 of them.
+    let audit = d.path().join("a.audit");
+    let mut prove = f.cmd();
+    prove
+        .args(["audit", "composition", "--feature", "0", "--name", "a"])
+        .args(["--in", "0..5", "--at-least", "50%", "--chunk", "8"])
+        .arg("--coordinator")
+        .arg(c.url())
+        .arg("--run")
+        .arg(&f.run)
+        .arg("--cert")
+        .arg(&cert)
+        .arg("--out")
+        .arg(&audit)
+        .env("ZKAUDIT_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut bad = Worker::start(&c, "liar", &["--fault", "corrupt-proof"]);
+    let child = prove.spawn().unwrap();
+    let t0 = Instant::now();
+    while c.metric("zkaudit_proofs_rejected_total") < 1.0 {
+        assert!(t0.elapsed() < DEADLINE, "{}\n{}", c.logs(), bad.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(bad.logs().contains("proof rejected"), "{}", bad.logs());
+    bad.child.kill().unwrap();
+    bad.child.wait().unwrap();
+    let w1 = Worker::start(&c, "w1", &[]);
+    let w2 = Worker::start(&c, "w2", &[]);
+    let o = child.wait_with_output().unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(
+        o.status.success(),
+        "{out}{err}\n--- coordinator\n{}\n--- w1\n{}\n--- w2\n{}",
+        c.logs(),
+        w1.logs(),
+        w2.logs()
+    );
+    assert!(out.contains("at least 12 of the 24 records"), "{out}");
+    // Three chunks of 8 and the combine, each accepted once.
+    let job = err
+        .split_whitespace()
+        .skip_while(|w| *w != "submitted")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{err}"))
+        .to_string();
+    let st = c.status(&job);
+    assert!(st.contains(": audit, done, 4/4 tasks"), "{st}");
+    assert!(st.contains("audit chunk 2") && st.contains("audit combine"), "{st}");
+    assert!(w1.logs().contains("audit") || w2.logs().contains("audit"));
+    let v = ok(f.cmd().arg("verify").arg(&cert).arg("--audit").arg(&audit));
+    assert!(v.contains("at least 12 of the 24 records"), "{v}");
+
+    // Raw gRPC: a false claim and another run's commitments are refused.
+    let cert = Certificate::read(&cert).unwrap();
+    let binding = Binding {
+        root: cert.statement.root,
+        num_records: cert.public.num_records as u64,
+        c_t: cert.statement.c_last,
+    };
+    let fx = cert.public.fx;
+    let five = raw_to_fixed(&cert.public.scaling, &fx, 0, 5.0).unwrap();
+    let zero = raw_to_fixed(&cert.public.scaling, &fx, 0, 0.0).unwrap();
+    let request = |bound: Bound, binding: Binding| AuditRequest {
+        claim: Claim::Composition {
+            ranges: FeatureRanges {
+                feature: 0,
+                name: "a".into(),
+                fixed: vec![(zero, five)],
+                raw: vec![(0.0, 5.0)],
+            },
+            bound,
+            reveal: false,
+        },
+        binding,
+        model_index: cert.statement.t_last + 1,
+        chunk_records: 8,
+    };
+    let bytes = std::fs::read(f.run.join("transcript.bin")).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let ch = channel(&c.url(), None).unwrap();
+        let jobs =
+            pb::jobs_client::JobsClient::with_interceptor(ch, Auth::new(Some(TOKEN)).unwrap());
+        let submit = |req: AuditRequest| {
+            let mut jobs = jobs.clone();
+            let bytes = bytes.clone();
+            async move {
+                let spec = pb::JobSpec {
+                    transcript_bytes: bytes.len() as u64,
+                    audit: req.to_bytes().unwrap(),
+                    ..Default::default()
+                };
+                let msgs = vec![
+                    pb::SubmitRequest {
+                        part: Some(pb::submit_request::Part::Spec(spec)),
+                    },
+                    pb::SubmitRequest {
+                        part: Some(pb::submit_request::Part::Chunk(bytes)),
+                    },
+                ];
+                jobs.submit(tokio_stream::iter(msgs)).await.unwrap_err()
+            }
+        };
+        let e = submit(request(Bound::AtLeast(14), binding.clone())).await;
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+        assert!(
+            e.message().contains("13 records match, fewer than 14"),
+            "{e:?}"
+        );
+        let mut other = binding.clone();
+        other.c_t = other.root;
+        let e = submit(request(Bound::AtLeast(1), other)).await;
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains("not the run's"), "{e:?}");
+    });
+}
+
 /// A succinct job through the cluster: two leaf proofs and their k = 20
 /// aggregation, proven by a worker process, verified by the coordinator
 /// (the aggregation proof included) and by `zkaudit verify`. About 10

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use zkaudit_circuits::shape::StepShape;
 use zkaudit_coordinator::plan::{plan_job, JobMode};
-use zkaudit_coordinator::store::{JobSpec, Store};
+use zkaudit_coordinator::store::{JobKind, JobSpec, Store};
 use zkaudit_model::{Activation, Architecture, DenseSpec, FixedParams};
 
 fn shape() -> StepShape {
@@ -39,13 +39,15 @@ fn run(store: &Store, steps: u64, mode: JobMode, artifact: &[u8]) -> (f64, f64, 
     let plan = plan_job(steps, mode, 1);
     let tasks = plan.tasks.len();
     let spec = JobSpec {
+        kind: JobKind::Training,
+        claim: None,
         name: "bench".into(),
         steps,
         mode,
         agg_k: 20,
         transcript_sha256: String::new(),
     };
-    store.submit(spec, shape(), plan, &transcript, 1).unwrap();
+    store.submit(spec, shape(), plan, &transcript, None, 1).unwrap();
     let submit = t0.elapsed().as_secs_f64();
     let w = store.register_worker("bench", 1, 0, "bench", 1).unwrap().id;
     let t1 = Instant::now();

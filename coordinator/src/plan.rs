@@ -4,8 +4,9 @@
 //! steps (one step each in batched mode); in succinct mode aggregation tasks
 //! follow the tree of [`zkaudit_circuits::aggregate::plan`]: each node with
 //! two or more children is a task depending on its children's tasks, and a
-//! single child is carried up (no task). A task is ready when every task it
-//! depends on is done.
+//! single child is carried up (no task). An audit job is one task per chunk
+//! and, for counting claims, a combine task depending on every chunk. A task
+//! is ready when every task it depends on is done.
 
 use serde::{Deserialize, Serialize};
 use zkaudit_circuits::aggregate::{leaf_spans, plan};
@@ -36,10 +37,33 @@ pub enum TaskKind {
         /// Child tasks.
         children: Vec<u32>,
     },
+    /// Chunk `chunk` of an audit.
+    AuditChunk {
+        /// Chunk index.
+        chunk: u32,
+    },
+    /// The combine proof of an audit over its chunk tasks (in order).
+    AuditCombine {
+        /// The chunk tasks.
+        chunks: Vec<u32>,
+    },
 }
 
-/// The tasks of a job, leaves first; the root is the last task in succinct
-/// mode, and every leaf in step order is the certificate in batched mode.
+impl TaskKind {
+    /// A short name (status, metrics).
+    pub fn name(&self) -> &'static str {
+        match self {
+            TaskKind::Leaf { .. } => "leaf",
+            TaskKind::Aggregate { .. } => "aggregate",
+            TaskKind::AuditChunk { .. } => "audit-chunk",
+            TaskKind::AuditCombine { .. } => "audit-combine",
+        }
+    }
+}
+
+/// The tasks of a job, leaves (or audit chunks) first; the root is the last
+/// task in succinct mode (and of an audit with a combine task); otherwise
+/// every task in order makes the result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobPlan {
     /// Tasks by index.
@@ -53,6 +77,7 @@ impl JobPlan {
     pub fn deps(&self, index: u32) -> &[u32] {
         match self.tasks.get(index as usize) {
             Some(TaskKind::Aggregate { children, .. }) => children,
+            Some(TaskKind::AuditCombine { chunks }) => chunks,
             _ => &[],
         }
     }
@@ -109,9 +134,38 @@ pub fn plan_job(steps: u64, mode: JobMode, span: usize) -> JobPlan {
     }
 }
 
+/// Plans an audit of `chunks` chunks (at least 1), with a combine task
+/// over all of them when `combine`.
+pub fn plan_audit(chunks: u32, combine: bool) -> JobPlan {
+    let mut tasks: Vec<TaskKind> = (0..chunks.max(1))
+        .map(|chunk| TaskKind::AuditChunk { chunk })
+        .collect();
+    let root = combine.then(|| {
+        tasks.push(TaskKind::AuditCombine {
+            chunks: (0..chunks.max(1)).collect(),
+        });
+        tasks.len() as u32 - 1
+    });
+    JobPlan { tasks, root }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audits_are_chunks_then_one_combine() {
+        let p = plan_audit(3, true);
+        assert_eq!(p.tasks.len(), 4);
+        assert_eq!(p.root, Some(3));
+        assert_eq!(p.deps(3), &[0, 1, 2]);
+        assert!(p.deps(0).is_empty());
+        assert_eq!(p.tasks[2], TaskKind::AuditChunk { chunk: 2 });
+        // Without a combine step every chunk is part of the result.
+        let q = plan_audit(2, false);
+        assert_eq!(q.tasks.len(), 2);
+        assert_eq!(q.root, None);
+    }
 
     #[test]
     fn batched_jobs_are_one_leaf_per_step() {

@@ -15,6 +15,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, info_span, warn, Instrument};
+use zkaudit_circuits::audit::tasks::{
+    admit as plan_audit_job, assemble, verify_chunk, verify_combine, AuditJob, AuditPart,
+    AuditRequest,
+};
+use zkaudit_circuits::audit::{audit_vk, describe_claim, verify_audit, AuditShape, SaltKey};
 use zkaudit_circuits::certificate::Certificate;
 use zkaudit_circuits::pipeline::auto_shape_span;
 use zkaudit_circuits::shape::{StepShape, MAX_SPAN};
@@ -27,9 +32,9 @@ use zkaudit_model::transcript::Transcript;
 use zkaudit_proto::v1 as pb;
 use zkaudit_proto::CHUNK_BYTES;
 
-use crate::plan::{plan_job, JobMode, TaskKind};
+use crate::plan::{plan_audit, plan_job, JobMode, TaskKind};
 use crate::store::{
-    Completed, JobRecord, JobSpec, JobState, Requeued, Store, StoreError, TaskState,
+    Completed, JobKind, JobRecord, JobSpec, JobState, Requeued, Store, StoreError, TaskState,
 };
 use crate::{Clock, Config};
 
@@ -48,6 +53,8 @@ pub struct Shared {
     /// Woken when tasks may have become ready.
     pub ready: Notify,
     contexts: Mutex<HashMap<String, Arc<JobContext>>>,
+    audits: Mutex<HashMap<String, Arc<(AuditJob, SaltKey)>>>,
+    audit_vks: Mutex<HashMap<String, zkaudit_circuits::Vk>>,
     keys: Mutex<HashMap<(u32, u32), Arc<KeyStore>>>,
     verify_slots: Semaphore,
 }
@@ -78,6 +85,8 @@ impl Shared {
             events: broadcast::channel(1024).0,
             ready: Notify::new(),
             contexts: Mutex::new(HashMap::new()),
+            audits: Mutex::new(HashMap::new()),
+            audit_vks: Mutex::new(HashMap::new()),
             keys: Mutex::new(HashMap::new()),
             verify_slots: Semaphore::new(2),
         }
@@ -137,6 +146,171 @@ impl Shared {
         Ok(ks)
     }
 
+    /// The planned audit of an audit job with its salt key, cached.
+    pub fn audit(&self, job: &JobRecord) -> Result<Arc<(AuditJob, SaltKey)>, Status> {
+        if let Some(a) = self.audits.lock().ok().and_then(|m| m.get(&job.id).cloned()) {
+            return Ok(a);
+        }
+        let bytes = self.store.audit(&job.id).map_err(store_status)?;
+        let a = AuditJob::from_bytes(&bytes, &job.id)
+            .map_err(|e| Status::internal(format!("stored audit of {}: {e}", job.id)))?;
+        let ctx = self.context(job)?;
+        let salts = SaltKey::new(&a.claim, &a.data(&ctx.transcript));
+        let out = Arc::new((a, salts));
+        if let Ok(mut m) = self.audits.lock() {
+            if m.len() > 16 {
+                m.clear();
+            }
+            m.insert(job.id.clone(), out.clone());
+        }
+        Ok(out)
+    }
+
+    /// The SRS at `k` and the verifying key of an audit circuit (derived
+    /// from the shape and cached).
+    fn audit_vk(
+        &self,
+        shape: &AuditShape,
+    ) -> Result<(Arc<KeyStore>, zkaudit_circuits::Vk), Status> {
+        let ks = self.keys(shape.k, 0)?;
+        let id = format!("{}-{}", shape.id(), shape.k);
+        if let Some(vk) = self.audit_vks.lock().ok().and_then(|m| m.get(&id).cloned()) {
+            return Ok((ks, vk));
+        }
+        let vk = audit_vk(&self.cfg.keys_dir, shape, &ks.step_params)
+            .map_err(|e| Status::internal(format!("audit verifying key: {e}")))?;
+        if let Ok(mut m) = self.audit_vks.lock() {
+            m.insert(id, vk.clone());
+        }
+        Ok((ks, vk))
+    }
+
+    /// A stored audit task result.
+    fn audit_part(&self, job: &str, index: u32) -> Result<AuditPart, Status> {
+        let b = self
+            .store
+            .artifact(job, index)
+            .map_err(store_status)?
+            .ok_or_else(|| Status::internal(format!("task {index} has no proof")))?;
+        AuditPart::from_bytes(&b, "stored audit proof").map_err(|e| Status::internal(e.to_string()))
+    }
+
+    /// The chunk proofs of tasks `chunks` (in order).
+    fn audit_chunks(
+        &self,
+        job: &str,
+        chunks: &[u32],
+    ) -> Result<Vec<zkaudit_circuits::audit::ChunkProof>, Status> {
+        chunks
+            .iter()
+            .map(|&c| match self.audit_part(job, c)? {
+                AuditPart::Chunk { proof, .. } => Ok(proof),
+                AuditPart::Combine { .. } => {
+                    Err(Status::internal(format!("task {c} holds no chunk proof")))
+                }
+            })
+            .collect()
+    }
+
+    /// Checks a returned audit task result; `Ok(Err(why))` rejects it.
+    fn verify_audit_task(
+        &self,
+        job: &JobRecord,
+        kind: &TaskKind,
+        body: &[u8],
+    ) -> Result<Result<(), String>, Status> {
+        let part = match AuditPart::from_bytes(body, "returned proof") {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let ctx = self.context(job)?;
+        let a = self.audit(job)?;
+        let (aj, salts) = (&a.0, &a.1);
+        let data = aj.data(&ctx.transcript);
+        Ok(match (kind, part) {
+            (TaskKind::AuditChunk { chunk }, AuditPart::Chunk { index, proof }) => {
+                if index != *chunk {
+                    return Ok(Err(format!("a proof of chunk {index}, not {chunk}")));
+                }
+                let (ks, vk) = self.audit_vk(&aj.plan.chunk)?;
+                verify_chunk(
+                    aj,
+                    &data,
+                    Some(&ctx.tree),
+                    salts,
+                    *chunk as usize,
+                    &proof,
+                    &ks.step_params,
+                    &vk,
+                )
+                .map_err(|e| e.to_string())
+            }
+            (TaskKind::AuditCombine { chunks }, AuditPart::Combine { proof, revealed }) => {
+                let shape = aj
+                    .plan
+                    .combine
+                    .as_ref()
+                    .ok_or_else(|| Status::internal("the audit has no combine circuit"))?;
+                let (ks, vk) = self.audit_vk(shape)?;
+                let parts = self.audit_chunks(&job.id, chunks)?;
+                verify_combine(
+                    aj,
+                    &data,
+                    salts,
+                    &parts,
+                    &proof,
+                    &revealed,
+                    &ks.step_params,
+                    &vk,
+                )
+                .map_err(|e| e.to_string())
+            }
+            _ => Err("the result is not of the task's kind".to_string()),
+        })
+    }
+
+    /// The audit proof of a finishing audit job, assembled from its verified
+    /// parts and verified once more as a whole (as `zkaudit verify` would).
+    fn audit_proof(&self, job: &JobRecord) -> Result<Vec<u8>, String> {
+        let ctx = self.context(job).map_err(|e| e.message().to_string())?;
+        let a = self.audit(job).map_err(|e| e.message().to_string())?;
+        let aj = &a.0;
+        let mut chunks = Vec::new();
+        let mut combine = None;
+        for (i, kind) in job.plan.tasks.iter().enumerate() {
+            let part = self
+                .audit_part(&job.id, i as u32)
+                .map_err(|e| e.message().to_string())?;
+            match (kind, part) {
+                (TaskKind::AuditChunk { .. }, AuditPart::Chunk { proof, .. }) => chunks.push(proof),
+                (TaskKind::AuditCombine { .. }, AuditPart::Combine { proof, revealed }) => {
+                    combine = Some((proof, revealed))
+                }
+                _ => return Err(format!("task {i} holds a result of another kind")),
+            }
+        }
+        let ks = self
+            .keys(aj.plan.chunk.k, 0)
+            .map_err(|e| e.message().to_string())?;
+        let audit = assemble(aj, chunks, combine, srs::srs_id(&ks.step_params))
+            .map_err(|e| e.to_string())?;
+        let t = &ctx.transcript;
+        verify_audit(
+            &audit,
+            &aj.binding,
+            &t.config.arch,
+            &t.config.fx,
+            &|k| {
+                self.keys(k, 0)
+                    .map(|ks| ks.step_params.clone())
+                    .map_err(|e| zkaudit_circuits::CircuitError::Srs(e.message().to_string()))
+            },
+            &self.cfg.keys_dir,
+        )
+        .map_err(|e| format!("the assembled audit does not verify: {e}"))?;
+        audit.to_bytes().map_err(|e| e.to_string())
+    }
+
     fn agg_k(job: &JobRecord) -> u32 {
         match job.spec.mode {
             JobMode::Batched => 0,
@@ -178,8 +352,15 @@ impl Shared {
     pub async fn finish_job(self: &Arc<Self>, job_id: String) {
         let s = self.clone();
         let id = job_id.clone();
-        let res = tokio::task::spawn_blocking(move || -> Result<usize, String> {
+        let res = tokio::task::spawn_blocking(move || -> Result<(usize, &'static str), String> {
             let job = s.store.job(&id).map_err(|e| e.to_string())?;
+            if job.spec.kind == JobKind::Audit {
+                let bytes = s.audit_proof(&job)?;
+                s.store
+                    .finish(&id, &bytes, s.clock.now_ms())
+                    .map_err(|e| e.to_string())?;
+                return Ok((bytes.len(), "audit proof"));
+            }
             let ctx = s.context(&job).map_err(|e| e.message().to_string())?;
             let keys = s
                 .keys(job.shape.k, Shared::agg_k(&job))
@@ -210,7 +391,7 @@ impl Shared {
             s.store
                 .finish(&id, &bytes, s.clock.now_ms())
                 .map_err(|e| e.to_string())?;
-            Ok(bytes.len())
+            Ok((bytes.len(), "certificate"))
         })
         .await;
         let outcome = match res {
@@ -218,9 +399,9 @@ impl Shared {
             Err(e) => Err(e.to_string()),
         };
         match outcome {
-            Ok(n) => self.event(&job_id, format!("certificate ready ({n} bytes)")),
+            Ok((n, what)) => self.event(&job_id, format!("{what} ready ({n} bytes)")),
             Err(e) => {
-                let msg = format!("the certificate could not be assembled: {e}");
+                let msg = format!("the result could not be assembled: {e}");
                 let _ = self.store.fail_job(&job_id, &msg, self.clock.now_ms());
                 self.event(&job_id, format!("job failed: {msg}"));
             }
@@ -244,6 +425,12 @@ impl Shared {
             error: job.error.clone().unwrap_or_default(),
             created_ms: job.created_ms,
             finished_ms: job.finished_ms.unwrap_or(0),
+            kind: match job.spec.kind {
+                JobKind::Training => "training",
+                JobKind::Audit => "audit",
+            }
+            .into(),
+            claim: job.spec.claim.clone().unwrap_or_default(),
             ..Default::default()
         };
         for (i, (t, kind)) in tasks.iter().zip(&job.plan.tasks).enumerate() {
@@ -261,6 +448,8 @@ impl Shared {
                     st.aggregations_done += u32::from(done);
                     ("aggregate", 0, 0, *level)
                 }
+                TaskKind::AuditChunk { chunk } => ("audit-chunk", *chunk as u64, *chunk as u64, 0),
+                TaskKind::AuditCombine { .. } => ("audit-combine", 0, 0, 0),
             };
             if with_tasks {
                 let (state, worker, prove_ms) = match &t.state {
@@ -322,6 +511,70 @@ fn job_id(r: &pb::JobRef) -> Result<&str, Status> {
     Ok(&r.job_id)
 }
 
+/// Most tasks an audit job may be split into.
+pub const MAX_AUDIT_TASKS: usize = 10_000;
+
+/// Checks a received transcript against its announced hash and parses it.
+fn parse_transcript(spec: &pb::JobSpec, bytes: &[u8]) -> Result<(String, Transcript), Status> {
+    let sha = hex::encode(Sha256::digest(bytes));
+    if !spec.transcript_sha256.is_empty() && !spec.transcript_sha256.eq_ignore_ascii_case(&sha) {
+        return Err(Status::invalid_argument(format!(
+            "transcript_sha256: the received transcript hashes to {sha}, not {}",
+            spec.transcript_sha256
+        )));
+    }
+    let t = Transcript::from_bytes(bytes, std::path::Path::new("submitted transcript"))
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    t.validate()
+        .map_err(|e| Status::invalid_argument(format!("submitted transcript: {e}")))?;
+    Ok((sha, t))
+}
+
+fn job_name(spec: &pb::JobSpec, sha: &str, prefix: &str) -> String {
+    if spec.name.is_empty() {
+        format!("{prefix}-{}", &sha[..12])
+    } else {
+        spec.name.chars().take(128).collect()
+    }
+}
+
+/// Validates an audit job: the request must decode, bind to the
+/// transcript's commitments, and hold; the coordinator plans its circuits.
+fn admit_audit(
+    spec: &pb::JobSpec,
+    bytes: &[u8],
+) -> Result<(JobSpec, JobContext, AuditJob), Status> {
+    let (sha, t) = parse_transcript(spec, bytes)?;
+    let req = AuditRequest::from_bytes(&spec.audit, "audit")
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    // The step shape is not used by audit tasks; any valid one will do.
+    let shape = StepShape::for_run(&t, 12);
+    let ctx = JobContext::new(t, shape);
+    let job = plan_audit_job(&req, &ctx.transcript, &ctx.tree).map_err(|e| match e {
+        zkaudit_circuits::CircuitError::Unsatisfied(m) => Status::failed_precondition(m),
+        e => Status::invalid_argument(format!("audit: {e}")),
+    })?;
+    let tasks = job.plan.chunks + usize::from(job.plan.combine.is_some());
+    if tasks > MAX_AUDIT_TASKS {
+        return Err(Status::invalid_argument(format!(
+            "audit: {tasks} tasks exceed the limit of {MAX_AUDIT_TASKS}; use larger chunks"
+        )));
+    }
+    Ok((
+        JobSpec {
+            kind: JobKind::Audit,
+            claim: Some(describe_claim(&job.claim, &job.binding, &[])),
+            name: job_name(spec, &sha, &format!("{}-audit", job.claim.name())),
+            steps: 0,
+            mode: JobMode::Batched,
+            agg_k: 0,
+            transcript_sha256: sha,
+        },
+        ctx,
+        job,
+    ))
+}
+
 /// Validates a job spec and a received transcript, choosing the shape.
 fn admit(
     spec: &pb::JobSpec,
@@ -329,17 +582,7 @@ fn admit(
     default_agg_k: u32,
 ) -> Result<(JobSpec, StepShape, Transcript), Status> {
     let bad = |m: String| Err(Status::invalid_argument(m));
-    let sha = hex::encode(Sha256::digest(bytes));
-    if !spec.transcript_sha256.is_empty() && !spec.transcript_sha256.eq_ignore_ascii_case(&sha) {
-        return bad(format!(
-            "transcript_sha256: the received transcript hashes to {sha}, not {}",
-            spec.transcript_sha256
-        ));
-    }
-    let t = Transcript::from_bytes(bytes, std::path::Path::new("submitted transcript"))
-        .map_err(|e| Status::invalid_argument(e.to_string()))?;
-    t.validate()
-        .map_err(|e| Status::invalid_argument(format!("submitted transcript: {e}")))?;
+    let (sha, t) = parse_transcript(spec, bytes)?;
     let n = t.num_steps() as u64;
     let steps = if spec.steps == 0 { n } else { spec.steps };
     if steps == 0 || steps > n {
@@ -377,14 +620,11 @@ fn admit(
             k
         }
     };
-    let name = if spec.name.is_empty() {
-        format!("run-{}", &sha[..12])
-    } else {
-        spec.name.chars().take(128).collect()
-    };
     Ok((
         JobSpec {
-            name,
+            kind: JobKind::Training,
+            claim: None,
+            name: job_name(spec, &sha, "run"),
             steps,
             mode,
             agg_k,
@@ -448,11 +688,33 @@ impl pb::jobs_server::Jobs for JobsService {
         let default_agg_k = s.cfg.default_agg_k;
         let s2 = s.clone();
         let job = tokio::task::spawn_blocking(move || -> Result<JobRecord, Status> {
+            if !spec.audit.is_empty() {
+                let (spec, ctx, audit) = admit_audit(&spec, &bytes)?;
+                let plan = plan_audit(audit.plan.chunks as u32, audit.plan.combine.is_some());
+                let q = audit
+                    .to_bytes()
+                    .map_err(|e| Status::internal(e.to_string()))?;
+                let job = s2
+                    .store
+                    .submit(
+                        spec,
+                        ctx.shape.clone(),
+                        plan,
+                        &bytes,
+                        Some(&q),
+                        s2.clock.now_ms(),
+                    )
+                    .map_err(store_status)?;
+                if let Ok(mut m) = s2.contexts.lock() {
+                    m.insert(job.id.clone(), Arc::new(ctx));
+                }
+                return Ok(job);
+            }
             let (spec, shape, t) = admit(&spec, &bytes, default_agg_k)?;
             let plan = plan_job(spec.steps, spec.mode, shape.span);
             let job = s2
                 .store
-                .submit(spec, shape.clone(), plan, &bytes, s2.clock.now_ms())
+                .submit(spec, shape.clone(), plan, &bytes, None, s2.clock.now_ms())
                 .map_err(store_status)?;
             if let Ok(mut m) = s2.contexts.lock() {
                 m.insert(job.id.clone(), Arc::new(JobContext::new(t, shape)));
@@ -464,9 +726,12 @@ impl pb::jobs_server::Jobs for JobsService {
         s.metrics
             .jobs_submitted
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        s.event(
-            &job.id,
-            format!(
+        let what = match &job.spec.claim {
+            Some(claim) => format!(
+                "submitted: audit in {} tasks: {claim}",
+                job.plan.tasks.len()
+            ),
+            None => format!(
                 "submitted: {} steps, {:?} mode, {} tasks (k = {}, span {})",
                 job.spec.steps,
                 job.spec.mode,
@@ -474,7 +739,8 @@ impl pb::jobs_server::Jobs for JobsService {
                 job.shape.k,
                 job.shape.span
             ),
-        );
+        };
+        s.event(&job.id, what);
         s.ready.notify_waiters();
         Ok(Response::new(pb::SubmitResponse {
             job_id: job.id,
@@ -676,6 +942,33 @@ impl pb::workers_server::Workers for WorkersService {
                         }));
                         format!("aggregation level {level} of tasks {children:?}")
                     }
+                    TaskKind::AuditChunk { chunk } => {
+                        let audit = s.store.audit(&l.job).map_err(store_status)?;
+                        task.kind = Some(pb::task::Kind::AuditChunk(pb::AuditChunkTask {
+                            audit,
+                            chunk: *chunk,
+                        }));
+                        format!("audit chunk {chunk}")
+                    }
+                    TaskKind::AuditCombine { chunks } => {
+                        let audit = s.store.audit(&l.job).map_err(store_status)?;
+                        let mut parts = Vec::with_capacity(chunks.len());
+                        for &c in chunks {
+                            let body = s
+                                .store
+                                .artifact(&l.job, c)
+                                .map_err(store_status)?
+                                .ok_or_else(|| {
+                                    Status::internal(format!("task {c} has no proof"))
+                                })?;
+                            parts.push(pb::ProofArtifact { body });
+                        }
+                        task.kind = Some(pb::task::Kind::AuditCombine(pb::AuditCombineTask {
+                            audit,
+                            chunks: parts,
+                        }));
+                        format!("audit combine of {} chunks", chunks.len())
+                    }
                 };
                 info!(job = %l.job, task = l.index, worker = %worker, attempt = l.attempt, "leased {what}");
                 return Ok(Response::new(pb::LeaseResponse { task: Some(task) }));
@@ -761,6 +1054,9 @@ impl pb::workers_server::Workers for WorkersService {
             let started = Instant::now();
             let verdict =
                 tokio::task::spawn_blocking(move || -> Result<Result<(), String>, Status> {
+                    if job2.spec.kind == JobKind::Audit {
+                        return s2.verify_audit_task(&job2, &kind, &body2);
+                    }
                     let a = match Artifact::from_bytes(&body2, "returned proof") {
                         Ok(a) => a,
                         Err(e) => return Ok(Err(e.to_string())),
@@ -785,6 +1081,7 @@ impl pb::workers_server::Workers for WorkersService {
                             }
                             verify_aggregate(&ctx, &keys, &kids, &a).map_err(|e| e.to_string())
                         }
+                        _ => Err("an audit result for a training job".to_string()),
                     })
                 })
                 .await
@@ -831,6 +1128,8 @@ impl pb::workers_server::Workers for WorkersService {
                     TaskKind::Aggregate { level, .. } => {
                         format!("aggregation (level {level}) done")
                     }
+                    TaskKind::AuditChunk { chunk } => format!("audit chunk {chunk} proven"),
+                    TaskKind::AuditCombine { .. } => "audit combine proven".to_string(),
                 };
                 s.event(
                     &job.id,

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::plan::{JobMode, TaskKind};
+use crate::store::JobKind;
 use crate::service::Shared;
 use crate::store::{JobRecord, StoreError, TaskState};
 
@@ -121,6 +122,8 @@ fn describe(kind: &TaskKind) -> String {
         TaskKind::Aggregate { level, children } => {
             format!("aggregation L{level} of {}", children.len())
         }
+        TaskKind::AuditChunk { chunk } => format!("audit chunk {chunk}"),
+        TaskKind::AuditCombine { chunks } => format!("audit combine of {}", chunks.len()),
     }
 }
 
@@ -148,9 +151,10 @@ fn job_view(
         id: job.id.clone(),
         name: job.spec.name.clone(),
         state: format!("{:?}", job.state).to_lowercase(),
-        mode: match job.spec.mode {
-            JobMode::Batched => "batched",
-            JobMode::Succinct => "succinct",
+        mode: match (job.spec.kind, job.spec.mode) {
+            (JobKind::Audit, _) => "audit",
+            (_, JobMode::Batched) => "batched",
+            (_, JobMode::Succinct) => "succinct",
         },
         steps: job.spec.steps,
         span: job.shape.span,
@@ -168,7 +172,7 @@ fn job_view(
     for (i, (kind, t)) in job.plan.tasks.iter().zip(tasks.iter()).enumerate() {
         let steps = match kind {
             TaskKind::Leaf { first, last } => Some(last - first + 1),
-            TaskKind::Aggregate { .. } => None,
+            _ => None,
         };
         let done = matches!(t.state, TaskState::Done { .. });
         match steps {

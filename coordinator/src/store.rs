@@ -13,7 +13,8 @@
 //! - `ready`: job sequence (u64), index (u32) → job id (tasks whose inputs are done);
 //! - `leases`: lease id → [`LeaseRecord`];
 //! - `workers`: worker id → [`WorkerRecord`];
-//! - `blobs`: `t/<job>` transcript, `a/<job>/<index>` proof artifact, `c/<job>` certificate.
+//! - `blobs`: `t/<job>` transcript, `q/<job>` planned audit (audit jobs),
+//!   `a/<job>/<index>` proof artifact, `c/<job>` certificate or audit proof.
 
 use std::path::Path;
 
@@ -24,7 +25,7 @@ use sled::transaction::{
 use sled::Transactional;
 use zkaudit_circuits::shape::StepShape;
 
-use crate::plan::{JobMode, JobPlan, TaskKind};
+use crate::plan::{JobMode, JobPlan};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -79,9 +80,23 @@ impl JobState {
     }
 }
 
+/// What a job proves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobKind {
+    /// A training run (steps, aggregation): its result is a certificate.
+    Training,
+    /// An audit of a certified run: its result is an audit proof; the
+    /// planned audit is the blob `q/<job>`.
+    Audit,
+}
+
 /// What a client asked for.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobSpec {
+    /// Training or audit.
+    pub kind: JobKind,
+    /// An audit: the claim in words.
+    pub claim: Option<String>,
     /// Human-readable name.
     pub name: String,
     /// Steps `0..steps` are proven.
@@ -332,14 +347,15 @@ impl Store {
         Ok(())
     }
 
-    /// Stores a new job with its transcript, every task queued and the
-    /// leaves ready; flushed before it returns.
+    /// Stores a new job with its transcript (and planned audit), every task
+    /// queued and those without inputs ready; flushed before it returns.
     pub fn submit(
         &self,
         spec: JobSpec,
         shape: StepShape,
         plan: JobPlan,
         transcript: &[u8],
+        audit: Option<&[u8]>,
         now_ms: u64,
     ) -> Result<JobRecord> {
         let seq = self.db.generate_id()?;
@@ -368,10 +384,13 @@ impl Store {
                 }
                 j.insert(id.as_bytes(), enc(&job))?;
                 b.insert(format!("t/{id}").as_bytes(), transcript)?;
-                for (i, kind) in job.plan.tasks.iter().enumerate() {
-                    t.insert(task_key(&id, i as u32), enc(&task))?;
-                    if matches!(kind, TaskKind::Leaf { .. }) {
-                        r.insert(ready_key(seq, i as u32), id.as_bytes())?;
+                if let Some(q) = audit {
+                    b.insert(format!("q/{id}").as_bytes(), q)?;
+                }
+                for i in 0..job.plan.tasks.len() as u32 {
+                    t.insert(task_key(&id, i), enc(&task))?;
+                    if job.plan.deps(i).is_empty() {
+                        r.insert(ready_key(seq, i), id.as_bytes())?;
                     }
                 }
                 Ok(())
@@ -420,6 +439,12 @@ impl Store {
     pub fn transcript(&self, job: &str) -> Result<Vec<u8>> {
         self.blob(format!("t/{job}").as_bytes())
             .ok_or_else(|| StoreError::NoJob(job.to_string()))
+    }
+
+    /// An audit job's planned audit.
+    pub fn audit(&self, job: &str) -> Result<Vec<u8>> {
+        self.blob(format!("q/{job}").as_bytes())
+            .ok_or_else(|| StoreError::State(format!("job {job} is not an audit")))
     }
 
     /// A task's accepted proof artifact.
@@ -677,16 +702,15 @@ impl Store {
                     let x: Option<TaskRecord> = tget(t, &task_key(&job_id, i))?;
                     Ok(matches!(x.map(|x| x.state), Some(TaskState::Done { .. })))
                 };
-                for (p, kind) in job.plan.tasks.iter().enumerate() {
-                    if let TaskKind::Aggregate { children, .. } = kind {
-                        if children.contains(&index) {
-                            let mut all = true;
-                            for &c in children {
-                                all &= done(c, t)?;
-                            }
-                            if all {
-                                r.insert(ready_key(job.seq, p as u32), job_id.as_bytes())?;
-                            }
+                for p in 0..job.plan.tasks.len() as u32 {
+                    let children = job.plan.deps(p);
+                    if children.contains(&index) {
+                        let mut all = true;
+                        for &c in children {
+                            all &= done(c, t)?;
+                        }
+                        if all {
+                            r.insert(ready_key(job.seq, p), job_id.as_bytes())?;
                         }
                     }
                 }

@@ -9,7 +9,7 @@ use zkaudit_circuits::shape::StepShape;
 use zkaudit_model::{Activation, Architecture, DenseSpec, FixedParams};
 
 use super::*;
-use crate::plan::{plan_job, JobMode};
+use crate::plan::{plan_audit, plan_job, JobMode};
 
 fn shape() -> StepShape {
     StepShape {
@@ -31,6 +31,8 @@ fn shape() -> StepShape {
 
 fn spec(steps: u64, mode: JobMode) -> JobSpec {
     JobSpec {
+        kind: JobKind::Training,
+        claim: None,
         name: "t".into(),
         steps,
         mode,
@@ -41,7 +43,7 @@ fn spec(steps: u64, mode: JobMode) -> JobSpec {
 
 fn submit(s: &Store, steps: u64, mode: JobMode, span: usize) -> JobRecord {
     let plan = plan_job(steps, mode, span);
-    s.submit(spec(steps, mode), shape(), plan, b"transcript", 1)
+    s.submit(spec(steps, mode), shape(), plan, b"transcript", None, 1)
         .unwrap()
 }
 
@@ -84,6 +86,34 @@ fn leases_follow_dependencies_and_complete_once() {
     assert_eq!(s.certificate(&job.id).unwrap().unwrap(), b"cert");
     assert_eq!(s.artifact(&job.id, 1).unwrap().unwrap(), b"p1");
     assert_eq!(s.worker(&w).unwrap().unwrap().accepted, 3);
+}
+
+#[test]
+fn an_audit_combines_after_all_its_chunks() {
+    let s = Store::temporary().unwrap();
+    let w = s.register_worker("a", 2, 1, "v", 0).unwrap().id;
+    let mut sp = spec(0, JobMode::Batched);
+    sp.kind = JobKind::Audit;
+    let job = s
+        .submit(sp, shape(), plan_audit(2, true), b"t", Some(b"audit"), 1)
+        .unwrap();
+    assert_eq!(s.audit(&job.id).unwrap(), b"audit");
+    let a = s.lease(&w, 10, 100).unwrap().unwrap();
+    let b = s.lease(&w, 10, 100).unwrap().unwrap();
+    assert_eq!((a.index, b.index), (0, 1));
+    assert_eq!(s.lease(&w, 10, 100).unwrap(), None, "combine not ready");
+    s.complete(&w, &b.lease, b"c1", 5, 11).unwrap();
+    assert_eq!(s.lease(&w, 11, 100).unwrap(), None, "chunk 0 missing");
+    s.complete(&w, &a.lease, b"c0", 5, 12).unwrap();
+    let c = s.lease(&w, 13, 100).unwrap().unwrap();
+    assert_eq!(c.index, 2);
+    assert_eq!(
+        s.complete(&w, &c.lease, b"combine", 5, 14).unwrap(),
+        Completed::Accepted { job_finished: true }
+    );
+    // A training job has no planned audit.
+    let t = submit(&s, 1, JobMode::Batched, 1);
+    assert!(matches!(s.audit(&t.id), Err(StoreError::State(_))));
 }
 
 #[test]

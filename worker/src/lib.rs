@@ -1,6 +1,7 @@
 //! The zkaudit proving worker: registers with a coordinator, leases tasks
-//! (leaf spans of steps, aggregation nodes), proves them on a rayon pool off
-//! the async runtime while heartbeating, and returns the proofs.
+//! (leaf spans of steps, aggregation nodes, audit chunks and combine steps),
+//! proves them on a rayon pool off the async runtime while heartbeating, and
+//! returns the proofs.
 //!
 //! Proving keys are cached on disk (`keys_dir`) and the last ones in memory;
 //! transcripts are fetched once per job and cached by their SHA-256. On the
@@ -20,6 +21,8 @@ use tonic::transport::Channel;
 use tonic::Code;
 use tracing::{info, info_span, warn, Instrument};
 use zkaudit_circuits::aggregate::AggKey;
+use zkaudit_circuits::audit::tasks::{prove_chunk, prove_combine, AuditJob, AuditPart};
+use zkaudit_circuits::audit::{audit_key, AuditShape, SaltKey};
 use zkaudit_circuits::keys::StepKey;
 use zkaudit_circuits::shape::StepShape;
 use zkaudit_circuits::tasks::{
@@ -83,6 +86,31 @@ struct Prover {
     contexts: HashMap<(String, String), Arc<JobContext>>,
     step_key: Option<(String, Arc<StepKey>)>,
     agg_key: Option<(String, Arc<AggKey>)>,
+    audit_key: Option<(String, Arc<StepKey>)>,
+}
+
+/// What a task produced.
+enum Output {
+    /// A step or aggregation proof.
+    Step(Artifact),
+    /// An audit chunk or combine proof.
+    Audit(AuditPart),
+}
+
+impl Output {
+    fn proof_mut(&mut self) -> &mut Vec<u8> {
+        match self {
+            Output::Step(a) => &mut a.proof,
+            Output::Audit(p) => p.proof_mut(),
+        }
+    }
+
+    fn to_bytes(&self) -> Result<Vec<u8>, CircuitError> {
+        match self {
+            Output::Step(a) => a.to_bytes(),
+            Output::Audit(p) => p.to_bytes(),
+        }
+    }
 }
 
 impl Prover {
@@ -104,6 +132,27 @@ impl Prover {
         let ks = Arc::new(KeyStore::new(cfg.keys_dir.clone(), step, agg));
         self.keystores.insert((k, agg_k), ks.clone());
         Ok(ks)
+    }
+
+    /// The proving key of an audit circuit (one kept in memory).
+    fn audit_key(
+        &mut self,
+        cfg: &WorkerConfig,
+        shape: &AuditShape,
+    ) -> Result<(Arc<KeyStore>, Arc<StepKey>), CircuitError> {
+        let ks = self.keystore(cfg, shape.k, 0)?;
+        let id = format!("{}-{}", shape.id(), shape.k);
+        if let Some((kid, key)) = &self.audit_key {
+            if *kid == id {
+                return Ok((ks, key.clone()));
+            }
+        }
+        self.step_key = None;
+        self.agg_key = None;
+        self.audit_key = None;
+        let key = Arc::new(audit_key(&cfg.keys_dir, shape, &ks.step_params)?);
+        self.audit_key = Some((id, key.clone()));
+        Ok((ks, key))
     }
 }
 
@@ -163,6 +212,8 @@ pub async fn run(cfg: WorkerConfig, mut shutdown: watch::Receiver<u32>) -> Resul
         let span = info_span!("task", job = %task.job_id, task = task.index, worker = %worker_id, attempt = task.attempt);
         let kind = match &task.kind {
             Some(pb::task::Kind::Leaf(_)) => "leaf",
+            Some(pb::task::Kind::AuditChunk(_)) => "audit-chunk",
+            Some(pb::task::Kind::AuditCombine(_)) => "audit-combine",
             _ => "aggregate",
         };
         let expected = last_ms.get(kind).copied();
@@ -303,6 +354,10 @@ async fn work(
                 a.children.len()
             ),
         ),
+        Some(pb::task::Kind::AuditChunk(c)) => (0, format!("audit chunk {}", c.chunk)),
+        Some(pb::task::Kind::AuditCombine(c)) => {
+            (0, format!("audit combine of {} chunks", c.chunks.len()))
+        }
         None => {
             let _ = client.fail(fail(false, "task without a kind".into())).await;
             return Ok(false);
@@ -386,16 +441,72 @@ async fn work(
     let cfg2 = cfg.clone();
     let kind = task.kind.clone();
     let started = Instant::now();
-    let job = tokio::task::spawn_blocking(move || -> Result<Artifact, CircuitError> {
+    let job = tokio::task::spawn_blocking(move || -> Result<Output, CircuitError> {
         let mut p = prover
             .lock()
             .map_err(|_| CircuitError::Shape("prover state poisoned".into()))?;
-        let ks = p.keystore(&cfg2, shape.k, agg_k)?;
         let ctx = p
             .contexts
             .get(&ctx_key)
             .cloned()
             .ok_or_else(|| CircuitError::Shape("transcript not loaded".into()))?;
+        let audit = match &kind {
+            Some(pb::task::Kind::AuditChunk(c)) => Some(&c.audit),
+            Some(pb::task::Kind::AuditCombine(c)) => Some(&c.audit),
+            _ => None,
+        };
+        if let Some(bytes) = audit {
+            let job = AuditJob::from_bytes(bytes, "leased audit")?;
+            let data = job.data(&ctx.transcript);
+            let salts = SaltKey::new(&job.claim, &data);
+            return match kind {
+                Some(pb::task::Kind::AuditChunk(c)) => {
+                    let (ks, key) = p.audit_key(&cfg2, &job.plan.chunk)?;
+                    drop(p);
+                    let i = c.chunk as usize;
+                    let proof = pool.install(|| {
+                        prove_chunk(
+                            &job,
+                            &data,
+                            Some(&ctx.tree),
+                            &salts,
+                            i,
+                            &ks.step_params,
+                            &key,
+                        )
+                    })?;
+                    Ok(Output::Audit(AuditPart::Chunk {
+                        index: c.chunk,
+                        proof,
+                    }))
+                }
+                Some(pb::task::Kind::AuditCombine(c)) => {
+                    let chunks = c
+                        .chunks
+                        .iter()
+                        .enumerate()
+                        .map(|(i, a)| match AuditPart::from_bytes(&a.body, &format!("chunk {i}"))? {
+                            AuditPart::Chunk { proof, .. } => Ok(proof),
+                            AuditPart::Combine { .. } => Err(CircuitError::Shape(format!(
+                                "input {i} of the combine task is not a chunk proof"
+                            ))),
+                        })
+                        .collect::<Result<Vec<_>, CircuitError>>()?;
+                    let shape = job.plan.combine.clone().ok_or_else(|| {
+                        CircuitError::Shape("the audit has no combine circuit".into())
+                    })?;
+                    let (ks, key) = p.audit_key(&cfg2, &shape)?;
+                    drop(p);
+                    let (proof, revealed) = pool.install(|| {
+                        prove_combine(&job, &data, &salts, &chunks, &ks.step_params, &key)
+                    })?;
+                    Ok(Output::Audit(AuditPart::Combine { proof, revealed }))
+                }
+                _ => Err(CircuitError::Shape("not an audit task".into())),
+            };
+        }
+        let ks = p.keystore(&cfg2, shape.k, agg_k)?;
+        p.audit_key = None;
         match kind {
             Some(pb::task::Kind::Leaf(l)) => {
                 let len = (l.last_step + 1).saturating_sub(l.first_step) as usize;
@@ -413,6 +524,7 @@ async fn work(
                 };
                 drop(p);
                 pool.install(|| prove_leaf(&ctx, &ks, &key, l.first_step, l.last_step))
+                    .map(Output::Step)
             }
             Some(pb::task::Kind::Aggregate(a)) => {
                 let children = a
@@ -434,9 +546,9 @@ async fn work(
                     }
                 };
                 drop(p);
-                pool.install(|| prove_aggregate(&ctx, &ks, &key, &children))
+                pool.install(|| prove_aggregate(&ctx, &ks, &key, &children)).map(Output::Step)
             }
-            None => Err(CircuitError::Shape("task without a kind".into())),
+            _ => Err(CircuitError::Shape("task without a kind".into())),
         }
     });
     tokio::pin!(job);
@@ -463,9 +575,10 @@ async fn work(
     }
     let outcome = match result {
         Ok(mut a) => {
-            if cfg.fault == Some(Fault::CorruptProof) && !a.proof.is_empty() {
-                let i = a.proof.len() / 2;
-                a.proof[i] ^= 0x01;
+            let proof = a.proof_mut();
+            if cfg.fault == Some(Fault::CorruptProof) && !proof.is_empty() {
+                let i = proof.len() / 2;
+                proof[i] ^= 0x01;
                 warn!("fault injection: corrupting the proof");
             }
             let body = match a.to_bytes() {

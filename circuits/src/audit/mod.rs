@@ -29,6 +29,7 @@
 
 pub mod circuit;
 mod prove;
+pub mod tasks;
 #[cfg(test)]
 mod tests;
 
@@ -43,6 +44,7 @@ pub use prove::{
     AuditData,
     AuditProgress,
     Plan,
+    SaltKey,
 };
 
 use serde::{Deserialize, Serialize};
@@ -419,23 +421,28 @@ impl AuditProof {
 
     /// The audited claim in words.
     pub fn describe(&self) -> String {
-        let b = &self.binding;
-        let n = b.num_records;
-        let count = |bound: &Bound, total: u64, what: &str| match bound {
-            Bound::AtLeast(t) => format!(
-                "at least {t} of the {total} {what} ({:.2}%)",
-                100.0 * *t as f64 / total.max(1) as f64
-            ),
-            Bound::AtMost(t) => format!(
-                "at most {t} of the {total} {what} ({:.2}%)",
-                100.0 * *t as f64 / total.max(1) as f64
-            ),
-        };
-        let revealed = |r: &[u64]| match r {
-            [] => String::new(),
-            [c, ..] => format!("; revealed count: {c}"),
-        };
-        match &self.claim {
+        describe_claim(&self.claim, &self.binding, &self.revealed)
+    }
+}
+
+/// A claim about the commitments `b` in words (`revealed`: published sums).
+pub fn describe_claim(claim: &Claim, b: &Binding, revealed: &[u64]) -> String {
+    let n = b.num_records;
+    let count = |bound: &Bound, total: u64, what: &str| match bound {
+        Bound::AtLeast(t) => format!(
+            "at least {t} of the {total} {what} ({:.2}%)",
+            100.0 * *t as f64 / total.max(1) as f64
+        ),
+        Bound::AtMost(t) => format!(
+            "at most {t} of the {total} {what} ({:.2}%)",
+            100.0 * *t as f64 / total.max(1) as f64
+        ),
+    };
+    let revealed_words = |r: &[u64]| match r {
+        [] => String::new(),
+        [c, ..] => format!("; revealed count: {c}"),
+    };
+    match claim {
             Claim::Composition {
                 ranges,
                 bound,
@@ -445,7 +452,7 @@ impl AuditProof {
                 count(bound, n, "records"),
                 to_hex(&b.root),
                 ranges.describe(),
-                revealed(&self.revealed)
+                revealed_words(revealed)
             ),
             Claim::Exclusion { blocklist } => format!(
                 "none of the {n} records of the training set with root {} has features equal to an item of the {}-entry blocklist (content hashes, SHA-256 of the list {})",
@@ -463,7 +470,7 @@ impl AuditProof {
                 to_hex(&b.c_t),
                 count(bound, test.labels.len() as u64, "test records"),
                 test.sha256(),
-                revealed(&self.revealed)
+                revealed_words(revealed)
             ),
             Claim::Fairness {
                 test,
@@ -492,7 +499,6 @@ impl AuditProof {
                 raw
             ),
         }
-    }
 }
 
 /// SHA-256 over the blocklist's field elements.

@@ -8,7 +8,8 @@ use halo2_base::gates::circuit::CircuitBuilderStage;
 use halo2_base::halo2_proofs::halo2curves::bn256::{Bn256, G1Affine};
 use halo2_base::halo2_proofs::plonk::VerifyingKey;
 use halo2_base::halo2_proofs::poly::kzg::commitment::ParamsKZG;
-use rand_core::{OsRng, RngCore};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use snark_verifier_sdk::halo2::gen_snark_shplonk;
 use zkaudit_model::transcript::Transcript;
 use zkaudit_model::{Architecture, Engine, FixedParams, Weights};
@@ -46,7 +47,7 @@ pub enum AuditProgress {
 }
 
 /// The circuits of an audit: the chunk shape, the number of chunks, the combine shape.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     /// Chunk circuit.
     pub chunk: AuditShape,
@@ -61,7 +62,7 @@ fn bad<T>(m: String) -> Result<T> {
 }
 
 /// Number of records the claim ranges over (training records or public records).
-fn population(claim: &Claim, b: &Binding) -> usize {
+pub(super) fn population(claim: &Claim, b: &Binding) -> usize {
     match claim {
         Claim::Composition { .. } | Claim::Exclusion { .. } => b.num_records as usize,
         Claim::Inclusion { .. } => 1,
@@ -71,7 +72,7 @@ fn population(claim: &Claim, b: &Binding) -> usize {
 }
 
 /// Checks the claim's public data against the model format and the bounds.
-fn check_public(claim: &Claim, arch: &Architecture, fx: &FixedParams) -> Result<()> {
+pub(super) fn check_public(claim: &Claim, arch: &Architecture, fx: &FixedParams) -> Result<()> {
     let d = arch.input_dim();
     let in_fx = |v: i64| fx.in_range(v as i128);
     let check_ranges = |r: &super::FeatureRanges| -> Result<()> {
@@ -187,7 +188,7 @@ fn check_public(claim: &Claim, arch: &Architecture, fx: &FixedParams) -> Result<
 
 /// The circuits of a claim with `records` per chunk (rounded to what the
 /// claim allows) and the given circuit sizes.
-fn shapes(
+pub(super) fn shapes(
     claim: &Claim,
     b: &Binding,
     arch: &Architecture,
@@ -353,7 +354,7 @@ fn groups(claim: &Claim) -> Option<(Vec<bool>, (u64, u64))> {
 }
 
 /// Public inputs of chunk `i` (`root`, `cc`: the values it exposes).
-fn chunk_publics(
+pub(super) fn chunk_publics(
     claim: &Claim,
     b: &Binding,
     shape: &AuditShape,
@@ -418,7 +419,11 @@ fn chunk_publics(
     Ok(v)
 }
 
-fn combine_publics(claim: &Claim, chunks: &[ChunkProof], revealed: &[u64]) -> Result<Vec<Fr>> {
+pub(super) fn combine_publics(
+    claim: &Claim,
+    chunks: &[ChunkProof],
+    revealed: &[u64],
+) -> Result<Vec<Fr>> {
     let mut v = Vec::new();
     for (i, c) in chunks.iter().enumerate() {
         v.push(c.cc.ok_or_else(|| {
@@ -593,7 +598,12 @@ fn model<'a>(data: &AuditData<'a>) -> Result<&'a Weights> {
 }
 
 /// Counts of chunk `i` (same rules as the circuit).
-fn chunk_counts(claim: &Claim, data: &AuditData, shape: &AuditShape, i: usize) -> Result<Vec<u64>> {
+pub(super) fn chunk_counts(
+    claim: &Claim,
+    data: &AuditData,
+    shape: &AuditShape,
+    i: usize,
+) -> Result<Vec<u64>> {
     let t = data.transcript;
     let c = shape.records;
     match claim {
@@ -625,33 +635,71 @@ fn chunk_counts(claim: &Claim, data: &AuditData, shape: &AuditShape, i: usize) -
     }
 }
 
-fn random_salt() -> u128 {
-    let mut b = [0u8; 16];
-    OsRng.fill_bytes(&mut b);
-    u128::from_le_bytes(b)
+/// The secret from which an audit's count salts are derived: the run's
+/// secret salts (the audited weights' and every record's, never published)
+/// and the claim. Deterministic, so that a chunk proven twice (a retried
+/// cluster task) commits to the same counts, and the combine proof can be
+/// made by a prover that did not make the chunks.
+pub struct SaltKey([u8; 32]);
+
+impl SaltKey {
+    /// The key of `claim` on the data of `data`.
+    pub fn new(claim: &Claim, data: &AuditData) -> Self {
+        let t = data.transcript;
+        let mut h = Sha256::new();
+        h.update(b"zkaudit/audit-count-salt/v1");
+        h.update(claim_digest(claim));
+        h.update((data.model_index as u64).to_le_bytes());
+        h.update(
+            t.weight_salts
+                .get(data.model_index)
+                .copied()
+                .unwrap_or(0)
+                .to_le_bytes(),
+        );
+        for s in &t.leaf_salts {
+            h.update(s.to_le_bytes());
+        }
+        SaltKey(h.finalize().into())
+    }
+
+    /// The count salt of chunk `i`.
+    pub fn salt(&self, i: usize) -> u128 {
+        let mut h = Sha256::new();
+        h.update(self.0);
+        h.update((i as u64).to_le_bytes());
+        let d = h.finalize();
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&d[..16]);
+        u128::from_le_bytes(b)
+    }
+}
+
+/// SHA-256 of a claim's encoding.
+pub fn claim_digest(claim: &Claim) -> [u8; 32] {
+    Sha256::digest(bincode::serialize(claim).unwrap_or_default()).into()
 }
 
 /// The private inputs of a chunk and the values it exposes.
-struct ChunkInputs {
-    witness: AuditWitness,
-    root: Option<Fr>,
-    cc: Option<Fr>,
-    counts: Vec<u64>,
+pub(super) struct ChunkInputs {
+    pub(super) witness: AuditWitness,
+    pub(super) root: Option<Fr>,
+    pub(super) cc: Option<Fr>,
 }
 
-/// The private inputs and exposed values of chunk `i`.
-fn chunk_inputs(
+/// The private inputs and exposed values of chunk `i` (`count_salt`: its salt).
+pub(super) fn chunk_inputs(
     claim: &Claim,
     data: &AuditData,
     tree: Option<&MerkleTree>,
     shape: &AuditShape,
     i: usize,
+    count_salt: u128,
 ) -> Result<ChunkInputs> {
     let tree =
         || tree.ok_or_else(|| CircuitError::Shape("data audits need the dataset tree".into()));
     let t = data.transcript;
     let c = shape.records;
-    let count_salt = random_salt();
     let counts = chunk_counts(claim, data, shape, i)?;
     let cc = (!counts.is_empty()).then(|| count_commitment(count_salt, &counts));
     Ok(match claim {
@@ -683,7 +731,6 @@ fn chunk_inputs(
                 },
                 root: Some(tree()?.levels[level][i]),
                 cc,
-                counts,
             }
         }
         Claim::Inclusion { features, label } => {
@@ -706,7 +753,6 @@ fn chunk_inputs(
                 },
                 root: None,
                 cc: None,
-                counts,
             }
         }
         _ => ChunkInputs {
@@ -722,14 +768,13 @@ fn chunk_inputs(
             },
             root: None,
             cc,
-            counts,
         },
     })
 }
 
 /// Proves one circuit and checks the proof (a false statement yields an
 /// invalid proof, reported as unsatisfied).
-fn prove_one(
+pub(super) fn prove_one(
     shape: &AuditShape,
     publics: &[Fr],
     w: &AuditWitness,
@@ -770,6 +815,7 @@ pub fn prove_audit(
     keys_dir: &Path,
     progress: &mut dyn FnMut(AuditProgress),
 ) -> Result<AuditProof> {
+    use super::tasks::{assemble, prove_chunk, prove_combine, AuditJob};
     let t = data.transcript;
     // Only data audits open the tree.
     let tree = claim.is_data().then(|| {
@@ -780,6 +826,13 @@ pub fn prove_audit(
             t.config.fx.value_bits,
         )
     });
+    let job = AuditJob {
+        claim: claim.clone(),
+        binding: binding.clone(),
+        model_index: data.model_index as u64,
+        plan: plan.clone(),
+    };
+    let salts = SaltKey::new(claim, data);
     progress(AuditProgress::Started(
         plan.chunks + usize::from(plan.combine.is_some()),
     ));
@@ -787,64 +840,31 @@ pub fn prove_audit(
     progress(AuditProgress::Key(plan.chunk.kind.name()));
     let key = audit_key(keys_dir, &plan.chunk, &params)?;
     let mut chunks = Vec::with_capacity(plan.chunks);
-    let mut counts = Vec::new();
-    let mut salts = Vec::new();
     for i in 0..plan.chunks {
-        let ChunkInputs {
-            witness: w,
-            root,
-            cc,
-            counts: c,
-        } = chunk_inputs(claim, data, tree.as_ref(), &plan.chunk, i)?;
-        let publics = chunk_publics(claim, binding, &plan.chunk, i, root, cc)?;
-        let proof = prove_one(
-            &plan.chunk,
-            &publics,
-            &w,
+        chunks.push(prove_chunk(
+            &job,
+            data,
+            tree.as_ref(),
+            &salts,
+            i,
             &params,
             &key,
-            &format!("{} chunk {i}", plan.chunk.kind.name()),
-        )?;
-        if let AuditWitness::Data { count_salt, .. } | AuditWitness::Model { count_salt, .. } = w {
-            salts.push(count_salt);
-        }
-        counts.push(c);
-        chunks.push(ChunkProof { root, cc, proof });
+        )?);
         progress(AuditProgress::Proved(i + 1));
     }
     drop(key);
-    let srs = srs_id(&params);
-    let mut revealed = Vec::new();
     let combine = match &plan.combine {
         None => None,
         Some(shape) => {
-            let ChunkKind::Combine { groups, reveal, .. } = shape.kind else {
-                return Err(CircuitError::Shape("not a combine shape".into()));
-            };
-            if reveal {
-                revealed = (0..groups)
-                    .map(|g| counts.iter().map(|c| c[g]).sum())
-                    .collect();
-            }
             let params = params_for(shape.k)?;
             progress(AuditProgress::Key("combine"));
             let key = audit_key(keys_dir, shape, &params)?;
-            let publics = combine_publics(claim, &chunks, &revealed)?;
-            let w = AuditWitness::Combine { counts, salts };
-            let proof = prove_one(shape, &publics, &w, &params, &key, "combine")?;
+            let out = prove_combine(&job, data, &salts, &chunks, &params, &key)?;
             progress(AuditProgress::Proved(plan.chunks + 1));
-            Some((shape.clone(), proof))
+            Some(out)
         }
     };
-    Ok(AuditProof {
-        claim: claim.clone(),
-        binding: binding.clone(),
-        chunk_shape: plan.chunk.clone(),
-        chunks,
-        combine,
-        revealed,
-        srs_id: srs,
-    })
+    assemble(&job, chunks, combine, srs_id(&params))
 }
 
 /// Verifies an audit completely against the binding of a verified

@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use zkaudit_circuits::audit::circuit::content_hash;
+use zkaudit_circuits::audit::tasks::AuditRequest;
 use zkaudit_circuits::audit::{
     check_claim, check_raw, plan, prove_audit, verify_audit, AuditData, AuditProgress, AuditProof,
     Binding, Bound, Claim, FeatureRanges, PublicRecords,
@@ -40,6 +41,28 @@ pub struct Common {
     /// SRS and key cache.
     #[command(flatten)]
     pub files: ProvingFiles,
+    /// Prove through the proving cluster of this coordinator (its workers
+    /// prove the chunks in parallel) instead of on this machine.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// Where to prove: a coordinator, when one is given.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Coordinator URL (e.g. `http://127.0.0.1:7700`); without it the audit
+    /// is proven locally.
+    #[arg(long, env = "ZKAUDIT_COORDINATOR")]
+    pub coordinator: Option<String>,
+    /// Bearer token (or ZKAUDIT_TOKEN, or --token-file).
+    #[arg(long, env = "ZKAUDIT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// File holding the token.
+    #[arg(long, env = "ZKAUDIT_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// CA certificate (PEM) to verify a TLS coordinator.
+    #[arg(long, env = "ZKAUDIT_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// Public records for model audits.
@@ -594,6 +617,9 @@ pub fn run(a: AuditArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     };
+    if let Some(url) = &common.cluster.coordinator {
+        return prove_on_cluster(common, url, claim, binding, model_index, out);
+    }
     let p = plan(&claim, &binding, &t.config.arch, &t.config.fx, common.chunk)?;
     eprintln!(
         "{} audit: {} chunk proof{} of {} record{} (k = {}){}",
@@ -653,6 +679,64 @@ pub fn run(a: AuditArgs) -> anyhow::Result<()> {
     if !counts.is_empty() && !audit.revealed.is_empty() {
         println!("(count published at the owner's request)");
     }
+    Ok(())
+}
+
+/// Submits the audit to a coordinator, watches it, and writes the audit
+/// proof it returns (after checking that it is the audit asked for).
+fn prove_on_cluster(
+    common: &Common,
+    url: &str,
+    claim: Claim,
+    binding: Binding,
+    model_index: usize,
+    out: &Path,
+) -> anyhow::Result<()> {
+    use super::cluster::{fetch_certificate, runtime, transcript_file, upload, watch_job, Endpoint};
+    use sha2::{Digest, Sha256};
+    let c = &common.cluster;
+    let endpoint = Endpoint {
+        coordinator: url.to_string(),
+        token: c.token.clone(),
+        token_file: c.token_file.clone(),
+        tls_ca: c.tls_ca.clone(),
+    };
+    let request = AuditRequest {
+        claim: claim.clone(),
+        binding: binding.clone(),
+        model_index: model_index as u64,
+        chunk_records: common.chunk as u64,
+    };
+    let path = transcript_file(&common.run);
+    let bytes =
+        std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let spec = zkaudit_proto::v1::JobSpec {
+        name: String::new(),
+        transcript_bytes: bytes.len() as u64,
+        transcript_sha256: hex::encode(Sha256::digest(&bytes)),
+        audit: request.to_bytes()?,
+        ..Default::default()
+    };
+    let start = Instant::now();
+    let rt = runtime()?;
+    let mut client = endpoint.client(&rt)?;
+    let (id, tasks) = upload(&rt, &mut client, url, spec, &bytes)?;
+    eprintln!("submitted {id} to {url} ({tasks} tasks)");
+    watch_job(&rt, &mut client, url, &id)?;
+    let bytes = fetch_certificate(&rt, &mut client, url, &id)?;
+    let audit = AuditProof::from_bytes(&bytes, Path::new(&id))?;
+    if audit.claim != claim || audit.binding != binding {
+        bail!("job {id} returned an audit of another claim or run than the one submitted");
+    }
+    audit.write(out)?;
+    println!(
+        "proved {} audit through {url} (job {id}) in {:.1} s: {} ({} bytes)",
+        claim.name(),
+        start.elapsed().as_secs_f64(),
+        out.display(),
+        bytes.len()
+    );
+    println!("{}", audit.describe());
     Ok(())
 }
 

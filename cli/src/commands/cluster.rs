@@ -61,7 +61,8 @@ fn token(token: &Option<String>, file: &Option<PathBuf>) -> anyhow::Result<Optio
 pub(super) type Client = JobsClient<InterceptedService<Channel, Auth>>;
 
 impl Endpoint {
-    fn client(&self, rt: &tokio::runtime::Runtime) -> anyhow::Result<Client> {
+    /// A Jobs client on `rt`'s runtime.
+    pub(super) fn client(&self, rt: &tokio::runtime::Runtime) -> anyhow::Result<Client> {
         let _guard = rt.enter();
         let ch = channel(&self.coordinator, self.tls_ca.as_deref()).map_err(anyhow::Error::msg)?;
         let auth = Auth::new(token(&self.token, &self.token_file)?.as_deref())
@@ -327,6 +328,7 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
         agg_k: a.agg_k.unwrap_or(0),
         transcript_bytes: bytes.len() as u64,
         transcript_sha256: hex::encode(Sha256::digest(&bytes)),
+        ..Default::default()
     };
     let rt = runtime()?;
     let mut client = a.endpoint.client(&rt)?;
@@ -364,7 +366,8 @@ pub(super) fn upload(
     })
 }
 
-fn transcript_file(run: &Path) -> PathBuf {
+/// The transcript of a run directory (or the file itself).
+pub(super) fn transcript_file(run: &Path) -> PathBuf {
     if run.is_dir() {
         run.join("transcript.bin")
     } else {
@@ -394,6 +397,20 @@ fn state_name(s: i32) -> &'static str {
 }
 
 fn summary(st: &pb::JobStatus) -> String {
+    if st.kind == "audit" {
+        let mut s = format!(
+            "{} ({}): audit, {}, {}/{} tasks",
+            st.job_id,
+            st.name,
+            state_name(st.state),
+            st.tasks_done,
+            st.tasks_total
+        );
+        if !st.error.is_empty() {
+            s.push_str(&format!("\n  error: {}", st.error));
+        }
+        return s;
+    }
     let mut s = format!(
         "{} ({}): {}, {}/{} steps proven, {}/{} aggregations, {}/{} tasks",
         st.job_id,
@@ -425,9 +442,14 @@ pub fn status(a: JobArgs) -> anyhow::Result<()> {
             .map_err(|s| rpc(s, &a.endpoint.coordinator))?
             .into_inner();
         println!("{}", summary(&st));
+        if !st.claim.is_empty() {
+            println!("  claim: {}", st.claim);
+        }
         for t in &st.tasks {
             let what = match t.kind.as_str() {
                 "leaf" => format!("steps {}..={}", t.first_step, t.last_step),
+                "audit-chunk" => format!("audit chunk {}", t.first_step),
+                "audit-combine" => "audit combine".to_string(),
                 _ => format!("aggregation level {}", t.level),
             };
             println!(
@@ -506,7 +528,7 @@ pub fn watch(a: JobArgs) -> anyhow::Result<()> {
     watch_job(&rt, &mut client, &a.endpoint.coordinator, &a.job)
 }
 
-/// Arguments of `zkaudit fetch`.
+/// Arguments of `zkaudit fetch` (a certificate, or an audit job's audit proof).
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   zkaudit fetch job-000001 --out run.cert && zkaudit verify run.cert")]
@@ -525,10 +547,12 @@ pub fn fetch(a: FetchArgs) -> anyhow::Result<()> {
     let mut client = a.job.endpoint.client(&rt)?;
     let bytes = fetch_certificate(&rt, &mut client, &a.job.endpoint.coordinator, &a.job.job)?;
     zkaudit_model::transcript::write_atomic(&a.out, &bytes)?;
+    let audit = bytes.starts_with(&zkaudit_circuits::audit::AUDIT_MAGIC);
     println!(
-        "wrote {} ({} bytes); check it with `zkaudit verify {}`",
+        "wrote {} ({} bytes); check it with `zkaudit verify {}{}`",
         a.out.display(),
         bytes.len(),
+        if audit { "CERT --audit " } else { "" },
         a.out.display()
     );
     Ok(())

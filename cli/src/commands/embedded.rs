@@ -114,6 +114,7 @@ pub fn prove(job: &EmbeddedJob) -> anyhow::Result<EmbeddedReport> {
             agg_k: job.agg_k,
             transcript_bytes: bytes.len() as u64,
             transcript_sha256: String::new(),
+            ..Default::default()
         };
         let start = Instant::now();
         let (id, tasks) = upload(&rt, &mut client, &url, spec, &bytes)?;
