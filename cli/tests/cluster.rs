@@ -799,7 +799,10 @@ fn an_audit_through_the_cluster_verifies_against_its_certificate() {
         .to_string();
     let st = c.status(&job);
     assert!(st.contains(": audit, done, 4/4 tasks"), "{st}");
-    assert!(st.contains("audit chunk 2") && st.contains("audit combine"), "{st}");
+    assert!(
+        st.contains("audit chunk 2") && st.contains("audit combine"),
+        "{st}"
+    );
     assert!(w1.logs().contains("audit") || w2.logs().contains("audit"));
     let v = ok(f.cmd().arg("verify").arg(&cert).arg("--audit").arg(&audit));
     assert!(v.contains("at least 12 of the 24 records"), "{v}");

@@ -47,7 +47,9 @@ fn run(store: &Store, steps: u64, mode: JobMode, artifact: &[u8]) -> (f64, f64, 
         agg_k: 20,
         transcript_sha256: String::new(),
     };
-    store.submit(spec, shape(), plan, &transcript, None, 1).unwrap();
+    store
+        .submit(spec, shape(), plan, &transcript, None, 1)
+        .unwrap();
     let submit = t0.elapsed().as_secs_f64();
     let w = store.register_worker("bench", 1, 0, "bench", 1).unwrap().id;
     let t1 = Instant::now();

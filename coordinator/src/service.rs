@@ -148,7 +148,12 @@ impl Shared {
 
     /// The planned audit of an audit job with its salt key, cached.
     pub fn audit(&self, job: &JobRecord) -> Result<Arc<(AuditJob, SaltKey)>, Status> {
-        if let Some(a) = self.audits.lock().ok().and_then(|m| m.get(&job.id).cloned()) {
+        if let Some(a) = self
+            .audits
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&job.id).cloned())
+        {
             return Ok(a);
         }
         let bytes = self.store.audit(&job.id).map_err(store_status)?;

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::plan::{JobMode, TaskKind};
-use crate::store::JobKind;
 use crate::service::Shared;
+use crate::store::JobKind;
 use crate::store::{JobRecord, StoreError, TaskState};
 
 /// The status page itself (HTML, CSS and script in one file).

@@ -485,11 +485,13 @@ async fn work(
                         .chunks
                         .iter()
                         .enumerate()
-                        .map(|(i, a)| match AuditPart::from_bytes(&a.body, &format!("chunk {i}"))? {
-                            AuditPart::Chunk { proof, .. } => Ok(proof),
-                            AuditPart::Combine { .. } => Err(CircuitError::Shape(format!(
-                                "input {i} of the combine task is not a chunk proof"
-                            ))),
+                        .map(|(i, a)| {
+                            match AuditPart::from_bytes(&a.body, &format!("chunk {i}"))? {
+                                AuditPart::Chunk { proof, .. } => Ok(proof),
+                                AuditPart::Combine { .. } => Err(CircuitError::Shape(format!(
+                                    "input {i} of the combine task is not a chunk proof"
+                                ))),
+                            }
                         })
                         .collect::<Result<Vec<_>, CircuitError>>()?;
                     let shape = job.plan.combine.clone().ok_or_else(|| {
@@ -546,7 +548,8 @@ async fn work(
                     }
                 };
                 drop(p);
-                pool.install(|| prove_aggregate(&ctx, &ks, &key, &children)).map(Output::Step)
+                pool.install(|| prove_aggregate(&ctx, &ks, &key, &children))
+                    .map(Output::Step)
             }
             _ => Err(CircuitError::Shape("task without a kind".into())),
         }

@@ -229,6 +229,59 @@ fn composition_audit_verifies_and_rejects_false_claims_and_tampering() {
         6,
     );
     assert!(env.verify(&other, &a).is_err(), "audit of another dataset");
+
+    // The same audit as cluster tasks: the coordinator's checks accept the
+    // locally proven chunks (count salts are derived, not drawn, so any
+    // prover commits to the same counts) and reject moved or altered ones.
+    use super::tasks::{admit, verify_chunk, verify_combine, AuditRequest};
+    let tree = MerkleTree::of_dataset(
+        &t.train.features,
+        &t.train.labels,
+        &t.leaf_salts,
+        t.config.fx.value_bits,
+    );
+    let claim = a.claim.clone();
+    let req = |claim: Claim, binding: Binding| AuditRequest {
+        claim,
+        binding,
+        model_index: t.num_steps() as u64,
+        chunk_records: 4,
+    };
+    let job = admit(&req(claim.clone(), binding(&t)), &t, &tree).unwrap();
+    assert_eq!(job.plan.chunk, a.chunk_shape);
+    assert!(matches!(
+        admit(&req(false_claim.clone(), binding(&t)), &t, &tree),
+        Err(CircuitError::Unsatisfied(_))
+    ));
+    let mut foreign = binding(&t);
+    foreign.c_t = foreign.root;
+    assert!(matches!(
+        admit(&req(claim.clone(), foreign), &t, &tree),
+        Err(CircuitError::Verification(_))
+    ));
+    let salts = SaltKey::new(&claim, &data);
+    let params = env.params_for()(a.chunk_shape.k).unwrap();
+    let vk = audit_vk(env.keys(), &a.chunk_shape, &params).unwrap();
+    let check = |i: usize, c: &ChunkProof| {
+        verify_chunk(&job, &data, Some(&tree), &salts, i, c, &params, &vk)
+    };
+    for (i, c) in a.chunks.iter().enumerate() {
+        check(i, c).unwrap();
+    }
+    assert!(check(1, &a.chunks[0]).is_err(), "a chunk proof moved");
+    let mut e = a.chunks[2].clone();
+    e.cc = Some(circuit::count_commitment(7, &[0]));
+    assert!(check(2, &e).is_err(), "another count commitment");
+    let (shape, proof) = a.combine.clone().unwrap();
+    let cparams = env.params_for()(shape.k).unwrap();
+    let cvk = audit_vk(env.keys(), &shape, &cparams).unwrap();
+    let combine = |revealed: &[u64]| {
+        verify_combine(
+            &job, &data, &salts, &a.chunks, &proof, revealed, &cparams, &cvk,
+        )
+    };
+    combine(&a.revealed).unwrap();
+    assert!(combine(&[truth + 1]).is_err(), "a wrong revealed sum");
 }
 
 #[test]

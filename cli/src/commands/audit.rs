@@ -692,7 +692,9 @@ fn prove_on_cluster(
     model_index: usize,
     out: &Path,
 ) -> anyhow::Result<()> {
-    use super::cluster::{fetch_certificate, runtime, transcript_file, upload, watch_job, Endpoint};
+    use super::cluster::{
+        fetch_certificate, runtime, transcript_file, upload, watch_job, Endpoint,
+    };
     use sha2::{Digest, Sha256};
     let c = &common.cluster;
     let endpoint = Endpoint {
@@ -708,8 +710,7 @@ fn prove_on_cluster(
         chunk_records: common.chunk as u64,
     };
     let path = transcript_file(&common.run);
-    let bytes =
-        std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let spec = zkaudit_proto::v1::JobSpec {
         name: String::new(),
         transcript_bytes: bytes.len() as u64,
