@@ -26,19 +26,13 @@
 //! # File format
 //! `"ZKACERT\0"`, version u32 LE, then bincode of [`Certificate`].
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 use halo2_base::halo2_proofs::halo2curves::bn256::{Bn256, G1Affine};
-use halo2_base::halo2_proofs::plonk::{verify_proof, VerifyingKey};
-use halo2_base::halo2_proofs::poly::commitment::{Params, ParamsProver};
-use halo2_base::halo2_proofs::poly::kzg::commitment::{KZGCommitmentScheme, ParamsKZG};
-use halo2_base::halo2_proofs::poly::kzg::multiopen::VerifierSHPLONK;
-use halo2_base::halo2_proofs::poly::kzg::strategy::AccumulatorStrategy;
-use halo2_base::halo2_proofs::poly::VerificationStrategy;
+use halo2_base::halo2_proofs::plonk::VerifyingKey;
+use halo2_base::halo2_proofs::poly::commitment::Params;
+use halo2_base::halo2_proofs::poly::kzg::commitment::ParamsKZG;
 use serde::{Deserialize, Serialize};
-use snark_verifier_sdk::halo2::{PoseidonTranscript, POSEIDON_SPEC};
-use snark_verifier_sdk::NativeLoader;
 use zkaudit_model::schedule::Schedule;
 use zkaudit_model::Weights;
 
@@ -46,7 +40,7 @@ use crate::aggregate::{check_accumulator, expected_schedule, NodeKind, Summary, 
 use crate::envelope;
 use crate::field::to_hex;
 use crate::hash::{commit_weights_native, MerkleTree};
-use crate::prover::verify_snark;
+use crate::prover::{verify_snark, verify_snarks_accumulated};
 use crate::shape::{PublicParams, StepShape};
 use crate::srs::srs_id;
 use crate::step::StepStatement;
@@ -331,44 +325,17 @@ pub fn verify_certificate(
         }
     }
     // One accumulated pairing for all proofs.
-    let mut strategy = AccumulatorStrategy::new(params.verifier_params());
-    for e in steps {
-        let inst = e.statement.instances();
-        let mut transcript = PoseidonTranscript::<NativeLoader, &[u8]>::from_spec(
-            &e.proof[..],
-            POSEIDON_SPEC.clone(),
-        );
-        let res = catch_unwind(AssertUnwindSafe(|| {
-            verify_proof::<KZGCommitmentScheme<Bn256>, VerifierSHPLONK<'_, Bn256>, _, _, _>(
-                params.verifier_params(),
-                vk,
-                strategy,
-                &[&[&inst]],
-                &mut transcript,
-            )
-        }));
-        strategy = match res {
-            Ok(Ok(next)) => next,
-            Ok(Err(e2)) => {
-                return fail(format!(
-                    "the proof of step {} is invalid: {e2:?}",
-                    e.statement.step
-                ))
-            }
-            Err(_) => {
-                return fail(format!(
-                    "the proof of step {} is malformed",
-                    e.statement.step
-                ))
-            }
-        };
-    }
-    if !VerificationStrategy::<_, VerifierSHPLONK<'_, Bn256>>::finalize(strategy) {
-        return fail(
-            "the accumulated pairing check failed: at least one step proof is invalid".into(),
-        );
-    }
-    Ok(())
+    let proofs: Vec<(Vec<Fr>, &[u8])> = steps
+        .iter()
+        .map(|e| (e.statement.instances(), e.proof.as_slice()))
+        .collect();
+    verify_snarks_accumulated(
+        params,
+        vk,
+        &proofs,
+        &|i| format!("step {}", steps[i].statement.step),
+        "step",
+    )
 }
 
 /// Verifies a succinct certificate completely: `step_params` is the SRS at

@@ -157,6 +157,55 @@ pub fn verify_snark(
     }
 }
 
+/// Verifies several SHPLONK proofs under one verifying key with one
+/// accumulated pairing: each proof's KZG accumulator is folded into a random
+/// linear combination and a single pairing is checked at the end.
+/// `proofs` are `(instances, proof)`; `name(i)` names proof `i` in errors
+/// (e.g. "step 3"), `kind` names them all (e.g. "step").
+pub fn verify_snarks_accumulated(
+    params: &ParamsKZG<Bn256>,
+    vk: &VerifyingKey<G1Affine>,
+    proofs: &[(Vec<Fr>, &[u8])],
+    name: &dyn Fn(usize) -> String,
+    kind: &str,
+) -> Result<()> {
+    let mut strategy = AccumulatorStrategy::new(params.verifier_params());
+    for (i, (inst, proof)) in proofs.iter().enumerate() {
+        let mut transcript =
+            PoseidonTranscript::<NativeLoader, &[u8]>::from_spec(proof, POSEIDON_SPEC.clone());
+        let res = catch_unwind(AssertUnwindSafe(|| {
+            verify_proof::<KZGCommitmentScheme<Bn256>, VerifierSHPLONK<'_, Bn256>, _, _, _>(
+                params.verifier_params(),
+                vk,
+                strategy,
+                &[&[inst.as_slice()]],
+                &mut transcript,
+            )
+        }));
+        strategy = match res {
+            Ok(Ok(next)) => next,
+            Ok(Err(e)) => {
+                return Err(CircuitError::Verification(format!(
+                    "the proof of {} is invalid: {e:?}",
+                    name(i)
+                )))
+            }
+            Err(_) => {
+                return Err(CircuitError::Verification(format!(
+                    "the proof of {} is malformed",
+                    name(i)
+                )))
+            }
+        };
+    }
+    if !VerificationStrategy::<_, VerifierSHPLONK<'_, Bn256>>::finalize(strategy) {
+        return Err(CircuitError::Verification(format!(
+            "the accumulated pairing check failed: at least one {kind} proof is invalid"
+        )));
+    }
+    Ok(())
+}
+
 /// Checks a step proof from public data only: the digest, the scheduled
 /// indices, the shape's consistency with the public parameters, the SRS, and
 /// the proof itself.

@@ -19,9 +19,12 @@
 //! sums them and proves the claimed rule (at least / at most a threshold, or
 //! a bounded gap between two groups), revealing the sums only on request.
 //! The verifier rebuilds every proof's public inputs itself from the claim,
-//! the public data in the audit file and the certificate, verifies all
-//! proofs, and checks that `R` (with the record count) or `c_T` is the
-//! certificate's.
+//! the public data in the audit file and the certificate, verifies the chunk
+//! proofs together with one accumulated pairing (as a batched certificate
+//! does for step proofs) and the combine proof, and checks that `R` (with
+//! the record count) or `c_T` is the certificate's. The chunks are
+//! independent tasks ([`tasks`]): proven one after the other locally, or in
+//! parallel by the proving cluster's workers.
 //!
 //! A false claim has no satisfying witness: the combine circuit constrains
 //! the rule, the exclusion circuit constrains every record's content hash to

@@ -22,7 +22,7 @@ use super::{
 use crate::field::fe;
 use crate::hash::{node_native, MerkleTree};
 use crate::keys::{cached_key, cached_vk, StepKey};
-use crate::prover::verify_snark;
+use crate::prover::{verify_snark, verify_snarks_accumulated};
 use crate::shape::StepShape;
 use crate::srs::srs_id;
 use crate::{CircuitError, Fr, Result};
@@ -965,12 +965,26 @@ pub fn verify_audit(
         ));
     }
     let vk = audit_vk(keys_dir, &a.chunk_shape, &params)?;
-    for (i, ch) in a.chunks.iter().enumerate() {
-        let publics = chunk_publics(claim, &a.binding, &a.chunk_shape, i, ch.root, ch.cc)?;
-        verify_snark(&params, &vk, &publics, &ch.proof).map_err(|e| {
-            CircuitError::Verification(format!("{} chunk {i}: {e}", a.chunk_shape.kind.name()))
-        })?;
-    }
+    // The chunk proofs are checked together: one accumulated pairing.
+    let proofs = a
+        .chunks
+        .iter()
+        .enumerate()
+        .map(|(i, ch)| {
+            Ok((
+                chunk_publics(claim, &a.binding, &a.chunk_shape, i, ch.root, ch.cc)?,
+                ch.proof.as_slice(),
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let kind = a.chunk_shape.kind.name();
+    verify_snarks_accumulated(
+        &params,
+        &vk,
+        &proofs,
+        &|i| format!("{kind} chunk {i}"),
+        &format!("{kind} chunk"),
+    )?;
     if let Some((shape, proof)) = &a.combine {
         let params = params_for(shape.k)?;
         let vk = audit_vk(keys_dir, shape, &params)?;
