@@ -190,13 +190,29 @@ impl Shared {
         Ok((ks, vk))
     }
 
-    /// A stored audit task result.
-    fn audit_part(&self, job: &str, index: u32) -> Result<AuditPart, Status> {
-        let b = self
-            .store
+    /// The accepted proof of task `index` of a job.
+    fn stored_artifact(&self, job: &str, index: u32) -> Result<Vec<u8>, Status> {
+        self.store
             .artifact(job, index)
             .map_err(store_status)?
-            .ok_or_else(|| Status::internal(format!("task {index} has no proof")))?;
+            .ok_or_else(|| Status::internal(format!("task {index} has no proof")))
+    }
+
+    /// The accepted proofs of `tasks`, in order, as sent to workers.
+    fn stored_artifacts(&self, job: &str, tasks: &[u32]) -> Result<Vec<pb::ProofArtifact>, Status> {
+        tasks
+            .iter()
+            .map(|&c| {
+                Ok(pb::ProofArtifact {
+                    body: self.stored_artifact(job, c)?,
+                })
+            })
+            .collect()
+    }
+
+    /// A stored audit task result.
+    fn audit_part(&self, job: &str, index: u32) -> Result<AuditPart, Status> {
+        let b = self.stored_artifact(job, index)?;
         AuditPart::from_bytes(&b, "stored audit proof").map_err(|e| Status::internal(e.to_string()))
     }
 
@@ -929,17 +945,7 @@ impl pb::workers_server::Workers for WorkersService {
                         format!("steps {first}..={last}")
                     }
                     TaskKind::Aggregate { level, children } => {
-                        let mut kids = Vec::with_capacity(children.len());
-                        for &c in children {
-                            let body = s
-                                .store
-                                .artifact(&l.job, c)
-                                .map_err(store_status)?
-                                .ok_or_else(|| {
-                                    Status::internal(format!("task {c} has no proof"))
-                                })?;
-                            kids.push(pb::ProofArtifact { body });
-                        }
+                        let kids = s.stored_artifacts(&l.job, children)?;
                         task.kind = Some(pb::task::Kind::Aggregate(pb::AggregateTask {
                             level: *level,
                             agg_k: job.spec.agg_k,
@@ -957,17 +963,7 @@ impl pb::workers_server::Workers for WorkersService {
                     }
                     TaskKind::AuditCombine { chunks } => {
                         let audit = s.store.audit(&l.job).map_err(store_status)?;
-                        let mut parts = Vec::with_capacity(chunks.len());
-                        for &c in chunks {
-                            let body = s
-                                .store
-                                .artifact(&l.job, c)
-                                .map_err(store_status)?
-                                .ok_or_else(|| {
-                                    Status::internal(format!("task {c} has no proof"))
-                                })?;
-                            parts.push(pb::ProofArtifact { body });
-                        }
+                        let parts = s.stored_artifacts(&l.job, chunks)?;
                         task.kind = Some(pb::task::Kind::AuditCombine(pb::AuditCombineTask {
                             audit,
                             chunks: parts,

@@ -17,6 +17,7 @@ use zkaudit_model::data::Scaling;
 use zkaudit_model::transcript::Transcript;
 use zkaudit_model::FixedParams;
 
+use super::cluster::Credentials;
 use super::prove_step::ProvingFiles;
 
 /// Arguments every audit takes.
@@ -54,15 +55,9 @@ pub struct ClusterArgs {
     /// is proven locally.
     #[arg(long, env = "ZKAUDIT_COORDINATOR")]
     pub coordinator: Option<String>,
-    /// Bearer token (or ZKAUDIT_TOKEN, or --token-file).
-    #[arg(long, env = "ZKAUDIT_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// File holding the token.
-    #[arg(long, env = "ZKAUDIT_TOKEN_FILE")]
-    pub token_file: Option<PathBuf>,
-    /// CA certificate (PEM) to verify a TLS coordinator.
-    #[arg(long, env = "ZKAUDIT_TLS_CA")]
-    pub tls_ca: Option<PathBuf>,
+    /// Token and TLS trust.
+    #[command(flatten)]
+    pub credentials: Credentials,
 }
 
 /// Public records for model audits.
@@ -699,9 +694,7 @@ fn prove_on_cluster(
     let c = &common.cluster;
     let endpoint = Endpoint {
         coordinator: url.to_string(),
-        token: c.token.clone(),
-        token_file: c.token_file.clone(),
-        tls_ca: c.tls_ca.clone(),
+        credentials: c.credentials.clone(),
     };
     let request = AuditRequest {
         claim: claim.clone(),

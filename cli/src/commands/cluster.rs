@@ -30,6 +30,14 @@ pub struct Endpoint {
         default_value = "http://127.0.0.1:7700"
     )]
     pub coordinator: String,
+    /// Token and TLS trust.
+    #[command(flatten)]
+    pub credentials: Credentials,
+}
+
+/// How a client or worker authenticates with a coordinator and trusts it.
+#[derive(Clone, Debug, Args)]
+pub struct Credentials {
     /// Bearer token (or ZKAUDIT_TOKEN, or --token-file).
     #[arg(long, env = "ZKAUDIT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -64,9 +72,10 @@ impl Endpoint {
     /// A Jobs client on `rt`'s runtime.
     pub(super) fn client(&self, rt: &tokio::runtime::Runtime) -> anyhow::Result<Client> {
         let _guard = rt.enter();
-        let ch = channel(&self.coordinator, self.tls_ca.as_deref()).map_err(anyhow::Error::msg)?;
-        let auth = Auth::new(token(&self.token, &self.token_file)?.as_deref())
-            .map_err(anyhow::Error::msg)?;
+        let c = &self.credentials;
+        let ch = channel(&self.coordinator, c.tls_ca.as_deref()).map_err(anyhow::Error::msg)?;
+        let auth =
+            Auth::new(token(&c.token, &c.token_file)?.as_deref()).map_err(anyhow::Error::msg)?;
         Ok(JobsClient::with_interceptor(ch, auth)
             .max_decoding_message_size(96 << 20)
             .max_encoding_message_size(96 << 20))
@@ -248,8 +257,11 @@ fn hostname() -> String {
 pub fn worker(a: WorkerArgs) -> anyhow::Result<()> {
     let cfg = WorkerConfig {
         coordinator: a.endpoint.coordinator.clone(),
-        token: token(&a.endpoint.token, &a.endpoint.token_file)?,
-        tls_ca: a.endpoint.tls_ca.clone(),
+        token: token(
+            &a.endpoint.credentials.token,
+            &a.endpoint.credentials.token_file,
+        )?,
+        tls_ca: a.endpoint.credentials.tls_ca.clone(),
         name: a
             .name
             .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id())),
