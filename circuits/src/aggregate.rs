@@ -18,10 +18,13 @@
 //! parameter digest are the same. It exposes the accumulator limbs followed by
 //! the [`Summary`] `(c_first, c_last, R, t_first, t_last, digest, schedule)`.
 //!
-//! `schedule` binds the batch indices, which the aggregation hides: a step
-//! contributes `H(TAG_SCHED_STEP, t, i_1..i_B)` and a node
-//! `H(TAG_SCHED_NODE, s_left, s_right)`. The verifier recomputes it from the
-//! seed's schedule along the same tree.
+//! `schedule` binds the batch indices, which the proofs hide: a step
+//! contributes `H(TAG_SCHED_STEP, t, i_1..i_B)`, a leaf proof of a span of
+//! several steps `H(TAG_SCHED_NODE, s_1..s_S)` (both computed by the step
+//! circuit, which exposes only the hash) and a node `H(TAG_SCHED_NODE, s_left,
+//! s_right)`. The verifier recomputes it from the seed's schedule along the
+//! same tree. Because a leaf exposes six public inputs whatever its span and
+//! batch, verifying it in-circuit costs an aggregation the same for any span.
 //!
 //! Verifying keys are not taken from the prover: every aggregation circuit
 //! embeds its children's verifying keys as constants
@@ -60,11 +63,11 @@ use snark_verifier_sdk::{CircuitExt, Snark, BITS, LIMBS, SHPLONK};
 
 use crate::hash::halo2_base_spec;
 use crate::poseidon::{RATE, T};
-use crate::step::StepStatement;
+use crate::step::{StepStatement, STEP_INSTANCES};
 use crate::{CircuitError, Fr, Result};
 
 /// Version of the aggregation circuit; part of every aggregation key's cache name.
-pub const AGG_VERSION: u32 = 1;
+pub const AGG_VERSION: u32 = 2;
 /// Tag of a step's schedule hash.
 pub const TAG_SCHED_STEP: u64 = 0x7a6b_0004;
 /// Tag of a node's schedule hash.
@@ -330,53 +333,37 @@ impl AssignedSummary {
     }
 }
 
-/// The summary of a child's instance cells: a step's
-/// `[c_t, c_{t+1}, R, t, digest, indices..]` (its schedule hash computed
-/// in-circuit) or an aggregation's `[accumulator.., summary..]`.
+/// The summary of a child's instance cells: a span of steps'
+/// `[c_first, c_last, R, t_first, digest, schedule]` (the step circuit hashed
+/// the batch indices itself) or an aggregation's `[accumulator.., summary..]`.
 pub fn child_summary(
     ctx: &mut Context<Fr>,
     gate: &GateChip<Fr>,
-    hasher: &PoseidonHasher<Fr, T, RATE>,
     kind: NodeKind,
     inst: &[AssignedValue<Fr>],
 ) -> Result<AssignedSummary> {
     match kind {
         NodeKind::Steps(span) => {
-            let span = span.max(1);
-            if inst.len() < 5 + span || !(inst.len() - 5).is_multiple_of(span) {
+            if inst.len() != STEP_INSTANCES {
                 return Err(CircuitError::Shape(format!(
-                    "a proof of {span} steps cannot have {} instances",
+                    "a proof of {span} steps has {STEP_INSTANCES} instances, got {}",
                     inst.len()
                 )));
             }
-            let batch = (inst.len() - 5) / span;
-            let step_tag = ctx.load_constant(Fr::from(TAG_SCHED_STEP));
-            let mut t = inst[3];
-            let mut hashes = Vec::with_capacity(span);
-            for i in 0..span {
-                if i > 0 {
-                    t = gate.add(ctx, t, halo2_base::QuantumCell::Constant(Fr::one()));
-                }
-                let mut input = vec![step_tag, t];
-                input.extend_from_slice(&inst[5 + i * batch..5 + (i + 1) * batch]);
-                hashes.push(hasher.hash_fix_len_array(ctx, gate, &input));
-            }
-            let schedule = if span == 1 {
-                hashes[0]
-            } else {
-                let node_tag = ctx.load_constant(Fr::from(TAG_SCHED_NODE));
-                let mut input = vec![node_tag];
-                input.extend(hashes);
-                hasher.hash_fix_len_array(ctx, gate, &input)
-            };
+            // The span's steps are consecutive (the step circuit chains them).
+            let t_last = gate.add(
+                ctx,
+                inst[3],
+                halo2_base::QuantumCell::Constant(Fr::from(span.max(1) as u64 - 1)),
+            );
             Ok(AssignedSummary {
                 c_first: inst[0],
                 c_last: inst[1],
                 root: inst[2],
                 t_first: inst[3],
-                t_last: t,
+                t_last,
                 digest: inst[4],
-                schedule,
+                schedule: inst[5],
             })
         }
         NodeKind::Aggregate => {
@@ -506,7 +493,7 @@ fn build_circuit(
     let parts = children
         .iter()
         .zip(&prev)
-        .map(|((kind, _), inst)| child_summary(ctx, &gate, &hasher, *kind, inst))
+        .map(|((kind, _), inst)| child_summary(ctx, &gate, *kind, inst))
         .collect::<Result<Vec<_>>>()?;
     let joint = chain(ctx, &gate, &hasher, &parts)?;
     c.builder.assigned_instances[0].extend(joint.cells());

@@ -43,7 +43,7 @@ fn chain_holds(children: &[(NodeKind, Vec<Fr>)], expected: &[Fr]) -> bool {
         .iter()
         .map(|(kind, inst)| {
             let cells: Vec<_> = inst.iter().map(|&v| ctx.load_witness(v)).collect();
-            child_summary(ctx, &gate, &hasher, *kind, &cells).unwrap()
+            child_summary(ctx, &gate, *kind, &cells).unwrap()
         })
         .collect();
     let joint = chain(ctx, &gate, &hasher, &parts).unwrap();

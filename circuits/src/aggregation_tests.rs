@@ -90,7 +90,7 @@ fn succinct_certificate(steps: usize) {
     let verifier_keys = dir.path().join("verifier-keys");
     let start = Instant::now();
     let (kind, vk) = derive_root_key(&cert, &verifier_keys, &step_params, &agg_params).unwrap();
-    let n = crate::step::StepStatement::num_instances(cert.public.batch);
+    let n = crate::step::STEP_INSTANCES;
     eprintln!(
         "verifier key derivation: {:.0}s",
         start.elapsed().as_secs_f64()

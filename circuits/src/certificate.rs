@@ -49,7 +49,7 @@ use crate::{CircuitError, Fr, Result};
 /// File magic of certificates.
 pub const CERT_MAGIC: [u8; 8] = *b"ZKACERT\0";
 /// Certificate format version.
-pub const CERT_VERSION: u32 = 3;
+pub const CERT_VERSION: u32 = 4;
 
 /// How the steps are proven in the certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -382,13 +382,14 @@ pub fn verify_succinct(
             );
             v
         }
-        NodeKind::Steps(_) => {
-            let mut v = vec![s.c_first, s.c_last, s.root, Fr::from(s.t_first), s.digest];
-            for idx in batches {
-                v.extend(idx.into_iter().map(|i| Fr::from(i as u64)));
-            }
-            v
-        }
+        NodeKind::Steps(_) => vec![
+            s.c_first,
+            s.c_last,
+            s.root,
+            Fr::from(s.t_first),
+            s.digest,
+            expected_schedule(s.t_first, batches, cert.shape.span)?,
+        ],
     };
     if root.instances != expected {
         return fail(

@@ -28,7 +28,7 @@ use crate::keys::{step_key, step_vk};
 use crate::prover::prove_step;
 use crate::shape::{PublicParams, StepShape};
 use crate::srs::srs_id;
-use crate::step::step_inputs;
+use crate::step::{step_inputs, STEP_INSTANCES};
 use crate::{CircuitError, Result};
 
 /// The step shape chosen automatically for a run (see [`StepShape::auto`]).
@@ -229,7 +229,7 @@ pub fn leaf_protocols(
                 return Ok((NodeKind::Steps(len), p.clone()));
             }
             let vk = step_vk(keys_dir, &shape.with_span(len), params)?;
-            let p = protocol(params, &vk, NodeKind::Steps(len), 5 + len * shape.batch);
+            let p = protocol(params, &vk, NodeKind::Steps(len), STEP_INSTANCES);
             by_len.insert(len, p.clone());
             Ok((NodeKind::Steps(len), p))
         })

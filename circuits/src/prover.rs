@@ -36,7 +36,7 @@ use crate::{CircuitError, Fr, Result};
 /// File magic of step proofs.
 pub const STEP_MAGIC: [u8; 8] = *b"ZKASTEP\0";
 /// Step-proof format version.
-pub const STEP_VERSION: u32 = 2;
+pub const STEP_VERSION: u32 = 3;
 
 /// A proven step with everything a verifier needs besides the SRS.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -161,7 +161,7 @@ fn verifying_key_is_pinned() {
     use halo2_base::halo2_proofs::halo2curves::bn256::Bn256;
     use halo2_base::halo2_proofs::poly::kzg::commitment::ParamsKZG;
     use rand_chacha::rand_core::SeedableRng;
-    const PINNED: &str = "0x22c4c6ff84a4ea1f3741bbc5d4c9df89728dc18f8a982259ab4e08bcb8f4ff81";
+    const PINNED: &str = "0x272bace6c06570e081bb251429bbf59c265befb48a26eecd5d2a7cd652c3a898";
     let t = synthetic_run(
         &[
             (4, Activation::None),

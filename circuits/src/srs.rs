@@ -20,7 +20,8 @@ use halo2_base::halo2_proofs::halo2curves::CurveAffine;
 use halo2_base::halo2_proofs::poly::commitment::{Params, ParamsProver};
 use halo2_base::halo2_proofs::poly::kzg::commitment::ParamsKZG;
 use halo2_base::halo2_proofs::SerdeFormat;
-use rand_core::OsRng;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{OsRng, RngCore, SeedableRng};
 use sha2::{Digest, Sha256};
 
 use crate::{CircuitError, Result};
@@ -30,27 +31,57 @@ pub const MAX_K: u32 = 24;
 
 /// Generates an insecure local SRS of size `2^k` and writes it (with its marker file).
 pub fn generate_insecure(k: u32, path: &Path) -> Result<ParamsKZG<Bn256>> {
+    generate_insecure_with(k, &[], path)
+}
+
+/// As [`generate_insecure`], and also writes the SRS downsized to each of
+/// `smaller` (the caches [`load`] looks for beside the file), set up directly
+/// from the same secret: much faster than downsizing, which recomputes the
+/// Lagrange basis by a group FFT (tens of minutes at `k = 20`).
+pub fn generate_insecure_with(k: u32, smaller: &[u32], path: &Path) -> Result<ParamsKZG<Bn256>> {
     if !(4..=MAX_K).contains(&k) {
         return Err(CircuitError::Srs(format!(
             "k must be in 4..={MAX_K}, got {k}"
         )));
     }
-    let params = ParamsKZG::<Bn256>::setup(k, OsRng);
+    if let Some(&bad) = smaller.iter().find(|&&s| s < 4 || s >= k) {
+        return Err(CircuitError::Srs(format!(
+            "a downsized SRS must have 4 <= k < {k}, got {bad}"
+        )));
+    }
+    // One secret for all sizes: `setup` draws it first from its RNG, so the
+    // same seed gives the same secret.
+    let mut seed = [0u8; 32];
+    OsRng.fill_bytes(&mut seed);
+    let params = ParamsKZG::<Bn256>::setup(k, ChaCha20Rng::from_seed(seed));
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| CircuitError::io(dir, e))?;
     }
-    let tmp = path.with_extension("tmp");
-    let f = std::fs::File::create(&tmp).map_err(|e| CircuitError::io(&tmp, e))?;
-    let mut w = BufWriter::new(f);
-    params
-        .write_custom(&mut w, SerdeFormat::RawBytes)
-        .map_err(|e| CircuitError::io(&tmp, e))?;
-    drop(w);
-    std::fs::rename(&tmp, path).map_err(|e| CircuitError::io(path, e))?;
+    write_file(&params, path, SerdeFormat::RawBytes)?;
+    for &small in smaller {
+        let p = ParamsKZG::<Bn256>::setup(small, ChaCha20Rng::from_seed(seed));
+        write_file(
+            &p,
+            &downsized_path(path, small),
+            SerdeFormat::RawBytesUnchecked,
+        )?;
+    }
+    seed.fill(0);
     let marker = insecure_marker(path);
     std::fs::write(&marker, "generated locally by `zkaudit srs`; the secret is not destroyed verifiably: for tests and demos only\n")
         .map_err(|e| CircuitError::io(&marker, e))?;
     Ok(params)
+}
+
+fn write_file(params: &ParamsKZG<Bn256>, path: &Path, format: SerdeFormat) -> Result<()> {
+    let tmp = crate::envelope::tmp_path(path);
+    let f = std::fs::File::create(&tmp).map_err(|e| CircuitError::io(&tmp, e))?;
+    let mut w = BufWriter::new(f);
+    params
+        .write_custom(&mut w, format)
+        .map_err(|e| CircuitError::io(&tmp, e))?;
+    drop(w);
+    std::fs::rename(&tmp, path).map_err(|e| CircuitError::io(path, e))
 }
 
 /// The marker file of a locally generated SRS.
@@ -160,4 +191,34 @@ pub fn srs_id(params: &ParamsKZG<Bn256>) -> String {
     h.update(params.s_g2().to_bytes());
     h.update(params.k().to_le_bytes());
     hex::encode(&h.finalize()[..12])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(p: &ParamsKZG<Bn256>) -> Vec<u8> {
+        let mut v = Vec::new();
+        p.write_custom(&mut v, SerdeFormat::RawBytes).unwrap();
+        v
+    }
+
+    #[test]
+    fn smaller_sizes_set_up_from_the_same_secret_equal_downsizing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("srs.bin");
+        let mut big = generate_insecure_with(8, &[5, 6], &path).unwrap();
+        assert!(is_insecure(&path));
+        let cache = downsized_path(&path, 6);
+        let written = std::fs::metadata(&cache).unwrap().modified().unwrap();
+        let loaded = load(&path, 6).unwrap();
+        // `load` took the cache as it was (same secret; else it rewrites it) ...
+        let now = std::fs::metadata(&cache).unwrap().modified().unwrap();
+        assert_eq!(now, written);
+        // ... and it is exactly the downsized SRS, Lagrange basis included.
+        big.downsize(6);
+        assert_eq!(bytes(&loaded), bytes(&big));
+        assert!(generate_insecure_with(8, &[8], &dir.path().join("x")).is_err());
+        assert!(generate_insecure_with(8, &[3], &dir.path().join("x")).is_err());
+    }
 }

@@ -2,16 +2,21 @@
 //! committed data.
 //!
 //! Public instances, in order: `c_t`, `c_{t+1}`, the dataset root `R`, the
-//! step index `t`, the digest of the public parameters, and the `B` record
-//! indices of the batch (which the verifier recomputes from the seed).
+//! step index `t`, the digest of the public parameters, and the schedule hash
+//! `H(TAG_SCHED_STEP, t, i_1..i_B)` of the batch's record indices (which the
+//! verifier recomputes from the seed). Hashing the indices in the step circuit,
+//! whose dedicated Poseidon region makes it cheap, keeps the public inputs (and
+//! so the cost of verifying the proof inside an aggregation circuit) the same
+//! whatever the batch size and span.
 //!
 //! The circuit enforces, with every witness produced by the model crate's
 //! engine semantics (see [`crate::fixed_chip`] for the soundness argument):
 //! 1. `c_t = H(TAG_WEIGHTS, salt_t, pack(W_t))` with every weight range-checked;
 //! 2. for each record `s`: its features are range-checked, its leaf
 //!    `H(TAG_LEAF, salt_s, y_s, pack(x_s))` is on a Merkle path to `R` at the
-//!    position given by the public index `i_s` (`i_s < 2^depth` by its bit
-//!    decomposition; the verifier checks `i_s` against the schedule);
+//!    position given by the index `i_s` (`i_s < 2^depth` by its bit
+//!    decomposition; the verifier checks the indices against the schedule
+//!    through the public schedule hash);
 //! 3. the forward pass, stable softmax, cross-entropy gradient, backward pass
 //!    and the SGD update of [`zkaudit_model::engine`], exactly;
 //! 4. `c_{t+1} = H(TAG_WEIGHTS, salt_{t+1}, pack(W_{t+1}))` where `W_{t+1}` is the
@@ -34,6 +39,7 @@ use zkaudit_model::exp::ExpTable;
 use zkaudit_model::transcript::Transcript;
 use zkaudit_model::{Activation, FixedParams, Weights};
 
+use crate::aggregate::{schedule_node_hash, schedule_step_hash, TAG_SCHED_NODE, TAG_SCHED_STEP};
 use crate::field::{fe, fe64, fe_u128};
 use crate::fixed_chip::{FixedChip, Tamper};
 use crate::hash::{self, MerkleTree};
@@ -43,7 +49,7 @@ use crate::{CircuitError, Fr, Result};
 
 /// Version of the step circuit's constraint system; part of every key's cache
 /// name, so a changed circuit never loads a stale key.
-pub const CIRCUIT_VERSION: u32 = 3;
+pub const CIRCUIT_VERSION: u32 = 4;
 
 /// The public statement of one step.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,44 +69,40 @@ pub struct StepStatement {
 }
 
 impl StepStatement {
-    /// Number of public instances of a step with batch size `batch`.
-    pub fn num_instances(batch: usize) -> usize {
-        5 + batch
-    }
-
     /// The instance column values.
     pub fn instances(&self) -> Vec<Fr> {
-        let mut v = vec![
-            self.c_before,
-            self.c_after,
-            self.root,
-            Fr::from(self.step),
-            self.digest,
-        ];
-        v.extend(self.indices.iter().map(|&i| Fr::from(i as u64)));
-        v
+        span_instances(std::slice::from_ref(self))
     }
 }
 
+/// Number of public instances of a step or span proof.
+pub const STEP_INSTANCES: usize = 6;
+
 /// The public instances of a span of consecutive steps proven together:
-/// `c_first, c_last, R, t_first, digest`, then every step's batch indices in
-/// step order. For one step these are exactly [`StepStatement::instances`].
+/// `c_first, c_last, R, t_first, digest`, then the span's schedule hash (the
+/// step's [`schedule_step_hash`] for one step, else [`schedule_node_hash`] of
+/// the steps' hashes). For one step these are [`StepStatement::instances`].
 pub fn span_instances(steps: &[StepStatement]) -> Vec<Fr> {
     let (first, last) = match (steps.first(), steps.last()) {
         (Some(f), Some(l)) => (f, l),
         _ => return Vec::new(),
     };
-    let mut v = vec![
+    let hashes: Vec<Fr> = steps
+        .iter()
+        .map(|s| schedule_step_hash(s.step, &s.indices))
+        .collect();
+    let schedule = match hashes.as_slice() {
+        [one] => *one,
+        _ => schedule_node_hash(&hashes),
+    };
+    vec![
         first.c_before,
         last.c_after,
         first.root,
         Fr::from(first.step),
         first.digest,
-    ];
-    for s in steps {
-        v.extend(s.indices.iter().map(|&i| Fr::from(i as u64)));
-    }
-    v
+        schedule,
+    ]
 }
 
 /// The private witness of one step.
@@ -308,10 +310,14 @@ impl StepCircuit {
             ctx.constrain_equal(&a[4], &b[4]);
         }
         let (first, last) = (&parts[0], &parts[parts.len() - 1]);
-        let mut instances = vec![first[0], last[1], first[2], first[3], first[4]];
-        for p in &parts {
-            instances.extend_from_slice(&p[5..]);
-        }
+        let schedule = if parts.len() == 1 {
+            first[5]
+        } else {
+            let mut input = vec![ctx.load_constant(Fr::from(TAG_SCHED_NODE))];
+            input.extend(parts.iter().map(|p| p[5]));
+            poseidon.hash_fix_len(ctx, &gate, &input)
+        };
+        let instances = vec![first[0], last[1], first[2], first[3], first[4], schedule];
         builder.assigned_instances = vec![instances];
         let mut c = StepCircuit::assemble(builder, &chip, &poseidon, shape.k, params)?;
         c.computed_c_after = computed_c_after;
@@ -431,7 +437,8 @@ fn check_inputs(shape: &StepShape, st: &StepStatement, w: &StepWitness) -> Resul
 /// Assigned cells of one vector.
 type Cells = Vec<AssignedValue<Fr>>;
 
-/// Lays out the whole step; returns the public instances.
+/// Lays out the whole step; returns its statement's cells
+/// `[c_t, c_{t+1}, R, t, digest, schedule hash]` and the computed `c_{t+1}`.
 // Samples, layers and units are parallel arrays indexed together.
 #[allow(clippy::needless_range_loop)]
 fn synthesize_step(
@@ -448,7 +455,7 @@ fn synthesize_step(
     let vb = fx.value_bits;
     let ctx = builder.main(0);
 
-    // Public values.
+    // The statement (the indices stay private: the schedule hash binds them).
     let c_before = ctx.load_witness(st.c_before);
     let c_after = ctx.load_witness(st.c_after);
     let root = ctx.load_witness(st.root);
@@ -603,9 +610,15 @@ fn synthesize_step(
     let computed_after = *c.value();
     ctx.constrain_equal(&c, &c_after);
 
-    let mut instances = vec![c_before, c_after, root, step, digest];
-    instances.extend(indices);
-    (instances, computed_after)
+    // 8. The schedule hash of the batch's indices.
+    let mut input = vec![ctx.load_constant(Fr::from(TAG_SCHED_STEP)), step];
+    input.extend(indices);
+    let schedule = h.hash_fix_len(ctx, &gate, &input);
+
+    (
+        vec![c_before, c_after, root, step, digest, schedule],
+        computed_after,
+    )
 }
 
 impl Circuit<Fr> for StepCircuit {

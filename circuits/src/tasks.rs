@@ -36,7 +36,7 @@ use crate::keys::{step_key, step_vk, StepKey};
 use crate::prover::verify_snark;
 use crate::shape::{PublicParams, StepShape};
 use crate::srs::srs_id;
-use crate::step::{span_instances, step_inputs, StepStatement};
+use crate::step::{span_instances, step_inputs, StepStatement, STEP_INSTANCES};
 use crate::{CircuitError, Fr, Result};
 
 /// Magic of serialized artifacts.
@@ -215,7 +215,7 @@ impl KeyStore {
                     &self.step_params,
                     &vk,
                     NodeKind::Steps(*len),
-                    StepStatement::num_instances(shape.batch) + (len - 1) * shape.batch,
+                    STEP_INSTANCES,
                 ),
             ),
             _ => (

@@ -515,6 +515,7 @@ async fn work(
                 let id = shape.with_span(len).id();
                 // Aggregation proving keys are gigabytes: hold one kind at a time.
                 p.agg_key = None;
+                let t_key = Instant::now();
                 let key = match &p.step_key {
                     Some((kid, key)) if *kid == id => key.clone(),
                     _ => {
@@ -525,8 +526,17 @@ async fn work(
                     }
                 };
                 drop(p);
-                pool.install(|| prove_leaf(&ctx, &ks, &key, l.first_step, l.last_step))
-                    .map(Output::Step)
+                let key_s = t_key.elapsed().as_secs_f64();
+                let t_prove = Instant::now();
+                let out = pool.install(|| prove_leaf(&ctx, &ks, &key, l.first_step, l.last_step));
+                info!(
+                    key_s = format!("{key_s:.1}"),
+                    prove_s = format!("{:.1}", t_prove.elapsed().as_secs_f64()),
+                    "leaf of steps {}..={}: key ready, then proved",
+                    l.first_step,
+                    l.last_step
+                );
+                out.map(Output::Step)
             }
             Some(pb::task::Kind::Aggregate(a)) => {
                 let children = a
@@ -538,6 +548,7 @@ async fn work(
                 let lens = children_lens(&ctx, &children);
                 let id = format!("{}-{lens:?}", shape.id());
                 p.step_key = None;
+                let t_key = Instant::now();
                 let key = match &p.agg_key {
                     Some((kid, key)) if *kid == id => key.clone(),
                     _ => {
@@ -548,8 +559,17 @@ async fn work(
                     }
                 };
                 drop(p);
-                pool.install(|| prove_aggregate(&ctx, &ks, &key, &children))
-                    .map(Output::Step)
+                let key_s = t_key.elapsed().as_secs_f64();
+                let t_prove = Instant::now();
+                let out = pool.install(|| prove_aggregate(&ctx, &ks, &key, &children));
+                info!(
+                    key_s = format!("{key_s:.1}"),
+                    prove_s = format!("{:.1}", t_prove.elapsed().as_secs_f64()),
+                    advice_cells = key.meta.advice_cells,
+                    advice_columns = key.meta.config.num_advice,
+                    "aggregation of children {lens:?}: key ready, then proved"
+                );
+                out.map(Output::Step)
             }
             _ => Err(CircuitError::Shape("task without a kind".into())),
         }

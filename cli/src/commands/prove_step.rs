@@ -43,7 +43,8 @@ impl ProvingFiles {
 /// Arguments of `zkaudit srs`.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
-  zkaudit srs --k 18 --out params/kzg_bn254.srs   # INSECURE local SRS for tests and demos")]
+  zkaudit srs --k 18 --out params/kzg_bn254.srs   # INSECURE local SRS for tests and demos
+  zkaudit srs --k 21 --also-k 20 --out params/kzg_bn254_21.srs")]
 pub struct SrsArgs {
     /// log2 of the largest circuit size it serves (smaller ones are derived by downsizing).
     #[arg(long, default_value_t = 18)]
@@ -54,6 +55,11 @@ pub struct SrsArgs {
     /// Keep an existing file that holds at least `2^k` points (containers' first start).
     #[arg(long)]
     pub if_missing: bool,
+    /// Also write the SRS for these smaller sizes beside it (`FILE.k<K>`, from
+    /// the same secret), e.g. `--also-k 20` for a k = 21 file used by succinct
+    /// runs with k = 21 leaves: far faster than downsizing at first use.
+    #[arg(long = "also-k", value_delimiter = ',')]
+    pub also_k: Vec<u32>,
 }
 
 /// Runs `zkaudit srs`.
@@ -70,13 +76,19 @@ pub fn srs_cmd(a: SrsArgs) -> anyhow::Result<()> {
         a.k
     );
     let start = Instant::now();
-    srs::generate_insecure(a.k, &a.out)?;
+    srs::generate_insecure_with(a.k, &a.also_k, &a.out)?;
     println!(
         "wrote {} (k = {}, INSECURE: local secret) in {:.1}s",
         a.out.display(),
         a.k,
         start.elapsed().as_secs_f64()
     );
+    for k in &a.also_k {
+        println!(
+            "wrote {} (the same SRS downsized to k = {k})",
+            srs::downsized_path(&a.out, *k).display()
+        );
+    }
     Ok(())
 }
 
