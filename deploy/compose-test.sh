@@ -54,6 +54,17 @@ for _ in $(seq 60); do
 done
 "$Z" healthcheck "http://127.0.0.1:$ZKAUDIT_HTTP_PORT/healthz" || fail "coordinator not healthy"
 
+# Workers must not be able to replace the SRS or plant keys the coordinator reads.
+mounts() { docker inspect -f '{{range .Mounts}}{{.Destination}}={{.RW}}={{.Name}} {{end}}' "$1"; }
+coord_keys=$(mounts "$("${DC[@]}" ps -q coordinator)" | tr ' ' '\n' | grep '^/keys=' | cut -d= -f3)
+[ -n "$coord_keys" ] || fail "the coordinator has no /keys volume"
+for c in $("${DC[@]}" ps -q worker); do
+    m=$(mounts "$c")
+    echo "$m" | tr ' ' '\n' | grep -qx '/params=false=.*' || fail "worker ${c:0:12} can write /params: $m"
+    echo "$m" | grep -q "=$coord_keys " && fail "worker ${c:0:12} mounts the coordinator's key volume: $m"
+done
+echo "workers mount the SRS read-only and keys of their own"
+
 export ZKAUDIT_COORDINATOR=http://127.0.0.1:$ZKAUDIT_PORT ZKAUDIT_TOKEN=$TOKEN
 "$Z" train --model examples/models/digits_mlp.toml --data examples/data/digits.csv.gz \
     --epochs 1 --batch-size 8 --lr 0.1 --seed 42 --out "$WORK/run" >/dev/null

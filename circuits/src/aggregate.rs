@@ -61,17 +61,14 @@ use snark_verifier_sdk::snark_verifier::util::arithmetic::fe_from_limbs;
 use snark_verifier_sdk::snark_verifier::verifier::plonk::PlonkProtocol;
 use snark_verifier_sdk::{CircuitExt, Snark, BITS, LIMBS, SHPLONK};
 
-use crate::hash::halo2_base_spec;
+use crate::hash::{halo2_base_spec, TAG_SCHED_NODE, TAG_SCHED_STEP};
+use crate::keys::{read_trusted_vk, store_derived_vk, vk_digest, write_vk, VkPins};
 use crate::poseidon::{RATE, T};
 use crate::step::{StepStatement, STEP_INSTANCES};
 use crate::{CircuitError, Fr, Result};
 
 /// Version of the aggregation circuit; part of every aggregation key's cache name.
 pub const AGG_VERSION: u32 = 2;
-/// Tag of a step's schedule hash.
-pub const TAG_SCHED_STEP: u64 = 0x7a6b_0004;
-/// Tag of a node's schedule hash.
-pub const TAG_SCHED_NODE: u64 = 0x7a6b_0005;
 /// Field elements of a KZG accumulator (two points, two coordinates, `LIMBS` limbs each).
 pub const ACC_LEN: usize = 4 * LIMBS;
 /// Field elements of a [`Summary`].
@@ -512,6 +509,9 @@ pub struct AggMeta {
     pub break_points: Vec<Vec<usize>>,
     /// Advice cells (for benchmarks).
     pub advice_cells: usize,
+    /// Digest of the cached `.vk` file and `config` (see [`crate::keys`]).
+    #[serde(default)]
+    pub vk_sha256: String,
 }
 
 /// A loaded or generated aggregation key.
@@ -576,6 +576,7 @@ fn keygen_circuit(
         config,
         break_points: Vec::new(),
         advice_cells,
+        vk_sha256: String::new(),
     };
     Ok((c, meta))
 }
@@ -617,36 +618,28 @@ pub fn agg_key(
     }
     std::fs::rename(&tmp, &pk_path).map_err(io(&pk_path))?;
     write_vk(&b.with_extension("vk"), pk.get_vk())?;
+    meta.vk_sha256 = vk_digest(pk.get_vk(), &meta.config);
     let json = serde_json::to_vec(&meta).map_err(|e| CircuitError::Shape(e.to_string()))?;
     crate::envelope::write_bytes_atomic(&meta_path, &json).map_err(io(&meta_path))?;
     Ok(AggKey { pk, meta })
 }
 
-fn write_vk(path: &Path, vk: &VerifyingKey<G1Affine>) -> Result<()> {
-    let tmp = crate::envelope::tmp_path(path);
-    {
-        let mut w = BufWriter::new(std::fs::File::create(&tmp).map_err(io(&tmp))?);
-        vk.write(&mut w, SerdeFormat::RawBytes).map_err(io(&tmp))?;
-    }
-    std::fs::rename(&tmp, path).map_err(io(path))
-}
-
-/// The aggregation verifying key for these children: from the cache, else
-/// derived from the children's protocols alone (public data) and cached.
+/// The aggregation verifying key for these children: from the cache if
+/// trusted (see [`crate::keys`]), else derived from the children's protocols
+/// alone (public data), pinned and cached.
 pub fn agg_vk(
     dir: &Path,
     params: &ParamsKZG<Bn256>,
     children: &[(NodeKind, PlonkProtocol<G1Affine>)],
+    pins: Option<&VkPins>,
 ) -> Result<VerifyingKey<G1Affine>> {
     let b = base(dir, &agg_id(params, children));
     let (vk_path, meta_path) = (b.with_extension("vk"), b.with_extension("json"));
-    if let (Ok(meta), Ok(f)) = (std::fs::read(&meta_path), std::fs::File::open(&vk_path)) {
+    if let Ok(meta) = std::fs::read(&meta_path) {
         if let Ok(meta) = serde_json::from_slice::<AggMeta>(&meta) {
-            if let Ok(vk) = VerifyingKey::<G1Affine>::read::<_, AggregationCircuit>(
-                &mut BufReader::new(f),
-                SerdeFormat::RawBytes,
-                meta.config,
-            ) {
+            if let Some(vk) =
+                read_trusted_vk::<AggregationCircuit>(&vk_path, meta.config, pins, &meta.vk_sha256)
+            {
                 return Ok(vk);
             }
         }
@@ -655,12 +648,10 @@ pub fn agg_vk(
     let vk = keygen_vk(params, &circuit)
         .map_err(|e| CircuitError::Shape(format!("aggregation keygen_vk: {e:?}")))?;
     meta.break_points = circuit.break_points();
-    if std::fs::create_dir_all(dir).is_ok() {
-        if let Ok(json) = serde_json::to_vec(&meta) {
-            if write_vk(&vk_path, &vk).is_ok() {
-                let _ = crate::envelope::write_bytes_atomic(&meta_path, &json);
-            }
-        }
+    let _ = std::fs::create_dir_all(dir);
+    meta.vk_sha256 = store_derived_vk(&vk_path, &vk, &meta.config, pins)?;
+    if let Ok(json) = serde_json::to_vec(&meta) {
+        let _ = crate::envelope::write_bytes_atomic(&meta_path, &json);
     }
     Ok(vk)
 }
@@ -786,6 +777,7 @@ pub fn root_vk(
     dir: &Path,
     agg_params: &ParamsKZG<Bn256>,
     leaves: Vec<(NodeKind, PlonkProtocol<G1Affine>)>,
+    pins: Option<&VkPins>,
 ) -> Result<(NodeKind, Option<VerifyingKey<G1Affine>>)> {
     if leaves.len() > MAX_TREE_LEAVES {
         return Err(CircuitError::Shape(format!(
@@ -813,7 +805,7 @@ pub fn root_vk(
         let sig: Vec<_> = kids.iter().map(|k| (k.kind, k.protocol.clone())).collect();
         let id = agg_id(agg_params, &sig);
         if !cache.contains_key(&id) {
-            let vk = agg_vk(dir, agg_params, &sig)?;
+            let vk = agg_vk(dir, agg_params, &sig, pins)?;
             let p = protocol(agg_params, &vk, NodeKind::Aggregate, ACC_LEN + SUMMARY_LEN);
             cache.insert(id.clone(), (p, vk));
         }

@@ -39,7 +39,7 @@ use zkaudit_model::Weights;
 use crate::aggregate::{check_accumulator, expected_schedule, NodeKind, Summary, ACC_LEN};
 use crate::envelope;
 use crate::field::to_hex;
-use crate::hash::{commit_weights_native, MerkleTree};
+use crate::hash::commit_weights_native;
 use crate::prover::{verify_snark, verify_snarks_accumulated};
 use crate::shape::{PublicParams, StepShape};
 use crate::srs::srs_id;
@@ -232,21 +232,11 @@ pub fn check_statement(cert: &Certificate, params: &ParamsKZG<Bn256>) -> Result<
             "the certificate's parameter digest does not match its public parameters".into(),
         );
     }
-    if cert.shape.span == 0 || cert.shape.span > crate::shape::MAX_SPAN {
-        return fail(format!(
-            "a span of {} steps per proof is outside 1..={}",
-            cert.shape.span,
-            crate::shape::MAX_SPAN
-        ));
-    }
-    if cert.shape.arch != p.arch
-        || cert.shape.fx != p.fx
-        || cert.shape.lr_fx != p.lr_fx
-        || cert.shape.batch != p.batch
-        || cert.shape.depth != MerkleTree::depth_for(p.num_records)
-    {
-        return fail("the circuit shape does not match the public parameters".into());
-    }
+    let span = match cert.mode {
+        Mode::Batched => Some(1),
+        Mode::Succinct => None,
+    };
+    cert.shape.check_public(p, span)?;
     if cert.srs_id != srs_id(params) {
         return fail(format!(
             "the certificate was made with SRS {} but {} was given",

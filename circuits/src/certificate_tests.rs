@@ -1,7 +1,7 @@
 //! Batched certificates: a 4-step run verifies, and every listed tampering is
 //! rejected (order, gap, foreign proof, root, flipped byte, edited statement).
 
-use crate::certificate::{verify_certificate, Certificate};
+use crate::certificate::{check_statement, verify_certificate, Certificate};
 use crate::keys::{step_key, step_vk};
 use crate::pipeline::prove_run;
 use crate::shape::StepShape;
@@ -26,7 +26,7 @@ fn batched_certificate_verifies_and_rejects_tampering() {
     let key = step_key(&keys, &shape, &params).unwrap();
     let cert = prove_run(&t, Some(4), &shape, &params, &key, &mut |_| {}).unwrap();
     let foreign = prove_run(&other, Some(4), &shape, &params, &key, &mut |_| {}).unwrap();
-    let vk = step_vk(&keys, &shape, &params).unwrap();
+    let vk = step_vk(&keys, &shape, &params, None).unwrap();
     verify_certificate(&cert, &params, &vk).unwrap();
     assert!(cert.initial_salt.is_some(), "seeded init reveals salt_0");
     assert!(cert.describe().contains("by 4 SGD steps"));
@@ -73,6 +73,27 @@ fn batched_certificate_verifies_and_rejects_tampering() {
     let mut c = cert.clone();
     c.initial_salt = Some(c.initial_salt.unwrap() + 1);
     rejected(&c, "wrong initial salt");
+    // Parameters outside what `train` accepts are refused before any key is
+    // derived from them, even with a consistent digest and shape.
+    let forged = |edit: &dyn Fn(&mut Certificate)| {
+        let mut c = cert.clone();
+        edit(&mut c);
+        c.shape.fx = c.public.fx;
+        c.shape.lr_fx = c.public.lr_fx;
+        c.statement.digest = c.public.digest();
+        check_statement(&c, &params).map_err(|e| e.to_string())
+    };
+    forged(&|_| {}).unwrap();
+    let err = forged(&|c| c.public.fx.value_bits = 127).unwrap_err();
+    assert!(err.contains("value-bits"), "{err}");
+    let err = forged(&|c| c.public.lr_fx = 0).unwrap_err();
+    assert!(err.contains("lr_fx"), "{err}");
+    assert!(forged(&|c| c.public.lr_fx = -3).is_err());
+    let err = forged(&|c| c.public.batch = 1 << 40).unwrap_err();
+    assert!(err.contains("batch_size"), "{err}");
+    // A batched certificate's proofs are single steps.
+    let err = forged(&|c| c.shape.span = 2).unwrap_err();
+    assert!(err.contains("span"), "{err}");
     // A flipped byte anywhere in a proof, and in the file.
     for pos in [5usize, 700, 2000] {
         let mut c = cert.clone();

@@ -56,16 +56,17 @@ pub fn write<T: Serialize>(path: &Path, magic: &[u8; 8], version: u32, value: &T
         .map_err(CircuitError::from)
 }
 
-/// A temporary path beside `path`, unique to this process and call (so
-/// concurrent writers of one cache file never share a temporary).
+/// A temporary path beside `path` with a random 64-bit name (so concurrent
+/// writers of one cache file, in any process or container, never share one).
 pub fn tmp_path(path: &Path) -> std::path::PathBuf {
-    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    use rand_core::RngCore;
+    // Random, not PID + counter: containers sharing a volume have equal PIDs.
+    let n = rand_core::OsRng.next_u64();
     let mut name = path
         .file_name()
         .map(|n| n.to_os_string())
         .unwrap_or_default();
-    name.push(format!(".{}.{n}.tmp", std::process::id()));
+    name.push(format!(".{n:016x}.tmp"));
     path.with_file_name(name)
 }
 

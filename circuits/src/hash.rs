@@ -12,6 +12,9 @@
 //! node(l, r)      = H(TAG_NODE, l, r)
 //! ```
 //!
+//! The schedule hashes and the audits' count and content hashes take their
+//! tags from the same table ([`DOMAIN_TAGS`]).
+//!
 //! `pack` maps each signed `b`-bit value `v` to the lane `v + 2^(b-1)` in
 //! `[0, 2^b)` and puts `L = floor(253 / b)` lanes in one field element
 //! (`sum lane_i * 2^(b*i)`), little-endian. Packing is injective only because
@@ -43,6 +46,26 @@ pub const TAG_WEIGHTS: u64 = 0x7a6b_0001;
 pub const TAG_LEAF: u64 = 0x7a6b_0002;
 /// Tag of Merkle nodes.
 pub const TAG_NODE: u64 = 0x7a6b_0003;
+/// Tag of a step's schedule hash `H(TAG_SCHED_STEP, t, i_1..i_B)`.
+pub const TAG_SCHED_STEP: u64 = 0x7a6b_0004;
+/// Tag of a span's or node's schedule hash `H(TAG_SCHED_NODE, s_1..s_n)`.
+pub const TAG_SCHED_NODE: u64 = 0x7a6b_0005;
+/// Tag of an audit's count commitment `H(TAG_COUNT, salt, counts..)`.
+pub const TAG_COUNT: u64 = 0x7a6b_0006;
+/// Tag of a record's content hash `H(TAG_CONTENT, pack(x))` (audit blocklists).
+pub const TAG_CONTENT: u64 = 0x7a6b_0007;
+
+/// Every domain tag with its name: each hash use has its own, so no two uses
+/// can produce the same preimage (tested distinct).
+pub const DOMAIN_TAGS: [(&str, u64); 7] = [
+    ("weights", TAG_WEIGHTS),
+    ("leaf", TAG_LEAF),
+    ("node", TAG_NODE),
+    ("schedule step", TAG_SCHED_STEP),
+    ("schedule node", TAG_SCHED_NODE),
+    ("count", TAG_COUNT),
+    ("content", TAG_CONTENT),
+];
 
 /// halo2-base's optimized specification of the same Poseidon (used to test
 /// that [`crate::poseidon`] computes the same hash).
@@ -275,6 +298,15 @@ impl MerkleTree {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_domain_tag_is_distinct() {
+        for (i, (a, x)) in DOMAIN_TAGS.iter().enumerate() {
+            for (b, y) in &DOMAIN_TAGS[i + 1..] {
+                assert_ne!(x, y, "tags of {a} and {b} collide");
+            }
+        }
+    }
 
     #[test]
     fn commitments_are_salted_and_binding_to_every_lane() {

@@ -228,7 +228,7 @@ pub fn leaf_protocols(
             if let Some(p) = by_len.get(&len) {
                 return Ok((NodeKind::Steps(len), p.clone()));
             }
-            let vk = step_vk(keys_dir, &shape.with_span(len), params)?;
+            let vk = step_vk(keys_dir, &shape.with_span(len), params, None)?;
             let p = protocol(params, &vk, NodeKind::Steps(len), STEP_INSTANCES);
             by_len.insert(len, p.clone());
             Ok((NodeKind::Steps(len), p))
@@ -254,11 +254,11 @@ pub fn derive_root_key(
             CircuitError::Verification(format!("bad step range {}..={}", s.t_first, s.t_last))
         })?;
     let leaves = leaf_protocols(keys_dir, &cert.shape, step_params, n)?;
-    match root_vk(keys_dir, agg_params, leaves)? {
+    match root_vk(keys_dir, agg_params, leaves, None)? {
         (kind, Some(vk)) => Ok((kind, vk)),
         (NodeKind::Steps(len), None) => Ok((
             NodeKind::Steps(len),
-            step_vk(keys_dir, &cert.shape.with_span(len), step_params)?,
+            step_vk(keys_dir, &cert.shape.with_span(len), step_params, None)?,
         )),
         (kind, None) => Err(CircuitError::Shape(format!("no key for a {kind:?} root"))),
     }

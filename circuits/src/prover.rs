@@ -219,14 +219,7 @@ pub fn verify_step(
     if s.digest != pp.digest() {
         return bad("the statement's parameter digest does not match its public parameters".into());
     }
-    if p.shape.arch != pp.arch
-        || p.shape.fx != pp.fx
-        || p.shape.lr_fx != pp.lr_fx
-        || p.shape.batch != pp.batch
-        || p.shape.depth != MerkleTree::depth_for(pp.num_records)
-    {
-        return bad("the circuit shape does not match the public parameters".into());
-    }
+    p.shape.check_public(pp, Some(1))?;
     if s.step as usize >= pp.num_steps {
         return bad(format!(
             "step {} is beyond the run's {} steps",

@@ -37,10 +37,10 @@ fn prove_verify_and_reject_tampering() {
     let p1 = prove_step(&t, &tree, 1, &shape, &params, &key).unwrap();
 
     // Verify from public data only (vk from the cache, then regenerated from the shape).
-    let vk = step_vk(&keys, &shape, &params).unwrap();
+    let vk = step_vk(&keys, &shape, &params, None).unwrap();
     verify_step(&p0, &params, &vk).unwrap();
     verify_step(&p1, &params, &vk).unwrap();
-    let fresh = step_vk(&dir.path().join("empty"), &shape, &params).unwrap();
+    let fresh = step_vk(&dir.path().join("empty"), &shape, &params, None).unwrap();
     verify_step(&p1, &params, &fresh).unwrap();
 
     // File round trip.
@@ -70,6 +70,12 @@ fn prove_verify_and_reject_tampering() {
     let mut edited = p0.clone();
     edited.public.lr_fx += 1;
     assert!(verify_step(&edited, &params, &vk).is_err());
+    // A proof presented as a span of two steps (its key would be another
+    // circuit's) is refused: step proofs are single steps.
+    let mut edited = p0.clone();
+    edited.shape.span = 2;
+    let err = verify_step(&edited, &params, &vk).unwrap_err().to_string();
+    assert!(err.contains("span"), "{err}");
 
     // A transcript whose recorded weights do not follow from the engine is refused before proving.
     let mut forged = t.clone();
@@ -175,7 +181,7 @@ fn verifying_key_is_pinned() {
     );
     let params = ParamsKZG::<Bn256>::setup(13, rand_chacha::ChaCha20Rng::seed_from_u64(7));
     let dir = tempfile::tempdir().unwrap();
-    let vk = step_vk(dir.path(), &StepShape::for_run(&t, 13), &params).unwrap();
+    let vk = step_vk(dir.path(), &StepShape::for_run(&t, 13), &params, None).unwrap();
     let repr = format!("{:?}", vk.transcript_repr());
     assert_eq!(
         repr,
@@ -183,4 +189,112 @@ fn verifying_key_is_pinned() {
         "circuit changed: the pinned verifying key differs (version {})",
         crate::step::CIRCUIT_VERSION
     );
+}
+
+/// A circuit with the step circuit's physical layout that exposes `publics`
+/// and constrains nothing: what a hostile prover would key and plant.
+fn unconstrained(
+    k: u32,
+    publics: &[crate::Fr],
+    stage: halo2_base::gates::circuit::CircuitBuilderStage,
+    layout: Option<(crate::step::StepCircuitParams, Vec<Vec<usize>>)>,
+) -> crate::step::StepCircuit {
+    let (params, bp) = match layout {
+        Some((p, bp)) => (Some(p), Some(bp)),
+        None => (None, None),
+    };
+    let mut b = crate::step::new_builder(stage, k, (k - 1) as usize, &params, bp);
+    let mut chip = crate::fixed_chip::FixedChip::new(
+        b.range_chip(),
+        zkaudit_model::FixedParams::default(),
+        None,
+    );
+    chip.no_exp_table = true;
+    let h = crate::poseidon::PoseidonChip::default();
+    let ctx = b.main(0);
+    let cells = publics.iter().map(|v| ctx.load_witness(*v)).collect();
+    b.assigned_instances = vec![cells];
+    crate::step::StepCircuit::assemble(b, &chip, &h, k, params).unwrap()
+}
+
+/// A verifying key planted in a key cache the verifier shares with provers
+/// (a hostile worker writing the coordinator's `keys` volume): without pins
+/// the verifier loads it and accepts a forged proof; with pins it derives
+/// its own key and rejects the proof, and honest proofs still verify.
+#[test]
+fn a_planted_verifying_key_is_not_trusted() {
+    use halo2_base::gates::circuit::CircuitBuilderStage;
+    use halo2_base::halo2_proofs::plonk::{keygen_pk, keygen_vk};
+    use snark_verifier_sdk::halo2::gen_snark_shplonk;
+
+    use crate::keys::{base, vk_digest, KeyMeta, VkPins};
+
+    let dir = tempfile::tempdir().unwrap();
+    let t = synthetic_run(
+        &[
+            (4, Activation::None),
+            (3, Activation::Relu),
+            (3, Activation::None),
+        ],
+        10,
+        2,
+        3,
+        7,
+    );
+    let tree = MerkleTree::of_dataset(&t.train.features, &t.train.labels, &t.leaf_salts, 32);
+    let k = 13;
+    let params = srs::generate_insecure(k, &dir.path().join("srs.bin")).unwrap();
+    let shape = StepShape::for_run(&t, k);
+    let shared = dir.path().join("shared-keys");
+    let pins = VkPins::new(dir.path().join("coordinator-pins"));
+    let key = step_key(&shared, &shape, &params).unwrap();
+    let honest = prove_step(&t, &tree, 0, &shape, &params, &key).unwrap();
+    // The verifier derives and pins its key on first use.
+    let vk = step_vk(&shared, &shape, &params, Some(&pins)).unwrap();
+    verify_step(&honest, &params, &vk).unwrap();
+
+    // The attacker keys an unconstrained circuit and plants its key, with a
+    // matching digest beside it, under the step circuit's cache name.
+    let zero = vec![crate::Fr::zero(); crate::step::STEP_INSTANCES];
+    let c = unconstrained(k, &zero, CircuitBuilderStage::Keygen, None);
+    let fvk = keygen_vk(&params, &c).unwrap();
+    let fpk = keygen_pk(&params, fvk.clone(), &c).unwrap();
+    let layout = (c.params.clone(), c.break_points());
+    let b = base(&shared, &shape, &params);
+    let mut bytes = Vec::new();
+    fvk.write(&mut bytes, halo2_base::halo2_proofs::SerdeFormat::RawBytes)
+        .unwrap();
+    std::fs::write(b.with_extension("vk"), bytes).unwrap();
+    let meta = KeyMeta {
+        params: layout.0.clone(),
+        break_points: layout.1.clone(),
+        advice_cells: 0,
+        vk_sha256: vk_digest(&fvk, &layout.0),
+    };
+    std::fs::write(b.with_extension("json"), serde_json::to_vec(&meta).unwrap()).unwrap();
+    // ... and proves a false statement: step 0 ends in weights of its choice.
+    let mut forged = honest.clone();
+    forged.statement.c_after = crate::Fr::from(12345u64);
+    let c = unconstrained(
+        k,
+        &forged.statement.instances(),
+        CircuitBuilderStage::Prover,
+        Some(layout),
+    );
+    forged.proof = gen_snark_shplonk(&params, &fpk, c, None::<&str>).proof;
+
+    // A verifier trusting the shared cache as it is accepts the forgery.
+    let planted = step_vk(&shared, &shape, &params, None).unwrap();
+    verify_step(&forged, &params, &planted).unwrap();
+    // The pinned verifier does not load the planted key: it derives its own.
+    let vk = step_vk(&shared, &shape, &params, Some(&pins)).unwrap();
+    assert!(
+        verify_step(&forged, &params, &vk).is_err(),
+        "a proof under a planted key was accepted"
+    );
+    verify_step(&honest, &params, &vk).unwrap();
+    // So does a verifier whose pins are new (nothing trusted before it derived it).
+    let fresh = VkPins::new(dir.path().join("other-pins"));
+    let vk = step_vk(&shared, &shape, &params, Some(&fresh)).unwrap();
+    assert!(verify_step(&forged, &params, &vk).is_err());
 }

@@ -105,6 +105,40 @@ impl StepShape {
         k
     }
 
+    /// Checks, before any key is derived from it, that a deserialised shape
+    /// is the circuit of the (validated) public parameters `p`, with a
+    /// supported size and a span of 1..=[`MAX_SPAN`] steps (exactly `span`
+    /// when given). Shared by every verifier of step proofs and certificates.
+    pub fn check_public(&self, p: &PublicParams, span: Option<usize>) -> crate::Result<()> {
+        let fail = |m: String| Err(crate::CircuitError::Verification(m));
+        p.validate()?;
+        if self.arch != p.arch
+            || self.fx != p.fx
+            || self.lr_fx != p.lr_fx
+            || self.batch != p.batch
+            || self.depth != MerkleTree::depth_for(p.num_records)
+        {
+            return fail("the circuit shape does not match the public parameters".into());
+        }
+        Self::check_k(self.k).or_else(|e| fail(e.to_string()))?;
+        if self.lookup_bits != (self.k - 1) as usize {
+            return fail(format!(
+                "lookup bits {} do not belong to a circuit of k = {} (expected {})",
+                self.lookup_bits,
+                self.k,
+                self.k - 1
+            ));
+        }
+        if self.span == 0 || self.span > MAX_SPAN || span.is_some_and(|s| s != self.span) {
+            return fail(format!(
+                "a span of {} steps per proof is not allowed here (expected {})",
+                self.span,
+                span.map_or(format!("1..={MAX_SPAN}"), |s| s.to_string())
+            ));
+        }
+        Ok(())
+    }
+
     /// A stable identifier of the shape (hex SHA-256 of its bincode), for key caches.
     pub fn id(&self) -> String {
         let bytes = bincode::serialize(self).unwrap_or_default();
@@ -147,6 +181,21 @@ impl PublicParams {
             num_steps: t.num_steps(),
             scaling: t.scaling.clone(),
         }
+    }
+
+    /// Validates deserialised parameters with the same function `train`
+    /// applies ([`zkaudit_model::train::check_run_params`]): the circuits'
+    /// no-wraparound argument rests on its bounds.
+    pub fn validate(&self) -> crate::Result<()> {
+        zkaudit_model::train::check_run_params(&zkaudit_model::train::RunParams {
+            arch: &self.arch,
+            fx: &self.fx,
+            lr_fx: self.lr_fx,
+            batch: self.batch,
+            num_records: self.num_records,
+            num_steps: self.num_steps,
+        })
+        .map_err(|e| crate::CircuitError::Verification(format!("public parameters: {e}")))
     }
 
     /// SHA-256 of the bincode encoding, truncated to 248 bits, as a field element.

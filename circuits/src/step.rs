@@ -39,10 +39,10 @@ use zkaudit_model::exp::ExpTable;
 use zkaudit_model::transcript::Transcript;
 use zkaudit_model::{Activation, FixedParams, Weights};
 
-use crate::aggregate::{schedule_node_hash, schedule_step_hash, TAG_SCHED_NODE, TAG_SCHED_STEP};
+use crate::aggregate::{schedule_node_hash, schedule_step_hash};
 use crate::field::{fe, fe64, fe_u128};
 use crate::fixed_chip::{FixedChip, Tamper};
-use crate::hash::{self, MerkleTree};
+use crate::hash::{self, MerkleTree, TAG_SCHED_NODE, TAG_SCHED_STEP};
 use crate::poseidon::{PermRequest, PoseidonChip, PoseidonConfig};
 use crate::shape::{PublicParams, StepShape, MINIMUM_ROWS};
 use crate::{CircuitError, Fr, Result};

@@ -32,7 +32,7 @@ use crate::aggregate::{
 use crate::certificate::{Certificate, Mode, RootProof, RunStatement, StepEntry};
 use crate::envelope;
 use crate::hash::MerkleTree;
-use crate::keys::{step_key, step_vk, StepKey};
+use crate::keys::{step_key, step_vk, StepKey, VkPins};
 use crate::prover::verify_snark;
 use crate::shape::{PublicParams, StepShape};
 use crate::srs::srs_id;
@@ -143,6 +143,8 @@ pub struct KeyStore {
     pub step_params: ParamsKZG<Bn256>,
     /// SRS at the aggregation size (succinct jobs).
     pub agg_params: Option<ParamsKZG<Bn256>>,
+    /// Pins of the verifying keys (a verifier sharing `dir` with provers).
+    pub pins: Option<VkPins>,
     protocols: Mutex<HashMap<NodeId, (NodeKind, PlonkProtocol<G1Affine>)>>,
     vks: Mutex<HashMap<NodeId, VerifyingKey<G1Affine>>>,
 }
@@ -158,9 +160,16 @@ impl KeyStore {
             dir,
             step_params,
             agg_params,
+            pins: None,
             protocols: Mutex::new(HashMap::new()),
             vks: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same store, trusting cached verifying keys only through `pins`.
+    pub fn with_pins(mut self, pins: VkPins) -> Self {
+        self.pins = Some(pins);
+        self
     }
 
     fn agg_params(&self) -> Result<&ParamsKZG<Bn256>> {
@@ -182,10 +191,15 @@ impl KeyStore {
             return Ok(vk.clone());
         }
         let vk = match lens {
-            [len] => step_vk(&self.dir, &shape.with_span(*len), &self.step_params)?,
+            [len] => step_vk(
+                &self.dir,
+                &shape.with_span(*len),
+                &self.step_params,
+                self.pins.as_ref(),
+            )?,
             _ => {
                 let leaves = self.leaf_protocols(shape, lens)?;
-                match root_vk(&self.dir, self.agg_params()?, leaves)? {
+                match root_vk(&self.dir, self.agg_params()?, leaves, self.pins.as_ref())? {
                     (_, Some(vk)) => vk,
                     (kind, None) => {
                         return Err(CircuitError::Shape(format!("no key for a {kind:?} node")))
@@ -261,7 +275,7 @@ impl KeyStore {
             .iter()
             .map(|lens| self.node_protocol(shape, lens))
             .collect::<Result<Vec<_>>>()?;
-        agg_vk(&self.dir, self.agg_params()?, &sig)
+        agg_vk(&self.dir, self.agg_params()?, &sig, self.pins.as_ref())
     }
 }
 

@@ -101,15 +101,41 @@ impl Config {
         2 * self.lease_ms + self.max_wait_ms
     }
 
+    /// Where the coordinator pins the digests of the verifying keys and SRS
+    /// it derived or loaded itself: in its data directory (beside sled's
+    /// files), never in `keys_dir`, which workers may share.
+    pub fn pins_dir(&self) -> PathBuf {
+        self.data_dir.join("key-pins")
+    }
+
     /// How often workers heartbeat.
     pub fn heartbeat_ms(&self) -> u64 {
         (self.lease_ms / 3).max(100)
     }
 }
 
+/// Shortest bearer token the coordinator accepts: an empty or short token
+/// would let anyone who guesses it submit, fetch and fail jobs.
+pub const MIN_TOKEN_BYTES: usize = 16;
+
+/// Checks a configured token: `None` (no authentication, chosen explicitly)
+/// or at least [`MIN_TOKEN_BYTES`] bytes.
+pub fn check_token_strength(token: Option<&str>) -> Result<(), StartError> {
+    match token {
+        Some(t) if t.len() < MIN_TOKEN_BYTES => Err(StartError::Config(format!(
+            "the token is {} bytes long; at least {MIN_TOKEN_BYTES} are needed (generate one with `head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \\n'`)",
+            t.len()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Errors starting the coordinator.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A setting is unusable.
+    #[error("{0}")]
+    Config(String),
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] store::StoreError),
@@ -169,6 +195,7 @@ impl Running {
 
 /// Opens the store, resumes unfinished work, and serves until [`Running::stop`].
 pub async fn start(cfg: Config, clock: Arc<dyn Clock>) -> Result<Running, StartError> {
+    check_token_strength(cfg.token.as_deref())?;
     let mut st = store::Store::open(&cfg.data_dir)?;
     st.max_attempts = cfg.max_attempts;
     let shared = Arc::new(Shared::new(st, cfg.clone(), clock));

@@ -21,6 +21,7 @@ use zkaudit_circuits::audit::tasks::{
 };
 use zkaudit_circuits::audit::{audit_vk, describe_claim, verify_audit, AuditShape, SaltKey};
 use zkaudit_circuits::certificate::Certificate;
+use zkaudit_circuits::keys::VkPins;
 use zkaudit_circuits::pipeline::auto_shape_span;
 use zkaudit_circuits::shape::{StepShape, MAX_SPAN};
 use zkaudit_circuits::srs;
@@ -57,6 +58,9 @@ pub struct Shared {
     audit_vks: Mutex<HashMap<String, zkaudit_circuits::Vk>>,
     keys: Mutex<HashMap<(u32, u32), Arc<KeyStore>>>,
     verify_slots: Semaphore,
+    /// Digests of the verifying keys and SRS the coordinator derived or
+    /// loaded itself, in its data directory (workers may share `keys_dir`).
+    pins: VkPins,
 }
 
 fn store_status(e: StoreError) -> Status {
@@ -77,6 +81,7 @@ fn blocking_err(e: tokio::task::JoinError) -> Status {
 impl Shared {
     /// Shared state over an opened store.
     pub fn new(store: Store, cfg: Config, clock: Arc<dyn Clock>) -> Self {
+        let cfg_pins = cfg.pins_dir();
         Shared {
             store,
             cfg,
@@ -89,6 +94,7 @@ impl Shared {
             audit_vks: Mutex::new(HashMap::new()),
             keys: Mutex::new(HashMap::new()),
             verify_slots: Semaphore::new(2),
+            pins: VkPins::new(cfg_pins),
         }
     }
 
@@ -131,15 +137,27 @@ impl Shared {
             return Ok(ks);
         }
         let load = |k| {
-            srs::load(&self.cfg.srs, k).map_err(|e| {
+            let p = srs::load(&self.cfg.srs, k).map_err(|e| {
                 Status::failed_precondition(format!(
                     "the coordinator cannot load its SRS for k = {k}: {e}"
                 ))
-            })
+            })?;
+            // An SRS file replaced under the coordinator (by anyone who can
+            // write its directory) is refused, not silently trusted.
+            self.pins
+                .check_or_pin(
+                    &format!("srs-k{k}"),
+                    &srs::srs_id(&p),
+                    &format!("the SRS at k = {k} ({})", self.cfg.srs.display()),
+                )
+                .map_err(|e| Status::failed_precondition(e.to_string()))?;
+            Ok::<_, Status>(p)
         };
         let step = load(k)?;
         let agg = if agg_k > 0 { Some(load(agg_k)?) } else { None };
-        let ks = Arc::new(KeyStore::new(self.cfg.keys_dir.clone(), step, agg));
+        let ks = Arc::new(
+            KeyStore::new(self.cfg.keys_dir.clone(), step, agg).with_pins(self.pins.clone()),
+        );
         if let Ok(mut m) = self.keys.lock() {
             m.insert((k, agg_k), ks.clone());
         }
@@ -182,7 +200,7 @@ impl Shared {
         if let Some(vk) = self.audit_vks.lock().ok().and_then(|m| m.get(&id).cloned()) {
             return Ok((ks, vk));
         }
-        let vk = audit_vk(&self.cfg.keys_dir, shape, &ks.step_params)
+        let vk = audit_vk(&self.cfg.keys_dir, shape, &ks.step_params, Some(&self.pins))
             .map_err(|e| Status::internal(format!("audit verifying key: {e}")))?;
         if let Ok(mut m) = self.audit_vks.lock() {
             m.insert(id, vk.clone());
@@ -327,6 +345,7 @@ impl Shared {
                     .map_err(|e| zkaudit_circuits::CircuitError::Srs(e.message().to_string()))
             },
             &self.cfg.keys_dir,
+            Some(&self.pins),
         )
         .map_err(|e| format!("the assembled audit does not verify: {e}"))?;
         audit.to_bytes().map_err(|e| e.to_string())
@@ -532,8 +551,8 @@ fn job_id(r: &pb::JobRef) -> Result<&str, Status> {
     Ok(&r.job_id)
 }
 
-/// Most tasks an audit job may be split into.
-pub const MAX_AUDIT_TASKS: usize = 10_000;
+/// Most tasks one job (training or audit) may be split into.
+pub const MAX_JOB_TASKS: usize = 100_000;
 
 /// Checks a received transcript against its announced hash and parses it.
 fn parse_transcript(spec: &pb::JobSpec, bytes: &[u8]) -> Result<(String, Transcript), Status> {
@@ -576,9 +595,9 @@ fn admit_audit(
         e => Status::invalid_argument(format!("audit: {e}")),
     })?;
     let tasks = job.plan.chunks + usize::from(job.plan.combine.is_some());
-    if tasks > MAX_AUDIT_TASKS {
+    if tasks > MAX_JOB_TASKS {
         return Err(Status::invalid_argument(format!(
-            "audit: {tasks} tasks exceed the limit of {MAX_AUDIT_TASKS}; use larger chunks"
+            "audit: {tasks} tasks exceed the limit of {MAX_JOB_TASKS}; use larger chunks"
         )));
     }
     Ok((
@@ -627,6 +646,17 @@ fn admit(
         (JobMode::Succinct, s) if s as usize <= MAX_SPAN => s as usize,
         (JobMode::Succinct, s) => return bad(format!("span: must be in 1..={MAX_SPAN}, got {s}")),
     };
+    // Leaves, plus one aggregation per merge in succinct mode.
+    let leaves = steps.div_ceil(span as u64) as usize;
+    let tasks = match mode {
+        JobMode::Batched => leaves,
+        JobMode::Succinct => 2 * leaves - 1,
+    };
+    if tasks > MAX_JOB_TASKS {
+        return bad(format!(
+            "steps: {steps} steps at span {span} make {tasks} tasks, above the limit of {MAX_JOB_TASKS}; submit fewer steps per job or a larger span"
+        ));
+    }
     let shape = match spec.k {
         0 => auto_shape_span(&t, span).map_err(|e| Status::invalid_argument(e.to_string()))?,
         k => {

@@ -20,6 +20,12 @@ pub const MAX_ACCUMULATOR_BITS: u32 = 120;
 /// Largest supported layer width (inputs or outputs).
 pub const MAX_LAYER_WIDTH: usize = 1 << 16;
 
+/// Most layers a model may have.
+pub const MAX_LAYERS: usize = 64;
+
+/// Most trainable parameters a model may have.
+pub const MAX_PARAMS: usize = 1 << 24;
+
 /// Activation after a dense layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -51,10 +57,11 @@ pub struct Architecture {
 impl Architecture {
     /// Validates a layer chain.
     pub fn new(layers: Vec<DenseSpec>) -> Result<Self> {
-        if layers.is_empty() {
-            return Err(ModelError::Shape(
-                "a model needs at least one dense layer".into(),
-            ));
+        if layers.is_empty() || layers.len() > MAX_LAYERS {
+            return Err(ModelError::Shape(format!(
+                "a model needs 1..={MAX_LAYERS} dense layers, got {}",
+                layers.len()
+            )));
         }
         for (i, l) in layers.iter().enumerate() {
             if l.inputs == 0
@@ -87,7 +94,21 @@ impl Architecture {
                 "the last layer needs at least 2 outputs (classes); binary logistic regression is a 2-class softmax".into(),
             ));
         }
-        Ok(Architecture { layers })
+        let arch = Architecture { layers };
+        // Widths are at most 2^16 and layers at most 64: no overflow below.
+        if arch.num_params() > MAX_PARAMS {
+            return Err(ModelError::Shape(format!(
+                "model {} has {} parameters, above the supported {MAX_PARAMS}",
+                arch.describe(),
+                arch.num_params()
+            )));
+        }
+        Ok(arch)
+    }
+
+    /// Re-checks a deserialised architecture with the constructor's rules.
+    pub fn validate(&self) -> Result<()> {
+        Architecture::new(self.layers.clone()).map(|_| ())
     }
 
     /// Number of input features.

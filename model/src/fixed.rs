@@ -67,16 +67,23 @@ impl FixedParams {
                 "frac-bits must be in 2..={MAX_FRAC_BITS}, got {frac_bits}"
             )));
         }
-        if value_bits < frac_bits + 2 || value_bits > MAX_VALUE_BITS {
+        let min = frac_bits + crate::exp::EXP_INT_BITS;
+        if value_bits < min || value_bits > MAX_VALUE_BITS {
             return Err(ModelError::Config(format!(
-                "value-bits must be in {}..={MAX_VALUE_BITS} (at least frac-bits + 2 so that 1.0 and -1.0 fit), got {value_bits}",
-                frac_bits + 2
+                "value-bits must be in {min}..={MAX_VALUE_BITS} (at least frac-bits + {}, so that the softmax exponent domain [0, {}) fits), got {value_bits}",
+                crate::exp::EXP_INT_BITS,
+                1u32 << crate::exp::EXP_INT_BITS
             )));
         }
         Ok(FixedParams {
             frac_bits,
             value_bits,
         })
+    }
+
+    /// Re-checks a deserialised format with the constructor's rules.
+    pub fn validate(&self) -> Result<()> {
+        FixedParams::new(self.frac_bits, self.value_bits).map(|_| ())
     }
 
     /// The scale `2^f` as an integer.
@@ -170,6 +177,14 @@ mod tests {
         assert!(FixedParams::new(16, 32).is_ok());
         assert!(FixedParams::new(1, 32).is_err());
         assert!(FixedParams::new(16, 17).is_err());
+        // exp's clamp splits d into 2^(f+4)-sized parts: b >= f + 4.
+        assert!(FixedParams::new(16, 19).is_err());
+        assert!(FixedParams::new(16, 20).is_ok());
+        let forged = FixedParams {
+            frac_bits: 16,
+            value_bits: 127,
+        };
+        assert!(forged.validate().is_err());
         assert!(FixedParams::new(16, 49).is_err());
     }
 

@@ -25,6 +25,69 @@ use crate::transcript::{DataSource, InitSource, TrainConfig, Transcript};
 /// Largest number of steps one run may have (bounds the transcript size).
 pub const MAX_STEPS: usize = 1 << 20;
 
+/// Largest batch size.
+pub const MAX_BATCH: usize = 1 << 12;
+
+/// Most training records of a run (the dataset tree has at most `2^24` leaves).
+pub const MAX_RECORDS: usize = 1 << 24;
+
+/// The public parameters of a run, checked by [`check_run_params`].
+#[derive(Clone, Copy, Debug)]
+pub struct RunParams<'a> {
+    /// Architecture.
+    pub arch: &'a Architecture,
+    /// Fixed-point format.
+    pub fx: &'a FixedParams,
+    /// Learning rate at scale `2^f`.
+    pub lr_fx: i64,
+    /// Batch size.
+    pub batch: usize,
+    /// Training records.
+    pub num_records: usize,
+    /// Total SGD steps.
+    pub num_steps: usize,
+}
+
+/// Validates a run's public parameters: the one check `train` applies to
+/// what it is given, the coordinator to an uploaded transcript, and every
+/// verifier to a deserialised certificate or proof before deriving keys from
+/// it (the circuits' no-overflow argument rests on these bounds). Errors
+/// name the field and value.
+pub fn check_run_params(p: &RunParams) -> Result<()> {
+    p.fx.validate()?;
+    p.arch.validate()?;
+    let bad = |m: String| Err(ModelError::Config(m));
+    if p.lr_fx <= 0 || p.lr_fx > p.fx.max_value() {
+        return bad(format!(
+            "lr_fx {} is not a positive learning rate at {} fractional bits (1..={})",
+            p.lr_fx,
+            p.fx.frac_bits,
+            p.fx.max_value()
+        ));
+    }
+    if p.num_records == 0 || p.num_records > MAX_RECORDS {
+        return bad(format!(
+            "num_records {} is outside 1..={MAX_RECORDS}",
+            p.num_records
+        ));
+    }
+    if p.batch == 0 || p.batch > MAX_BATCH || p.batch > p.num_records {
+        return bad(format!(
+            "batch_size {} is outside 1..={} (at most {MAX_BATCH} and the {} training records)",
+            p.batch,
+            MAX_BATCH.min(p.num_records),
+            p.num_records
+        ));
+    }
+    if p.num_steps == 0 || p.num_steps > MAX_STEPS {
+        return bad(format!(
+            "num_steps {} is outside 1..={MAX_STEPS}",
+            p.num_steps
+        ));
+    }
+    p.arch.check_bounds(p.fx, p.batch, p.lr_fx)
+}
+
 /// How to choose the initial weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum InitChoice {
@@ -226,11 +289,14 @@ pub fn train(
 
     let schedule = Schedule::new(opts.seed, train.len(), opts.batch_size)?;
     let total = schedule.steps_per_epoch() * opts.epochs as usize;
-    if total > MAX_STEPS {
-        return Err(ModelError::Config(format!(
-            "{total} steps exceed the supported {MAX_STEPS}"
-        )));
-    }
+    check_run_params(&RunParams {
+        arch: &arch,
+        fx: &fx,
+        lr_fx,
+        batch: opts.batch_size,
+        num_records: train.len(),
+        num_steps: total,
+    })?;
 
     let (w0, init) = match (&model.initial, opts.init) {
         (Some(real), InitChoice::Auto) => (

@@ -178,12 +178,27 @@ impl Transcript {
     /// Structural validation after decoding (shapes and counts agree).
     pub fn validate(&self) -> Result<()> {
         let arch = &self.config.arch;
+        crate::train::check_run_params(&crate::train::RunParams {
+            arch,
+            fx: &self.config.fx,
+            lr_fx: self.config.lr_fx,
+            batch: self.config.batch_size,
+            num_records: self.train.len(),
+            num_steps: self.num_steps(),
+        })?;
         for w in &self.weights {
             w.check_shape(arch)?;
         }
         if self.weights.is_empty() || self.weight_salts.len() != self.weights.len() {
             return Err(ModelError::Config(
                 "weights and weight salts disagree in count".into(),
+            ));
+        }
+        if self.train.features.len() != self.train.len()
+            || self.test.features.len() != self.test.len()
+        {
+            return Err(ModelError::Config(
+                "records and labels disagree in count".into(),
             ));
         }
         if self.leaf_salts.len() != self.train.len() {

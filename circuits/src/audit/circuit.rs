@@ -10,7 +10,7 @@
 //! |---|---|
 //! | composition | subtree root, `n`, `cc`, then `lo_r, hi_r` per range |
 //! | exclusion | subtree root, `n`, then the blocklist hashes |
-//! | inclusion | root `R`, label, features of the record |
+//! | inclusion | root `R`, record count `N` (the index is `< N`), label, features of the record |
 //! | accuracy | `c_T`, `n`, `cc`, then per record: group bit (fairness only), label, features |
 //! | counterfactual | `c_T`, `n`, the attribute values, then per record: features |
 //! | combine | the chunks' `cc`, the rule's numbers, the revealed sums (if any) |
@@ -222,8 +222,8 @@ pub fn build(
             if path.len() != shape.depth {
                 return bad(&format!("Merkle paths must have depth {}", shape.depth));
             }
-            let y = pubs[1];
-            let x: Vec<_> = pubs[2..].to_vec();
+            let (n, y) = (pubs[1], pubs[2]);
+            let x: Vec<_> = pubs[3..].to_vec();
             for v in &x {
                 chip.signed(ctx, *v);
             }
@@ -231,6 +231,11 @@ pub fn build(
             let leaf = hash::leaf(ctx, chip.gate(), &h, s, y, &x, shape.fx.value_bits);
             let idx = ctx.load_witness(Fr::from(*index));
             let bits = chip.gate().num_to_bits(ctx, idx, shape.depth);
+            // Only positions of real records count: index < N. Positions
+            // N..2^depth are never opened by the training schedule, so a leaf
+            // planted there would otherwise be "included" without being trained on.
+            chip.range.range_check(ctx, n, shape.depth + 1);
+            chip.range.check_less_than(ctx, idx, n, shape.depth + 1);
             let sibs: Vec<_> = path.iter().map(|p| ctx.load_witness(*p)).collect();
             let r = hash::merkle_root(ctx, chip.gate(), &h, leaf, &bits, &sibs);
             ctx.constrain_equal(&r, &pubs[0]);
@@ -355,8 +360,13 @@ pub fn build(
                     chip.range.check_less_than(ctx, sums[0], t1, COUNT_BITS + 8);
                 }
                 RuleKind::Gap => {
-                    // |c_a n_b - c_b n_a| * den <= num * n_a * n_b
+                    // |c_a n_b - c_b n_a| * den <= num * n_a * n_b, with
+                    // n_a, n_b >= 1 (an empty group makes both sides 0).
                     let (na, nb, num, den) = (nums[0], nums[1], nums[2], nums[3]);
+                    for n in [na, nb] {
+                        let empty = gate.is_zero(ctx, n);
+                        gate.assert_is_const(ctx, &empty, &Fr::zero());
+                    }
                     let a = gate.mul(ctx, sums[0], nb);
                     let a = gate.mul(ctx, a, den);
                     let b = gate.mul(ctx, sums[1], na);

@@ -32,6 +32,8 @@
 
 pub mod circuit;
 mod prove;
+#[cfg(test)]
+mod statement_tests;
 pub mod tasks;
 #[cfg(test)]
 mod tests;
@@ -58,15 +60,12 @@ use crate::field::to_hex;
 use crate::{envelope, Fr, Result};
 
 /// Version of the audit circuits' constraint systems (part of key names).
-pub const AUDIT_CIRCUIT_VERSION: u32 = 1;
-/// Tag of count commitments.
-pub const TAG_COUNT: u64 = 0x7a6b_0004;
-/// Tag of record content hashes (blocklist entries).
-pub const TAG_CONTENT: u64 = 0x7a6b_0005;
+pub const AUDIT_CIRCUIT_VERSION: u32 = 2;
+pub use crate::hash::{TAG_CONTENT, TAG_COUNT};
 /// File magic of audit proofs.
 pub const AUDIT_MAGIC: [u8; 8] = *b"ZKAAUDT\0";
 /// Audit file format version.
-pub const AUDIT_VERSION: u32 = 1;
+pub const AUDIT_VERSION: u32 = 2;
 /// Most ranges one composition predicate may list.
 pub const MAX_RANGES: usize = 16;
 /// Most blocklist entries.
@@ -192,7 +191,7 @@ impl AuditShape {
         match &self.kind {
             ChunkKind::Composition { ranges, .. } => 3 + 2 * ranges,
             ChunkKind::Exclusion { entries } => 2 + entries,
-            ChunkKind::Inclusion => 2 + d,
+            ChunkKind::Inclusion => 3 + d,
             ChunkKind::Accuracy { .. } => 3 + self.records * self.record_instances(),
             ChunkKind::Counterfactual { values, .. } => 2 + values + self.records * d,
             ChunkKind::Combine {
@@ -480,14 +479,17 @@ pub fn describe_claim(claim: &Claim, b: &Binding, revealed: &[u64]) -> String {
                 group,
                 max_gap_num,
                 max_gap_den,
-            } => format!(
-                "on the public test set (SHA-256 {}, {} records), the accuracy of the model with commitment {} on records with {} and on the other records differ by at most {max_gap_num}/{max_gap_den} ({:.2} percentage points)",
-                test.sha256(),
-                test.labels.len(),
-                to_hex(&b.c_t),
-                group.describe(),
-                100.0 * *max_gap_num as f64 / (*max_gap_den).max(1) as f64
-            ),
+            } => {
+                let (na, nb) = prove::groups(claim).map(|(_, n)| n).unwrap_or((0, 0));
+                format!(
+                    "on the public test set (SHA-256 {}, {} records), the accuracy of the model with commitment {} on the {na} records with {} and on the {nb} other records differ by at most {max_gap_num}/{max_gap_den} ({:.2} percentage points)",
+                    test.sha256(),
+                    test.labels.len(),
+                    to_hex(&b.c_t),
+                    group.describe(),
+                    100.0 * *max_gap_num as f64 / (*max_gap_den).max(1) as f64
+                )
+            }
             Claim::Counterfactual {
                 inputs,
                 feature,

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::field::fe;
 use crate::hash::{node_native, MerkleTree};
-use crate::keys::{cached_key, cached_vk, StepKey};
+use crate::keys::{cached_key, cached_vk, StepKey, VkPins};
 use crate::prover::{verify_snark, verify_snarks_accumulated};
 use crate::shape::StepShape;
 use crate::srs::srs_id;
@@ -157,6 +157,16 @@ pub(super) fn check_public(claim: &Claim, arch: &Architecture, fx: &FixedParams)
         } => {
             check_records(test, true)?;
             check_ranges(group)?;
+            // With an empty group both sides of the gap inequality are 0 and
+            // any model would pass: each group needs at least one record.
+            if let Some((_, (na, nb))) = groups(claim) {
+                if na == 0 || nb == 0 {
+                    return bad(format!(
+                        "the fairness groups need at least one test record each, but {na} records have {} and {nb} do not",
+                        group.describe()
+                    ));
+                }
+            }
             if *max_gap_den == 0 || *max_gap_den >= 1 << 32 || *max_gap_num > *max_gap_den {
                 return bad(format!(
                     "the gap {max_gap_num}/{max_gap_den} must be a fraction in [0, 1] with a denominator below 2^32"
@@ -338,7 +348,7 @@ fn rule_params(claim: &Claim, fx_group: Option<(u64, u64)>) -> Vec<Fr> {
 }
 
 /// Group bits of a fairness test set and the group sizes `(n_a, n_b)`.
-fn groups(claim: &Claim) -> Option<(Vec<bool>, (u64, u64))> {
+pub(super) fn groups(claim: &Claim) -> Option<(Vec<bool>, (u64, u64))> {
     match claim {
         Claim::Fairness { test, group, .. } => {
             let g: Vec<bool> = test
@@ -386,7 +396,7 @@ pub(super) fn chunk_publics(
             v.extend_from_slice(blocklist);
         }
         Claim::Inclusion { features, label } => {
-            v.extend([b.root, Fr::from(*label as u64)]);
+            v.extend([b.root, Fr::from(b.num_records), Fr::from(*label as u64)]);
             v.extend(features.iter().map(|&x| fe(x as i128)));
         }
         Claim::Accuracy { test, .. } | Claim::Fairness { test, .. } => {
@@ -455,13 +465,15 @@ pub fn audit_key(dir: &Path, shape: &AuditShape, params: &ParamsKZG<Bn256>) -> R
     })
 }
 
-/// The verifying key of an audit circuit (cached; regenerated from the shape).
+/// The verifying key of an audit circuit (cached if trusted, see
+/// [`crate::keys`]; else derived from the shape).
 pub fn audit_vk(
     dir: &Path,
     shape: &AuditShape,
     params: &ParamsKZG<Bn256>,
+    pins: Option<&VkPins>,
 ) -> Result<VerifyingKey<G1Affine>> {
-    cached_vk(dir, &key_base(dir, shape, params), params, || {
+    cached_vk(dir, &key_base(dir, shape, params), params, pins, || {
         keygen_circuit(shape)
     })
 }
@@ -880,6 +892,7 @@ pub fn verify_audit(
     fx: &FixedParams,
     params_for: &dyn Fn(u32) -> Result<ParamsKZG<Bn256>>,
     keys_dir: &Path,
+    pins: Option<&VkPins>,
 ) -> Result<()> {
     let claim = &a.claim;
     if claim.is_data() {
@@ -964,7 +977,7 @@ pub fn verify_audit(
             srs_id(&params)
         ));
     }
-    let vk = audit_vk(keys_dir, &a.chunk_shape, &params)?;
+    let vk = audit_vk(keys_dir, &a.chunk_shape, &params, pins)?;
     // The chunk proofs are checked together: one accumulated pairing.
     let proofs = a
         .chunks
@@ -987,7 +1000,7 @@ pub fn verify_audit(
     )?;
     if let Some((shape, proof)) = &a.combine {
         let params = params_for(shape.k)?;
-        let vk = audit_vk(keys_dir, shape, &params)?;
+        let vk = audit_vk(keys_dir, shape, &params, pins)?;
         let publics = combine_publics(claim, &a.chunks, &a.revealed)?;
         verify_snark(&params, &vk, &publics, proof)
             .map_err(|e| CircuitError::Verification(format!("combine proof: {e}")))?;

@@ -16,7 +16,7 @@ use crate::hash::MerkleTree;
 use crate::step::tests::synthetic_run;
 use crate::{srs, CircuitError, ParamsKZG};
 
-fn run() -> Transcript {
+pub(super) fn run() -> Transcript {
     synthetic_run(
         &[
             (4, Activation::None),
@@ -30,7 +30,7 @@ fn run() -> Transcript {
     )
 }
 
-fn binding(t: &Transcript) -> Binding {
+pub(super) fn binding(t: &Transcript) -> Binding {
     let tree = MerkleTree::of_dataset(
         &t.train.features,
         &t.train.labels,
@@ -104,11 +104,12 @@ impl Env {
             &t.config.fx,
             &self.params_for(),
             self.keys(),
+            None,
         )
     }
 }
 
-fn ranges(feature: usize, lo: i64, hi: i64) -> FeatureRanges {
+pub(super) fn ranges(feature: usize, lo: i64, hi: i64) -> FeatureRanges {
     FeatureRanges {
         feature,
         name: format!("f{feature}"),
@@ -261,7 +262,7 @@ fn composition_audit_verifies_and_rejects_false_claims_and_tampering() {
     ));
     let salts = SaltKey::new(&claim, &data);
     let params = env.params_for()(a.chunk_shape.k).unwrap();
-    let vk = audit_vk(env.keys(), &a.chunk_shape, &params).unwrap();
+    let vk = audit_vk(env.keys(), &a.chunk_shape, &params, None).unwrap();
     let check = |i: usize, c: &ChunkProof| {
         verify_chunk(&job, &data, Some(&tree), &salts, i, c, &params, &vk)
     };
@@ -274,7 +275,7 @@ fn composition_audit_verifies_and_rejects_false_claims_and_tampering() {
     assert!(check(2, &e).is_err(), "another count commitment");
     let (shape, proof) = a.combine.clone().unwrap();
     let cparams = env.params_for()(shape.k).unwrap();
-    let cvk = audit_vk(env.keys(), &shape, &cparams).unwrap();
+    let cvk = audit_vk(env.keys(), &shape, &cparams, None).unwrap();
     let combine = |revealed: &[u64]| {
         verify_combine(
             &job, &data, &salts, &a.chunks, &proof, revealed, &cparams, &cvk,
@@ -354,7 +355,7 @@ fn exclusion_and_inclusion_audits() {
         .is_err());
 }
 
-fn test_set(t: &Transcript, n: usize) -> PublicRecords {
+pub(super) fn test_set(t: &Transcript, n: usize) -> PublicRecords {
     let mut rng = zkaudit_model::seed::SeedRng::new(b"audit-test", 9, 0);
     let features: Vec<Vec<i64>> = (0..n)
         .map(|_| {

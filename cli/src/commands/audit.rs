@@ -771,6 +771,7 @@ pub fn verify_against(cert: &Certificate, path: &Path, files: &ProvingFiles) -> 
                     .map_err(|e| zkaudit_circuits::CircuitError::Srs(format!("{e:#}")))
             },
             &files.keys,
+            None,
         )
     });
     if let Err(e) = res {

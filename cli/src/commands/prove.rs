@@ -266,8 +266,11 @@ pub struct VerifyArgs {
 /// Runs `zkaudit verify`.
 pub fn verify(a: VerifyArgs) -> anyhow::Result<()> {
     let cert = Certificate::read(&a.cert)?;
-    let params = a.files.load_srs(cert.shape.k)?;
-    let vk = step_vk(&a.files.keys, &cert.shape, &params)?;
+    // No key is derived from parameters that have not been validated.
+    let params = match cert.shape.check_public(&cert.public, None) {
+        Ok(()) => a.files.load_srs(cert.shape.k)?,
+        Err(e) => bail!("{} is NOT valid: {e}", a.cert.display()),
+    };
     let start = Instant::now();
     let res = match (&cert.mode, &cert.root) {
         (Mode::Succinct, Some(root)) => {
@@ -287,7 +290,15 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<()> {
             let r = verify_succinct(&cert, &params, &agg_params, kind, &rvk);
             (r, start.elapsed())
         }
-        _ => (verify_certificate(&cert, &params, &vk), start.elapsed()),
+        _ => match check_statement(&cert, &params)
+            .and_then(|_| step_vk(&a.files.keys, &cert.shape, &params, None))
+        {
+            Ok(vk) => {
+                let start = Instant::now();
+                (verify_certificate(&cert, &params, &vk), start.elapsed())
+            }
+            Err(e) => (Err(e), start.elapsed()),
+        },
     };
     if let Err(e) = res.0 {
         bail!("{} is NOT valid: {e}", a.cert.display());

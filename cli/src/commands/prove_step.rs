@@ -180,8 +180,12 @@ pub struct VerifyStepArgs {
 /// Runs `zkaudit verify-step`.
 pub fn verify(a: VerifyStepArgs) -> anyhow::Result<()> {
     let p = StepProof::read(&a.proof)?;
+    // No key is derived from parameters that have not been validated.
+    p.shape
+        .check_public(&p.public, Some(1))
+        .with_context(|| format!("{} is NOT valid", a.proof.display()))?;
     let params = a.files.load_srs(p.shape.k)?;
-    let vk = step_vk(&a.files.keys, &p.shape, &params)?;
+    let vk = step_vk(&a.files.keys, &p.shape, &params, None)?;
     let start = Instant::now();
     verify_step(&p, &params, &vk).with_context(|| format!("{} is NOT valid", a.proof.display()))?;
     println!(

@@ -152,3 +152,64 @@ fn configuration_errors_are_clear() {
         "{e}"
     );
 }
+
+#[test]
+fn run_parameters_are_validated_naming_the_field() {
+    let arch = crate::spec::load_model(&root().join("examples/models/digits_mlp.toml"))
+        .unwrap()
+        .arch;
+    let fx = FixedParams::default();
+    let ok = RunParams {
+        arch: &arch,
+        fx: &fx,
+        lr_fx: 6554,
+        batch: 8,
+        num_records: 1438,
+        num_steps: 179,
+    };
+    check_run_params(&ok).unwrap();
+    let err = |p: RunParams| check_run_params(&p).unwrap_err().to_string();
+    assert!(err(RunParams {
+        batch: 1 << 40,
+        ..ok
+    })
+    .contains("batch_size"));
+    assert!(err(RunParams { batch: 0, ..ok }).contains("batch_size"));
+    assert!(err(RunParams { batch: 2000, ..ok }).contains("batch_size"));
+    assert!(err(RunParams { lr_fx: 0, ..ok }).contains("lr_fx"));
+    assert!(err(RunParams { lr_fx: -5, ..ok }).contains("lr_fx"));
+    assert!(err(RunParams { num_steps: 0, ..ok }).contains("num_steps"));
+    assert!(err(RunParams {
+        num_steps: MAX_STEPS + 1,
+        ..ok
+    })
+    .contains("num_steps"));
+    assert!(err(RunParams {
+        num_records: MAX_RECORDS + 1,
+        ..ok
+    })
+    .contains("num_records"));
+    let wide = FixedParams {
+        frac_bits: 16,
+        value_bits: 127,
+    };
+    assert!(err(RunParams { fx: &wide, ..ok }).contains("value-bits"));
+    // exp's clamp needs value_bits >= frac_bits + 4.
+    let narrow = FixedParams {
+        frac_bits: 16,
+        value_bits: 19,
+    };
+    assert!(err(RunParams { fx: &narrow, ..ok }).contains("value-bits"));
+    let mut huge = arch.clone();
+    huge.layers[0].outputs = 1 << 40;
+    huge.layers[1].inputs = 1 << 40;
+    assert!(err(RunParams { arch: &huge, ..ok }).contains("widths"));
+}
+
+#[test]
+fn train_refuses_a_format_too_narrow_for_the_softmax() {
+    let mut o = opts("digits_mlp.toml", "digits.csv.gz", 1, 8, 0.1);
+    o.fx.value_bits = 19;
+    let err = train(&o, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("value-bits"), "{err}");
+}
