@@ -677,8 +677,42 @@ fn unauthenticated_and_malformed_requests_are_refused() {
                 e.message()
             );
         }
+        // Transcripts whose configuration no `train` would accept (an
+        // allocation of 2^40 rows, a 2^40-wide layer, a zero learning rate,
+        // 127-bit values) are refused with the field named, and the
+        // coordinator stays up (it answers the calls below).
+        let honest = std::fs::read(f.run.join("transcript.bin")).unwrap();
+        let t = zkaudit_model::transcript::Transcript::from_bytes(&honest, &f.run).unwrap();
+        type Edit = fn(&mut zkaudit_model::transcript::Transcript);
+        let hostile: [(Edit, &str); 4] = [
+            (|t| t.config.batch_size = 1 << 40, "batch_size"),
+            (
+                |t| {
+                    t.config.arch.layers[0].outputs = 1 << 40;
+                },
+                "widths",
+            ),
+            (|t| t.config.lr_fx = 0, "lr_fx"),
+            (|t| t.config.fx.value_bits = 127, "value-bits"),
+        ];
+        for (edit, field) in hostile {
+            let mut bad = t.clone();
+            edit(&mut bad);
+            let bytes = bad.to_bytes().unwrap();
+            let e = submit(vec![
+                Part::Spec(spec(bytes.len() as u64)),
+                Part::Chunk(bytes),
+            ])
+            .await;
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+            assert!(
+                e.message().contains(field),
+                "{:?} lacks {field:?}",
+                e.message()
+            );
+        }
         // A real transcript with an impossible step count names the field.
-        let bytes = std::fs::read(f.run.join("transcript.bin")).unwrap();
+        let bytes = honest;
         let mut s = spec(bytes.len() as u64);
         s.steps = 1000;
         let e = submit(vec![Part::Spec(s), Part::Chunk(bytes.clone())]).await;
@@ -723,6 +757,44 @@ fn unauthenticated_and_malformed_requests_are_refused() {
     let o = c.client(&["submit", "--run"]).arg(&big).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("exceeds"), "{err}");
+}
+
+/// A coordinator refuses to start with an empty or short token (an empty
+/// one would accept `authorization: Bearer ` from anyone).
+#[test]
+fn an_empty_or_short_token_is_refused_at_start() {
+    let d = tempfile::tempdir().unwrap();
+    for token in ["", "short-token"] {
+        let mut child = fixture()
+            .cmd()
+            .args(["coordinator", "--listen", "127.0.0.1:0", "--data"])
+            .arg(d.path().join("data"))
+            .args(["--token", token])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            if t0.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                panic!("a coordinator with token {token:?} started");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert!(!status.success(), "{err}");
+        assert!(err.contains("at least 16"), "{err}");
+    }
 }
 
 /// An audit through the cluster: a certificate proven by the cluster, then
