@@ -43,6 +43,15 @@ pub enum CircuitError {
 pub type Result<T, E = CircuitError> = std::result::Result<T, E>;
 
 impl CircuitError {
+    /// Whether the failure lies in this machine's own files (its SRS, its
+    /// key cache) rather than in the task: another machine may succeed.
+    pub fn is_local_setup(&self) -> bool {
+        matches!(
+            self,
+            CircuitError::Srs(_) | CircuitError::Io { .. } | CircuitError::Format { .. }
+        )
+    }
+
     /// Wraps an I/O error with its path.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         CircuitError::Io {

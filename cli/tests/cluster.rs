@@ -515,6 +515,44 @@ fn a_killed_worker_loses_its_lease_and_the_job_completes() {
     c.fetch_and_verify(&job, d.path());
 }
 
+/// A worker whose own setup is broken (no SRS) fails every task it takes,
+/// faster than anyone: its failures spend none of the tasks' attempts (the
+/// default budget of 5), it is quarantined after three in a row (status
+/// page, metrics), and a good worker finishes the job.
+#[test]
+fn a_worker_without_its_srs_does_not_fail_the_job() {
+    let _g = serial();
+    let d = tempfile::tempdir().unwrap();
+    let c = Coordinator::start(&d.path().join("data"), 0, &["--lease-secs", "3"]);
+    let broken = Worker::start_env(
+        &c,
+        "no-srs",
+        &[],
+        &[("ZKAUDIT_SRS", "/nonexistent/kzg.srs")],
+    );
+    broken.wait_log("registered");
+    let job = c.submit(3);
+    let t0 = Instant::now();
+    while c.metric("zkaudit_workers_quarantined") < 1.0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the broken worker was never quarantined:\n{}\n{}",
+            c.logs(),
+            broken.logs()
+        );
+        let st = c.status(&job);
+        assert!(!st.contains("FAILED"), "{st}\n{}", broken.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(broken.logs().contains("own setup"), "{}", broken.logs());
+    let api = http_get(&c.http, "/api/status");
+    assert!(api.contains("does not exist"), "{api}");
+    let good = Worker::start(&c, "good", &[]);
+    let st = c.wait_done(&job, &[&broken, &good]);
+    assert!(st.contains("3/3 steps proven"), "{st}");
+    c.fetch_and_verify(&job, d.path());
+}
+
 #[test]
 fn a_restarted_coordinator_resumes_without_reproving() {
     let _g = serial();

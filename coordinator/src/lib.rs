@@ -73,6 +73,8 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Aggregation circuit size when a job does not say.
     pub default_agg_k: u32,
+    /// How long a worker that keeps failing gets no task.
+    pub quarantine_ms: u64,
 }
 
 impl Config {
@@ -93,6 +95,7 @@ impl Config {
             max_proof_bytes: 64 << 20,
             max_message_bytes: 96 << 20,
             default_agg_k: zkaudit_circuits::aggregate::DEFAULT_AGG_K,
+            quarantine_ms: 300_000,
         }
     }
 
@@ -198,6 +201,9 @@ pub async fn start(cfg: Config, clock: Arc<dyn Clock>) -> Result<Running, StartE
     check_token_strength(cfg.token.as_deref())?;
     let mut st = store::Store::open(&cfg.data_dir)?;
     st.max_attempts = cfg.max_attempts;
+    // A failed task waits half a lease before its last worker may take it again.
+    st.retry_elsewhere_ms = cfg.lease_ms / 2;
+    st.quarantine_ms = cfg.quarantine_ms;
     let shared = Arc::new(Shared::new(st, cfg.clone(), clock));
     let token: Option<Arc<str>> = cfg.token.as_deref().map(Arc::from);
     if token.is_none() {

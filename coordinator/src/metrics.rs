@@ -174,6 +174,11 @@ pub fn render(s: &Shared) -> String {
         out,
         "# HELP zkaudit_workers Workers seen within two lease periods.\n# TYPE zkaudit_workers gauge\nzkaudit_workers {live}"
     );
+    let quarantined = s.store.quarantined(now).map(|v| v.len()).unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "# HELP zkaudit_workers_quarantined Workers given no task for now: they failed three times in a row.\n# TYPE zkaudit_workers_quarantined gauge\nzkaudit_workers_quarantined {quarantined}"
+    );
     out
 }
 

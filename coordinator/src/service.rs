@@ -35,7 +35,8 @@ use zkaudit_proto::CHUNK_BYTES;
 
 use crate::plan::{plan_audit, plan_job, JobMode, TaskKind};
 use crate::store::{
-    Completed, JobKind, JobRecord, JobSpec, JobState, Requeued, Store, StoreError, TaskState,
+    Blame, Completed, JobKind, JobRecord, JobSpec, JobState, Requeued, Store, StoreError,
+    TaskState, QUARANTINE_AFTER,
 };
 use crate::{Clock, Config};
 
@@ -358,6 +359,22 @@ impl Shared {
         }
     }
 
+    /// Counts a failure against a worker; logs its quarantine when this one starts it.
+    fn worker_failed(&self, worker: &str, reason: &str, now: u64) {
+        match self.store.record_failure(worker, reason, now) {
+            Ok(h) if h.failures_in_a_row == QUARANTINE_AFTER => {
+                let msg = format!(
+                    "worker {worker} quarantined for {} s after {} failures in a row; last: {reason}",
+                    self.store.quarantine_ms / 1000,
+                    h.failures_in_a_row
+                );
+                warn!("{msg}");
+            }
+            Ok(_) => {}
+            Err(e) => warn!("worker health of {worker}: {e}"),
+        }
+    }
+
     /// Requeues expired leases; returns how many.
     pub fn sweep(&self) -> usize {
         let now = self.clock.now_ms();
@@ -373,7 +390,7 @@ impl Shared {
             self.metrics
                 .lease_expiries
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            match self.store.requeue(lease, &reason, false, now) {
+            match self.store.requeue(lease, &reason, Blame::Task, now) {
                 Ok(Requeued::Retry) => {
                     self.event(&rec.job, format!("task {} re-queued: {reason}", rec.index))
                 }
@@ -1129,7 +1146,8 @@ impl pb::workers_server::Workers for WorkersService {
                 let _ = s.store.count_rejection(&r.worker_id, now);
                 let reason = format!("proof from worker {} rejected: {why}", r.worker_id);
                 warn!("{reason}");
-                match s.store.requeue(&r.lease_id, &reason, false, now) {
+                s.worker_failed(&r.worker_id, &reason, now);
+                match s.store.requeue(&r.lease_id, &reason, Blame::Task, now) {
                     Ok(Requeued::JobFailed(w)) => s.event(&job.id, format!("job failed: {w}")),
                     Ok(_) => s.event(&job.id, format!("task {} re-queued: {reason}", rec.index)),
                     Err(e) => warn!("requeue: {e}"),
@@ -1200,13 +1218,25 @@ impl pb::workers_server::Workers for WorkersService {
         s.metrics
             .task_failures
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let now = s.clock.now_ms();
+        // A worker's word does not fail a job: a "fatal" report spends one
+        // attempt (the task goes to another worker first), and a failure of
+        // the worker's own setup spends none but counts against the worker.
+        let blame = if r.worker_fault {
+            Blame::Worker
+        } else {
+            Blame::Task
+        };
+        if r.worker_fault || r.retryable {
+            s.worker_failed(&r.worker_id, &reason, now);
+        }
         match s
             .store
             .requeue(
                 &r.lease_id,
                 &format!("worker {}: {reason}", r.worker_id),
-                !r.retryable,
-                s.clock.now_ms(),
+                blame,
+                now,
             )
             .map_err(store_status)?
         {

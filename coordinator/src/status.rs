@@ -113,6 +113,10 @@ pub struct WorkerView {
     pub rejected: u64,
     /// What it is proving now: `(job, task description, progress)`.
     pub current: Vec<(String, String, f64)>,
+    /// Seconds of quarantine left (0: not quarantined): it failed too often.
+    pub quarantined_s: f64,
+    /// Its last failure, if any since its last accepted proof.
+    pub last_failure: Option<String>,
 }
 
 fn describe(kind: &TaskKind) -> String {
@@ -264,7 +268,10 @@ pub fn snapshot(s: &Shared) -> Result<Snapshot, StoreError> {
             .into_iter()
             .map(|w| {
                 let ago = now.saturating_sub(w.last_seen_ms);
+                let health = s.store.health(&w.id).unwrap_or_default();
                 WorkerView {
+                    quarantined_s: health.quarantined_until_ms.saturating_sub(now) as f64 / 1e3,
+                    last_failure: health.last_failure,
                     current: current.remove(&w.id).unwrap_or_default(),
                     id: w.id,
                     name: w.name,

@@ -14,7 +14,10 @@
 //! - `leases`: lease id → [`LeaseRecord`];
 //! - `workers`: worker id → [`WorkerRecord`];
 //! - `blobs`: `t/<job>` transcript, `q/<job>` planned audit (audit jobs),
-//!   `a/<job>/<index>` proof artifact, `c/<job>` certificate or audit proof.
+//!   `a/<job>/<index>` proof artifact, `c/<job>` certificate or audit proof;
+//! - `credits`: task key → attempts not charged to the task (u32, big-endian);
+//! - `avoid`: task key → (worker, until ms): the worker that failed it last;
+//! - `health`: worker id → [`WorkerHealth`] (see [`health`]).
 
 use std::path::Path;
 
@@ -26,6 +29,9 @@ use sled::Transactional;
 use zkaudit_circuits::shape::StepShape;
 
 use crate::plan::{JobMode, JobPlan};
+
+pub mod health;
+pub use health::{Blame, WorkerHealth, QUARANTINE_AFTER};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -248,8 +254,15 @@ pub struct Store {
     leases: sled::Tree,
     workers: sled::Tree,
     blobs: sled::Tree,
+    credits: sled::Tree,
+    avoid: sled::Tree,
+    health: sled::Tree,
     /// Attempts per task before its job fails.
     pub max_attempts: u32,
+    /// How long a failed task is not leased back to the worker that failed it.
+    pub retry_elsewhere_ms: u64,
+    /// How long a worker that keeps failing gets no task.
+    pub quarantine_ms: u64,
 }
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
@@ -336,8 +349,13 @@ impl Store {
             leases: db.open_tree("leases")?,
             workers: db.open_tree("workers")?,
             blobs: db.open_tree("blobs")?,
+            credits: db.open_tree("credits")?,
+            avoid: db.open_tree("avoid")?,
+            health: db.open_tree("health")?,
             db,
             max_attempts: 5,
+            retry_elsewhere_ms: 15_000,
+            quarantine_ms: 300_000,
         })
     }
 
@@ -525,6 +543,9 @@ impl Store {
     /// until `now_ms + lease_ms` (flushed); `None` when nothing is ready.
     pub fn lease(&self, worker: &str, now_ms: u64, lease_ms: u64) -> Result<Option<Leased>> {
         self.touch_worker(worker, now_ms, |_| {})?;
+        if self.health(worker)?.quarantined(now_ms) {
+            return Ok(None);
+        }
         for entry in self.ready.iter() {
             let (rk, job_id) = entry?;
             if rk.len() != 12 {
@@ -533,6 +554,9 @@ impl Store {
             let index = u32::from_be_bytes([rk[8], rk[9], rk[10], rk[11]]);
             let job_id = String::from_utf8_lossy(&job_id).into_owned();
             let tk = task_key(&job_id, index);
+            if self.avoided(&tk, worker, now_ms)? {
+                continue;
+            }
             let res =
                 (&self.jobs, &self.tasks, &self.ready, &self.leases).transaction(|(j, t, r, l)| {
                     if r.get(&rk)?.is_none() {
@@ -742,18 +766,36 @@ impl Store {
         let out = flat(res)?;
         if out != Completed::Duplicate {
             self.touch_worker(worker, now_ms, |w| w.accepted += 1)?;
+            self.record_success(worker)?;
         }
         self.flush()?;
         Ok(out)
     }
 
     /// Puts the task of `lease` back in the queue (a retryable failure, a
-    /// rejected proof or an expired lease), or fails its job when `fatal` or
-    /// when the retry budget is spent.
-    pub fn requeue(&self, lease: &str, reason: &str, fatal: bool, now_ms: u64) -> Result<Requeued> {
+    /// rejected proof, an expired lease, or a failure of the worker's own
+    /// setup, which gives the attempt back), away from the worker that held
+    /// it for a while, or fails its job when the failure is fatal or the
+    /// retry budget is spent.
+    pub fn requeue(
+        &self,
+        lease: &str,
+        reason: &str,
+        blame: Blame,
+        now_ms: u64,
+    ) -> Result<Requeued> {
         let max = self.max_attempts;
-        let res =
-            (&self.jobs, &self.tasks, &self.ready, &self.leases).transaction(|(j, t, r, l)| {
+        let away_until = now_ms + self.retry_elsewhere_ms;
+        let fatal = blame == Blame::Fatal;
+        let res = (
+            &self.jobs,
+            &self.tasks,
+            &self.ready,
+            &self.leases,
+            &self.credits,
+            &self.avoid,
+        )
+            .transaction(|(j, t, r, l, cr, av)| {
                 let rec: LeaseRecord = match tget(l, lease.as_bytes())? {
                     Some(x) => x,
                     None => return Ok(Requeued::Stale),
@@ -771,6 +813,16 @@ impl Store {
                 task.last_error = Some(reason.to_string());
                 task.progress_milli = 0;
                 t.insert(tk.as_slice(), enc(&task))?;
+                let mut credit = match cr.get(&tk)? {
+                    Some(v) if v.len() == 4 => u32::from_be_bytes([v[0], v[1], v[2], v[3]]),
+                    _ => 0,
+                };
+                if blame == Blame::Worker {
+                    credit += 1;
+                    cr.insert(tk.as_slice(), &credit.to_be_bytes())?;
+                }
+                av.insert(tk.as_slice(), enc(&(rec.worker.clone(), away_until)))?;
+                let charged = task.attempts.saturating_sub(credit);
                 let mut job: JobRecord = match tget(j, rec.job.as_bytes())? {
                     Some(x) => x,
                     None => return Ok(Requeued::Stale),
@@ -778,13 +830,13 @@ impl Store {
                 if job.state != JobState::Running {
                     return Ok(Requeued::Stale);
                 }
-                if fatal || task.attempts >= max {
+                if fatal || charged >= max {
                     let why = if fatal {
                         format!("task {} failed: {reason}", rec.index)
                     } else {
                         format!(
                             "task {} failed {} times (retry budget spent); last: {reason}",
-                            rec.index, task.attempts
+                            rec.index, charged
                         )
                     };
                     job.state = JobState::Failed;

@@ -120,6 +120,7 @@ fn an_audit_combines_after_all_its_chunks() {
 fn expired_leases_requeue_and_the_budget_fails_the_job() {
     let mut s = Store::temporary().unwrap();
     s.max_attempts = 2;
+    s.retry_elsewhere_ms = 0; // one worker: it may retry at once
     let w = s.register_worker("a", 2, 1, "v", 0).unwrap().id;
     let job = submit(&s, 1, JobMode::Batched, 1);
     let a = s.lease(&w, 0, 100).unwrap().unwrap();
@@ -131,7 +132,8 @@ fn expired_leases_requeue_and_the_budget_fails_the_job() {
     let exp = s.expired_leases(200).unwrap();
     assert_eq!(exp.len(), 1);
     assert_eq!(
-        s.requeue(&exp[0].0, "lease expired", false, 200).unwrap(),
+        s.requeue(&exp[0].0, "lease expired", Blame::Task, 200)
+            .unwrap(),
         Requeued::Retry
     );
     // The old lease is dead: completing under it is refused.
@@ -139,7 +141,10 @@ fn expired_leases_requeue_and_the_budget_fails_the_job() {
     assert!(!s.heartbeat(&w, &a.lease, 0, 201, 100).unwrap());
     let b = s.lease(&w, 202, 100).unwrap().unwrap();
     assert_eq!(b.attempt, 2);
-    match s.requeue(&b.lease, "out of memory", false, 203).unwrap() {
+    match s
+        .requeue(&b.lease, "out of memory", Blame::Task, 203)
+        .unwrap()
+    {
         Requeued::JobFailed(why) => assert!(why.contains("out of memory"), "{why}"),
         r => panic!("{r:?}"),
     }
@@ -237,6 +242,8 @@ proptest! {
         let open = || {
             let mut s = Store::open(dir.path()).unwrap();
             s.max_attempts = MAX_ATTEMPTS;
+            // The model hands the first ready task to whoever asks.
+            s.retry_elsewhere_ms = 0;
             s
         };
         let mut s = open();
@@ -293,7 +300,8 @@ proptest! {
                 Op::Fail(x, fatal) => {
                     if m.leases.is_empty() { continue; }
                     let (lease, j, i, _) = m.leases.remove(x as usize % m.leases.len());
-                    let r = s.requeue(&lease, "boom", fatal, now).unwrap();
+                    let blame = if fatal { Blame::Fatal } else { Blame::Task };
+                    let r = s.requeue(&lease, "boom", blame, now).unwrap();
                     requeue_model(&mut m, j, i, fatal, &r)?;
                 }
                 Op::Advance(d) => now += d as u64,
@@ -302,7 +310,7 @@ proptest! {
                         let pos = m.leases.iter().position(|l| l.0 == lease).unwrap();
                         let (_, j, i, _) = m.leases.remove(pos);
                         prop_assert_eq!((rec.job.clone(), rec.index), (m.jobs[j].0.clone(), i));
-                        let r = s.requeue(&lease, "lease expired", false, now).unwrap();
+                        let r = s.requeue(&lease, "lease expired", Blame::Task, now).unwrap();
                         requeue_model(&mut m, j, i, false, &r)?;
                     }
                     // Every model lease left is unexpired.
@@ -362,4 +370,74 @@ fn requeue_model(
         prop_assert_eq!(r, &Requeued::Retry);
     }
     Ok(())
+}
+
+#[test]
+fn a_broken_worker_spends_no_attempts_and_is_quarantined() {
+    let mut s = Store::temporary().unwrap();
+    s.max_attempts = 2;
+    s.retry_elsewhere_ms = 1_000;
+    s.quarantine_ms = 60_000;
+    let bad = s.register_worker("no-srs", 2, 1, "v", 0).unwrap().id;
+    let good = s.register_worker("good", 2, 1, "v", 0).unwrap().id;
+    let job = submit(&s, 2, JobMode::Batched, 1);
+    // Failures of the worker's own setup, more than the retry budget: the
+    // job keeps running and the task keeps its attempts.
+    let mut now = 10;
+    for i in 0..QUARANTINE_AFTER {
+        let l = s
+            .lease(&bad, now, 100)
+            .unwrap()
+            .expect("a task for the bad worker");
+        assert_eq!(
+            s.requeue(&l.lease, "SRS missing", Blame::Worker, now)
+                .unwrap(),
+            Requeued::Retry,
+            "failure {i}"
+        );
+        let h = s.record_failure(&bad, "SRS missing", now).unwrap();
+        assert_eq!(h.quarantined(now), i + 1 == QUARANTINE_AFTER);
+        now += 1_001; // past the pause before it may retry a task it failed
+    }
+    assert_eq!(s.job(&job.id).unwrap().state, JobState::Running);
+    // Quarantined: no task for it, and it is listed.
+    assert_eq!(s.lease(&bad, now, 100).unwrap(), None);
+    assert_eq!(s.quarantined(now).unwrap().len(), 1);
+    assert!(s.quarantined(now + 60_000).unwrap().is_empty(), "it ends");
+    assert_eq!(
+        s.tasks(&job.id).unwrap()[0].attempts,
+        3,
+        "leased 3 times (budget 2), charged never"
+    );
+    // The good worker proves both tasks; attempts counted against the task
+    // are only its own.
+    let a = s.lease(&good, now, 100).unwrap().unwrap();
+    s.complete(&good, &a.lease, b"p", 1, now).unwrap();
+    let b = s.lease(&good, now, 100).unwrap().unwrap();
+    assert_eq!(
+        s.complete(&good, &b.lease, b"p", 1, now).unwrap(),
+        Completed::Accepted { job_finished: true }
+    );
+}
+
+#[test]
+fn a_failed_task_goes_to_another_worker_first() {
+    let mut s = Store::temporary().unwrap();
+    s.retry_elsewhere_ms = 1_000;
+    let w1 = s.register_worker("a", 2, 1, "v", 0).unwrap().id;
+    let w2 = s.register_worker("b", 2, 1, "v", 0).unwrap().id;
+    submit(&s, 1, JobMode::Batched, 1);
+    let a = s.lease(&w1, 0, 100).unwrap().unwrap();
+    s.requeue(&a.lease, "boom", Blame::Task, 10).unwrap();
+    assert_eq!(s.lease(&w1, 20, 100).unwrap(), None, "handed straight back");
+    let b = s.lease(&w2, 30, 100).unwrap().unwrap();
+    assert_eq!((b.index, b.attempt), (0, 2));
+    s.requeue(&b.lease, "boom", Blame::Task, 40).unwrap();
+    // After the pause the worker that failed may retry (one-worker clusters).
+    assert!(s.lease(&w2, 41, 100).unwrap().is_none());
+    let c = s.lease(&w2, 1_041, 100).unwrap().unwrap();
+    // An accepted proof starts the worker's failure count over.
+    s.record_failure(&w2, "boom", 1_042).unwrap();
+    s.complete(&w2, &c.lease, b"p", 1, 1_043).unwrap();
+    assert_eq!(s.health(&w2).unwrap().failures_in_a_row, 0);
 }

@@ -334,6 +334,7 @@ async fn work(
         lease_id: lease.clone(),
         retryable,
         reason,
+        worker_fault: false,
     };
     let shape: StepShape = match bincode::deserialize(&task.shape) {
         Ok(s) => s,
@@ -650,8 +651,16 @@ async fn work(
         }
         Err(e) => {
             let fatal = matches!(e, CircuitError::Unsatisfied(_) | CircuitError::Model(_));
-            warn!("proving failed: {e}");
-            let _ = client.fail(fail(!fatal, e.to_string())).await;
+            let req = pb::FailRequest {
+                worker_fault: e.is_local_setup(),
+                ..fail(!fatal, e.to_string())
+            };
+            if req.worker_fault {
+                warn!("proving failed on this worker's own setup (the task goes elsewhere): {e}");
+            } else {
+                warn!("proving failed: {e}");
+            }
+            let _ = client.fail(req).await;
             false
         }
     };

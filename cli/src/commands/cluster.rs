@@ -176,6 +176,9 @@ pub struct CoordinatorArgs {
     /// Attempts per task before its job fails.
     #[arg(long, default_value_t = 5)]
     pub max_attempts: u32,
+    /// Seconds a worker that failed three times in a row gets no task.
+    #[arg(long, env = "ZKAUDIT_QUARANTINE_SECS", default_value_t = 300)]
+    pub quarantine_secs: u64,
     /// Largest transcript accepted, in MiB.
     #[arg(long, default_value_t = 1024)]
     pub max_transcript_mib: u64,
@@ -196,6 +199,7 @@ pub fn coordinator(a: CoordinatorArgs) -> anyhow::Result<()> {
     cfg.tls = a.tls_cert.zip(a.tls_key);
     cfg.lease_ms = (a.lease_secs * 1e3) as u64;
     cfg.max_attempts = a.max_attempts.max(1);
+    cfg.quarantine_ms = a.quarantine_secs.saturating_mul(1000);
     cfg.max_transcript_bytes = a.max_transcript_mib << 20;
     let rt = runtime()?;
     rt.block_on(async move {
