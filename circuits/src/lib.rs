@@ -45,6 +45,18 @@ pub mod tasks;
 
 pub use error::{CircuitError, Result};
 
+/// What a worker and a coordinator must share to work together: the release
+/// and every circuit version (keys, proofs and certificates differ otherwise).
+pub fn compatibility() -> String {
+    format!(
+        "{}/step-v{}/agg-v{}/audit-v{}",
+        env!("CARGO_PKG_VERSION"),
+        step::CIRCUIT_VERSION,
+        aggregate::AGG_VERSION,
+        audit::AUDIT_CIRCUIT_VERSION
+    )
+}
+
 /// halo2-base's circuit builder stages (keygen, mock, prover), re-exported.
 pub mod halo2_base_stage {
     pub use halo2_base::gates::circuit::CircuitBuilderStage;

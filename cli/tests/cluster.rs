@@ -558,7 +558,10 @@ fn a_restarted_coordinator_resumes_without_reproving() {
     let _g = serial();
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
-    let mut c = Coordinator::start(&data, 0, &["--lease-secs", "30"]);
+    // Leases of 2 s, and the coordinator stays down for 3.5 of them: the
+    // worker's in-flight proof must survive (leases extended on restart,
+    // the proof offered until the coordinator answers).
+    let mut c = Coordinator::start(&data, 0, &["--lease-secs", "2"]);
     let w = Worker::start(&c, "w", &[]);
     let job = c.submit(6);
     // Kill the coordinator once two steps are proven.
@@ -575,8 +578,8 @@ fn a_restarted_coordinator_resumes_without_reproving() {
     let port = c.port();
     c.child.kill().unwrap(); // SIGKILL: no graceful flush
     c.child.wait().unwrap();
-    std::thread::sleep(Duration::from_secs(1));
-    let c2 = Coordinator::start(&data, port, &["--lease-secs", "30"]);
+    std::thread::sleep(Duration::from_secs(7));
+    let c2 = Coordinator::start(&data, port, &["--lease-secs", "2"]);
     let after = c2.wait_done(&job, &[&w]);
     // Every task that was done before the crash is still done with its
     // single attempt, and the worker proved each task exactly once.
@@ -591,7 +594,17 @@ fn a_restarted_coordinator_resumes_without_reproving() {
             );
         }
     }
+    // The task in flight during the outage was not re-leased either.
+    assert!(
+        a.iter().all(|(s, n)| s == "done" && *n == 1),
+        "a task was leased twice:\n{after}\n{}",
+        w.logs()
+    );
     let proving = w.logs().matches("proving steps").count();
+    eprintln!(
+        "coordinator down 7 s (3.5 leases): {proving} proofs computed for 6 needed; a proof offered {} times during the outage",
+        w.logs().matches("offering the proof again").count()
+    );
     assert_eq!(
         proving,
         6,
@@ -788,6 +801,19 @@ fn unauthenticated_and_malformed_requests_are_refused() {
             e.code() == tonic::Code::FailedPrecondition && e.message().contains("not registered"),
             "{e:?}"
         );
+        // A worker of another version is refused at Register, before it
+        // takes (and fails) a task.
+        let e = workers
+            .register(pb::RegisterRequest {
+                name: "old".into(),
+                cores: 1,
+                memory_bytes: 1 << 30,
+                version: "0.0.9/step-v1/agg-v1/audit-v1".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+        assert!(e.message().contains("same zkaudit release"), "{e:?}");
     });
     // The CLI reports an oversized transcript with the limit.
     let big = d.path().join("big.bin");

@@ -75,6 +75,8 @@ pub struct Config {
     pub default_agg_k: u32,
     /// How long a worker that keeps failing gets no task.
     pub quarantine_ms: u64,
+    /// Longest one task may be held by a worker (a hung prover then loses it).
+    pub max_task_ms: u64,
 }
 
 impl Config {
@@ -96,6 +98,7 @@ impl Config {
             max_message_bytes: 96 << 20,
             default_agg_k: zkaudit_circuits::aggregate::DEFAULT_AGG_K,
             quarantine_ms: 300_000,
+            max_task_ms: 6 * 3_600_000,
         }
     }
 
@@ -204,6 +207,17 @@ pub async fn start(cfg: Config, clock: Arc<dyn Clock>) -> Result<Running, StartE
     // A failed task waits half a lease before its last worker may take it again.
     st.retry_elsewhere_ms = cfg.lease_ms / 2;
     st.quarantine_ms = cfg.quarantine_ms;
+    st.max_lease_ms = cfg.max_task_ms;
+    // Workers could not heartbeat while the coordinator was down: their
+    // leases get one more lease period before the sweeper may expire them.
+    let grace = clock.now_ms() + cfg.lease_ms;
+    let extended = st.extend_leases(grace)?;
+    if extended > 0 {
+        info!(
+            extended,
+            "leases held before the restart extended by one lease period"
+        );
+    }
     let shared = Arc::new(Shared::new(st, cfg.clone(), clock));
     let token: Option<Arc<str>> = cfg.token.as_deref().map(Arc::from);
     if token.is_none() {

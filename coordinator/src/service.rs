@@ -939,6 +939,15 @@ impl pb::workers_server::Workers for WorkersService {
             ));
         }
         let s = &self.0;
+        // A worker of another release or circuit version would fail every
+        // task (or prove for other keys): refuse it before it takes one.
+        let ours = zkaudit_circuits::compatibility();
+        if r.version != ours {
+            return Err(Status::failed_precondition(format!(
+                "worker version {:?} cannot work for this coordinator (version {ours:?}): run the same zkaudit release on both",
+                r.version
+            )));
+        }
         let w = s
             .store
             .register_worker(

@@ -17,7 +17,8 @@
 //!   `a/<job>/<index>` proof artifact, `c/<job>` certificate or audit proof;
 //! - `credits`: task key → attempts not charged to the task (u32, big-endian);
 //! - `avoid`: task key → (worker, until ms): the worker that failed it last;
-//! - `health`: worker id → [`WorkerHealth`] (see [`health`]).
+//! - `health`: worker id → [`WorkerHealth`] (see [`health`]);
+//! - `lease_starts`: lease id → when it was granted (unix ms, u64 big-endian).
 
 use std::path::Path;
 
@@ -257,12 +258,16 @@ pub struct Store {
     credits: sled::Tree,
     avoid: sled::Tree,
     health: sled::Tree,
+    lease_starts: sled::Tree,
     /// Attempts per task before its job fails.
     pub max_attempts: u32,
     /// How long a failed task is not leased back to the worker that failed it.
     pub retry_elsewhere_ms: u64,
     /// How long a worker that keeps failing gets no task.
     pub quarantine_ms: u64,
+    /// Longest a lease may be held, heartbeats or not (a hung prover's lease
+    /// is then no longer extended and expires).
+    pub max_lease_ms: u64,
 }
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
@@ -352,10 +357,12 @@ impl Store {
             credits: db.open_tree("credits")?,
             avoid: db.open_tree("avoid")?,
             health: db.open_tree("health")?,
+            lease_starts: db.open_tree("lease_starts")?,
             db,
             max_attempts: 5,
             retry_elsewhere_ms: 15_000,
             quarantine_ms: 300_000,
+            max_lease_ms: 6 * 3_600_000,
         })
     }
 
@@ -605,6 +612,8 @@ impl Store {
                     }))
                 });
             if let Some(l) = flat(res)? {
+                self.lease_starts
+                    .insert(l.lease.as_bytes(), &now_ms.to_be_bytes())?;
                 // Durable before the worker hears of it: a coordinator that
                 // crashes now still knows the lease when its proof arrives.
                 self.flush()?;
@@ -638,6 +647,14 @@ impl Store {
         lease_ms: u64,
     ) -> Result<bool> {
         self.touch_worker(worker, now_ms, |_| {})?;
+        if let Some(v) = self.lease_starts.get(lease.as_bytes())? {
+            if v.len() == 8 {
+                let start = u64::from_be_bytes([v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]]);
+                if now_ms.saturating_sub(start) > self.max_lease_ms {
+                    return Ok(false); // not extended: it expires and is re-queued
+                }
+            }
+        }
         let res = (&self.jobs, &self.tasks, &self.leases).transaction(|(j, t, l)| {
             let mut rec: LeaseRecord = match tget(l, lease.as_bytes())? {
                 Some(r) => r,
@@ -856,6 +873,28 @@ impl Store {
     /// Counts a rejected proof against `worker`.
     pub fn count_rejection(&self, worker: &str, now_ms: u64) -> Result<()> {
         self.touch_worker(worker, now_ms, |w| w.rejected += 1)
+    }
+
+    /// Gives every live lease at least until `until_ms` (a restarted
+    /// coordinator: its workers could not heartbeat while it was down);
+    /// returns how many were extended.
+    pub fn extend_leases(&self, until_ms: u64) -> Result<usize> {
+        let mut n = 0;
+        for (lease, mut rec) in self.leases()? {
+            if rec.expires_ms < until_ms {
+                rec.expires_ms = until_ms;
+                // A lease completed or requeued meanwhile is not brought back.
+                let old = self.leases.get(lease.as_bytes())?;
+                if old.is_some() {
+                    let _ = self
+                        .leases
+                        .compare_and_swap(lease.as_bytes(), old, Some(enc(&rec)))?;
+                    n += 1;
+                }
+            }
+        }
+        self.flush()?;
+        Ok(n)
     }
 
     /// Leases past their expiry: `(lease id, record)`.

@@ -441,3 +441,34 @@ fn a_failed_task_goes_to_another_worker_first() {
     s.complete(&w2, &c.lease, b"p", 1, 1_043).unwrap();
     assert_eq!(s.health(&w2).unwrap().failures_in_a_row, 0);
 }
+
+#[test]
+fn leases_survive_a_long_restart_but_not_their_maximum_lifetime() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, lease) = {
+        let s = Store::open(dir.path()).unwrap();
+        let w = s.register_worker("a", 2, 1, "v", 0).unwrap().id;
+        submit(&s, 1, JobMode::Batched, 1);
+        let a = s.lease(&w, 0, 100).unwrap().unwrap();
+        (w, a.lease)
+    };
+    // Down for ten lease periods: the restarted store extends what it holds.
+    let mut s = Store::open(dir.path()).unwrap();
+    s.max_lease_ms = 5_000;
+    assert_eq!(s.extend_leases(1_100).unwrap(), 1);
+    assert!(
+        s.expired_leases(1_050).unwrap().is_empty(),
+        "lost on restart"
+    );
+    // Heartbeats keep it until its maximum lifetime, then no longer.
+    let mut now = 1_050;
+    while now <= 5_000 {
+        assert!(s.heartbeat(&w, &lease, 0, now, 100).unwrap(), "at {now}");
+        now += 50;
+    }
+    assert!(
+        !s.heartbeat(&w, &lease, 0, 5_050, 100).unwrap(),
+        "hung forever"
+    );
+    assert_eq!(s.expired_leases(5_200).unwrap().len(), 1);
+}

@@ -237,6 +237,15 @@ pub async fn run(cfg: WorkerConfig, mut shutdown: watch::Receiver<u32>) -> Resul
     }
 }
 
+/// Wakes the heartbeat task's stop when dropped.
+struct StopOnDrop(Arc<tokio::sync::Notify>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
+}
+
 fn retryable_rpc(s: &tonic::Status) -> bool {
     matches!(
         s.code(),
@@ -254,7 +263,7 @@ async fn register(
         name: cfg.name.clone(),
         cores: threads as u32,
         memory_bytes: total_memory(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
+        version: zkaudit_circuits::compatibility(),
     };
     let mut backoff = Duration::from_millis(200);
     loop {
@@ -402,9 +411,11 @@ async fn work(
             p.contexts.insert(ctx_key.clone(), Arc::new(ctx));
         }
     }
-    // Heartbeats while proving.
+    // Heartbeats while proving, stopped on every way out of this function
+    // (a panicked prover included).
     let abandoned = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(tokio::sync::Notify::new());
+    let _stop_heartbeats = StopOnDrop(stop.clone());
     let hb = {
         let mut c = client.clone();
         let (abandoned, stop) = (abandoned.clone(), stop.clone());
@@ -591,7 +602,17 @@ async fn work(
         }
     };
     let prove_ms = started.elapsed().as_millis() as u64;
-    let result = result.map_err(|e| WorkerError::Config(format!("prover thread: {e}")))?;
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => {
+            // A panic in the prover: the task goes back, the worker goes on.
+            warn!("the prover thread failed: {e}");
+            let _ = client
+                .fail(fail(true, format!("the prover thread failed: {e}")))
+                .await;
+            return Ok(false);
+        }
+    };
     if abandoned.load(Ordering::Relaxed) {
         stop.notify_one();
         let _ = hb.await;
@@ -621,8 +642,11 @@ async fn work(
                 proof: Some(pb::ProofArtifact { body }),
                 prove_ms,
             };
-            // The lease stays alive (heartbeats) while the coordinator verifies.
-            let mut tries = 0;
+            // The lease stays alive (heartbeats) while the coordinator
+            // verifies, and while it is unreachable: the proof is offered
+            // until the coordinator answers (a restarted coordinator extends
+            // the leases it held) or the worker is told to stop at once.
+            let mut tries = 0u32;
             loop {
                 match client.complete(req.clone()).await {
                     Ok(r) => {
@@ -637,10 +661,17 @@ async fn work(
                         }
                         break true;
                     }
-                    Err(s) if retryable_rpc(&s) && tries < 5 => {
+                    Err(s) if retryable_rpc(&s) && *shutdown.borrow() < 2 => {
                         tries += 1;
-                        warn!("complete: {}; retrying", s.message());
-                        tokio::time::sleep(Duration::from_millis(500 * tries)).await;
+                        let wait = Duration::from_millis(500 * u64::from(tries.min(10)));
+                        warn!(
+                            "complete: {}; offering the proof again in {wait:?}",
+                            s.message()
+                        );
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = shutdown.changed() => {}
+                        }
                     }
                     Err(s) => {
                         warn!("complete refused: {}", s.message());

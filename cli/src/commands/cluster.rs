@@ -179,6 +179,9 @@ pub struct CoordinatorArgs {
     /// Seconds a worker that failed three times in a row gets no task.
     #[arg(long, env = "ZKAUDIT_QUARANTINE_SECS", default_value_t = 300)]
     pub quarantine_secs: u64,
+    /// Longest one task may be held (a hung prover then loses its lease).
+    #[arg(long, env = "ZKAUDIT_MAX_TASK_SECS", default_value_t = 6 * 3600)]
+    pub max_task_secs: u64,
     /// Largest transcript accepted, in MiB.
     #[arg(long, default_value_t = 1024)]
     pub max_transcript_mib: u64,
@@ -200,6 +203,7 @@ pub fn coordinator(a: CoordinatorArgs) -> anyhow::Result<()> {
     cfg.lease_ms = (a.lease_secs * 1e3) as u64;
     cfg.max_attempts = a.max_attempts.max(1);
     cfg.quarantine_ms = a.quarantine_secs.saturating_mul(1000);
+    cfg.max_task_ms = a.max_task_secs.saturating_mul(1000);
     cfg.max_transcript_bytes = a.max_transcript_mib << 20;
     let rt = runtime()?;
     rt.block_on(async move {
