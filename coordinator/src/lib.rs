@@ -193,6 +193,8 @@ pub struct Running {
 impl Running {
     /// Stops serving and waits for the server to end.
     pub async fn stop(self) {
+        // Streams and long polls end first, so that the server can drain.
+        self.shared.stopping.send_replace(true);
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
         let _ = self.shared.store.flush();

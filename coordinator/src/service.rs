@@ -54,6 +54,8 @@ pub struct Shared {
     pub events: broadcast::Sender<(String, String)>,
     /// Woken when tasks may have become ready.
     pub ready: Notify,
+    /// Set when the coordinator stops: `Watch` streams and long polls end.
+    pub stopping: tokio::sync::watch::Sender<bool>,
     contexts: Mutex<HashMap<String, Arc<JobContext>>>,
     audits: Mutex<HashMap<String, Arc<(AuditJob, SaltKey)>>>,
     audit_vks: Mutex<HashMap<String, zkaudit_circuits::Vk>>,
@@ -90,6 +92,7 @@ impl Shared {
             metrics: Default::default(),
             events: broadcast::channel(1024).0,
             ready: Notify::new(),
+            stopping: tokio::sync::watch::channel(false).0,
             contexts: Mutex::new(HashMap::new()),
             audits: Mutex::new(HashMap::new()),
             audit_vks: Mutex::new(HashMap::new()),
@@ -831,6 +834,7 @@ impl pb::jobs_server::Jobs for JobsService {
         let id = job_id(req.get_ref())?.to_string();
         let s = self.0.clone();
         let mut rx = s.events.subscribe();
+        let mut stopping = s.stopping.subscribe();
         let job = s.store.job(&id).map_err(store_status)?;
         let first = s.status(&job, false)?;
         let (tx, out) = mpsc::channel(16);
@@ -847,7 +851,20 @@ impl pb::jobs_server::Jobs for JobsService {
                 return;
             }
             while !terminal {
-                let msg = match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+                if *stopping.borrow() {
+                    // The stream ends so that the server can stop.
+                    let _ = tx
+                        .send(Err(Status::unavailable(
+                            "the coordinator is shutting down; watch again once it is back",
+                        )))
+                        .await;
+                    return;
+                }
+                let next = tokio::select! {
+                    r = tokio::time::timeout(Duration::from_secs(5), rx.recv()) => r,
+                    _ = stopping.changed() => continue,
+                };
+                let msg = match next {
                     Ok(Ok((j, m))) if j == id => m,
                     Ok(Ok(_)) => continue,
                     Ok(Err(broadcast::error::RecvError::Lagged(_))) | Err(_) => String::new(),
@@ -880,7 +897,14 @@ impl pb::jobs_server::Jobs for JobsService {
     ) -> Result<Response<ChunkStream>, Status> {
         let id = job_id(req.get_ref())?;
         let job = self.0.store.job(id).map_err(store_status)?;
-        match self.0.store.certificate(id).map_err(store_status)? {
+        let cert = {
+            let (s, id) = (self.0.clone(), id.to_string());
+            tokio::task::spawn_blocking(move || s.store.certificate(&id))
+                .await
+                .map_err(blocking_err)?
+                .map_err(store_status)?
+        };
+        match cert {
             Some(c) => Ok(Response::new(chunks(c))),
             None => Err(Status::failed_precondition(format!(
                 "job {id} has no certificate yet (it is {:?}{})",
@@ -923,6 +947,87 @@ fn worker_of<'a>(s: &Shared, id: &'a str) -> Result<&'a str, Status> {
             "worker_id {id:?} is not registered with this coordinator: call Register"
         ))),
         Err(e) => Err(store_status(e)),
+    }
+}
+
+/// Leases the next task `worker` can take and builds its message (blocking:
+/// sled flushes and proof copies); `None` when nothing is ready. A task too
+/// large for one gRPC message fails its job and the next one is tried.
+fn lease_task(s: &Shared, worker: &str) -> Result<Option<pb::Task>, Status> {
+    loop {
+        let Some(l) = s
+            .store
+            .lease(worker, s.clock.now_ms(), s.cfg.lease_ms)
+            .map_err(store_status)?
+        else {
+            return Ok(None);
+        };
+        let job = s.store.job(&l.job).map_err(store_status)?;
+        let mut task = pb::Task {
+            job_id: l.job.clone(),
+            index: l.index,
+            lease_id: l.lease.clone(),
+            attempt: l.attempt,
+            shape: bincode::serialize(&job.shape).map_err(|e| Status::internal(e.to_string()))?,
+            transcript_sha256: job.spec.transcript_sha256.clone(),
+            kind: None,
+        };
+        let what = match &job.plan.tasks[l.index as usize] {
+            TaskKind::Leaf { first, last } => {
+                task.kind = Some(pb::task::Kind::Leaf(pb::LeafTask {
+                    first_step: *first,
+                    last_step: *last,
+                }));
+                format!("steps {first}..={last}")
+            }
+            TaskKind::Aggregate { level, children } => {
+                let kids = s.stored_artifacts(&l.job, children)?;
+                task.kind = Some(pb::task::Kind::Aggregate(pb::AggregateTask {
+                    level: *level,
+                    agg_k: job.spec.agg_k,
+                    children: kids,
+                }));
+                format!("aggregation level {level} of tasks {children:?}")
+            }
+            TaskKind::AuditChunk { chunk } => {
+                let audit = s.store.audit(&l.job).map_err(store_status)?;
+                task.kind = Some(pb::task::Kind::AuditChunk(pb::AuditChunkTask {
+                    audit,
+                    chunk: *chunk,
+                }));
+                format!("audit chunk {chunk}")
+            }
+            TaskKind::AuditCombine { chunks } => {
+                let audit = s.store.audit(&l.job).map_err(store_status)?;
+                let parts = s.stored_artifacts(&l.job, chunks)?;
+                task.kind = Some(pb::task::Kind::AuditCombine(pb::AuditCombineTask {
+                    audit,
+                    chunks: parts,
+                }));
+                format!("audit combine of {} chunks", chunks.len())
+            }
+        };
+        // A task the worker could not receive would come back to
+        // every worker, forever: its job fails, saying why.
+        let size = prost::Message::encoded_len(&pb::LeaseResponse {
+            task: Some(task.clone()),
+        });
+        if size > s.cfg.max_message_bytes {
+            let why = format!(
+                    "task {} ({what}) is {size} bytes, above the gRPC message limit of {} bytes; use larger audit chunks (fewer chunk proofs per combine) or raise the limit",
+                    l.index, s.cfg.max_message_bytes
+                );
+            warn!(job = %l.job, "{why}");
+            if let Ok(Requeued::JobFailed(w)) =
+                s.store
+                    .requeue(&l.lease, &why, Blame::Fatal, s.clock.now_ms())
+            {
+                s.event(&l.job, format!("job failed: {w}"));
+            }
+            continue;
+        }
+        info!(job = %l.job, task = l.index, worker = %worker, attempt = l.attempt, "leased {what}");
+        return Ok(Some(task));
     }
 }
 
@@ -974,67 +1079,26 @@ impl pb::workers_server::Workers for WorkersService {
         let s = self.0.clone();
         let worker = worker_of(&s, &r.worker_id)?.to_string();
         let deadline = Instant::now() + Duration::from_millis(r.wait_ms.min(s.cfg.max_wait_ms));
+        let mut stopping = s.stopping.subscribe();
         loop {
             let notified = s.ready.notified();
-            let leased = s
-                .store
-                .lease(&worker, s.clock.now_ms(), s.cfg.lease_ms)
-                .map_err(store_status)?;
-            if let Some(l) = leased {
-                let job = s.store.job(&l.job).map_err(store_status)?;
-                let mut task = pb::Task {
-                    job_id: l.job.clone(),
-                    index: l.index,
-                    lease_id: l.lease.clone(),
-                    attempt: l.attempt,
-                    shape: bincode::serialize(&job.shape)
-                        .map_err(|e| Status::internal(e.to_string()))?,
-                    transcript_sha256: job.spec.transcript_sha256.clone(),
-                    kind: None,
-                };
-                let what = match &job.plan.tasks[l.index as usize] {
-                    TaskKind::Leaf { first, last } => {
-                        task.kind = Some(pb::task::Kind::Leaf(pb::LeafTask {
-                            first_step: *first,
-                            last_step: *last,
-                        }));
-                        format!("steps {first}..={last}")
-                    }
-                    TaskKind::Aggregate { level, children } => {
-                        let kids = s.stored_artifacts(&l.job, children)?;
-                        task.kind = Some(pb::task::Kind::Aggregate(pb::AggregateTask {
-                            level: *level,
-                            agg_k: job.spec.agg_k,
-                            children: kids,
-                        }));
-                        format!("aggregation level {level} of tasks {children:?}")
-                    }
-                    TaskKind::AuditChunk { chunk } => {
-                        let audit = s.store.audit(&l.job).map_err(store_status)?;
-                        task.kind = Some(pb::task::Kind::AuditChunk(pb::AuditChunkTask {
-                            audit,
-                            chunk: *chunk,
-                        }));
-                        format!("audit chunk {chunk}")
-                    }
-                    TaskKind::AuditCombine { chunks } => {
-                        let audit = s.store.audit(&l.job).map_err(store_status)?;
-                        let parts = s.stored_artifacts(&l.job, chunks)?;
-                        task.kind = Some(pb::task::Kind::AuditCombine(pb::AuditCombineTask {
-                            audit,
-                            chunks: parts,
-                        }));
-                        format!("audit combine of {} chunks", chunks.len())
-                    }
-                };
-                info!(job = %l.job, task = l.index, worker = %worker, attempt = l.attempt, "leased {what}");
+            let task = {
+                let (s, worker) = (s.clone(), worker.clone());
+                tokio::task::spawn_blocking(move || lease_task(&s, &worker))
+                    .await
+                    .map_err(blocking_err)??
+            };
+            if let Some(task) = task {
                 return Ok(Response::new(pb::LeaseResponse { task: Some(task) }));
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if left.is_zero() || *stopping.borrow() {
                 return Ok(Response::new(pb::LeaseResponse { task: None }));
             }
-            let _ = tokio::time::timeout(left.min(Duration::from_secs(1)), notified).await;
+            tokio::select! {
+                _ = tokio::time::timeout(left.min(Duration::from_secs(1)), notified) => {}
+                _ = stopping.changed() => {}
+            }
         }
     }
 
@@ -1239,16 +1303,16 @@ impl pb::workers_server::Workers for WorkersService {
         if r.worker_fault || r.retryable {
             s.worker_failed(&r.worker_id, &reason, now);
         }
-        match s
-            .store
-            .requeue(
-                &r.lease_id,
-                &format!("worker {}: {reason}", r.worker_id),
-                blame,
-                now,
-            )
-            .map_err(store_status)?
-        {
+        let requeued = {
+            let (s2, lease) = (s.clone(), r.lease_id.clone());
+            let why = format!("worker {}: {reason}", r.worker_id);
+            // requeue flushes sled: off the async runtime.
+            tokio::task::spawn_blocking(move || s2.store.requeue(&lease, &why, blame, now))
+                .await
+                .map_err(blocking_err)?
+                .map_err(store_status)?
+        };
+        match requeued {
             Requeued::JobFailed(w) => s.event(&rec.job, format!("job failed: {w}")),
             Requeued::Retry => s.event(
                 &rec.job,
@@ -1270,7 +1334,14 @@ impl pb::workers_server::Workers for WorkersService {
         req: Request<pb::JobRef>,
     ) -> Result<Response<ChunkStream>, Status> {
         let id = job_id(req.get_ref())?;
-        let bytes = self.0.store.transcript(id).map_err(store_status)?;
+        let bytes = {
+            let (s, id) = (self.0.clone(), id.to_string());
+            // A whole-transcript copy: off the async runtime.
+            tokio::task::spawn_blocking(move || s.store.transcript(&id))
+                .await
+                .map_err(blocking_err)?
+                .map_err(store_status)?
+        };
         Ok(Response::new(chunks(bytes)))
     }
 }

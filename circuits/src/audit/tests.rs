@@ -333,7 +333,11 @@ fn exclusion_and_inclusion_audits() {
     let b = binding(&t);
     let p = plan(&member, &b, &t.config.arch, &t.config.fx, 1).unwrap();
     let tree = MerkleTree::of_dataset(&t.train.features, &t.train.labels, &t.leaf_salts, vb);
-    let mut publics = vec![b.root, crate::Fr::from(t.train.labels[7] as u64)];
+    let mut publics = vec![
+        b.root,
+        crate::Fr::from(b.num_records),
+        crate::Fr::from(t.train.labels[7] as u64),
+    ];
     publics.extend(outsider.iter().map(|&x| crate::field::fe(x as i128)));
     let w = AuditWitness::Inclusion {
         salt: t.leaf_salts[7],
