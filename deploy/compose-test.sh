@@ -31,7 +31,8 @@ export ZKAUDIT_HTTP_PORT=$((ZKAUDIT_PORT + 1))
 export ZKAUDIT_LEASE_SECS=6
 export ZKAUDIT_WORKER_THREADS=1
 TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-echo "ZKAUDIT_TOKEN=$TOKEN" > "$ZKAUDIT_ENV_FILE"
+WORKER_TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+printf 'ZKAUDIT_TOKEN=%s\nZKAUDIT_WORKER_TOKEN=%s\n' "$TOKEN" "$WORKER_TOKEN" > "$ZKAUDIT_ENV_FILE"
 cleanup() {
     rc=$?
     if [ $rc -ne 0 ]; then

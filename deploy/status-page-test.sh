@@ -14,7 +14,7 @@ if [ -z "$CHROME" ]; then
 fi
 . deploy/host-processes.sh
 fail() { echo "status page test FAILED: $*" >&2; exit 1; }
-export ZKAUDIT_TOKEN=status-test-token ZKAUDIT_SRS=$WORK/srs ZKAUDIT_KEYS=$WORK/keys
+export ZKAUDIT_TOKEN=status-test-token ZKAUDIT_WORKER_TOKEN=status-test-worker-token ZKAUDIT_SRS=$WORK/srs ZKAUDIT_KEYS=$WORK/keys
 "$Z" srs --k 14 --out "$ZKAUDIT_SRS" >/dev/null 2>&1
 "$Z" coordinator --listen 127.0.0.1:0 --http 127.0.0.1:0 --data "$WORK/data" 2>"$WORK/coordinator.log" &
 pids+=($!)

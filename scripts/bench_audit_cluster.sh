@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 Z=$PWD/target/release/zkaudit
 RUN=$1 CERT=$2 N=${3:-3} W=${4:-2} T=${5:-1}
 OUT=$(mktemp -d /tmp/zkaudit-audit-cluster.XXXXXX)
-export ZKAUDIT_TOKEN=bench-token
+export ZKAUDIT_TOKEN=bench-client-token-0001 ZKAUDIT_WORKER_TOKEN=bench-worker-token-0001
 PORT=${PORT:-7791}
 $Z coordinator --listen 127.0.0.1:$PORT --data "$OUT/data" >"$OUT/coordinator.log" 2>&1 &
 PIDS=($!)

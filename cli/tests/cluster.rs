@@ -19,6 +19,9 @@ use zkaudit_proto::client::{channel, Auth};
 use zkaudit_proto::v1 as pb;
 
 const TOKEN: &str = "cluster-test-token";
+/// A second client's token: it may not cancel the first client's jobs.
+const OTHER_TOKEN: &str = "cluster-other-client-token";
+const WORKER_TOKEN: &str = "cluster-test-worker-token";
 /// Longest a scenario may take before it is reported as hung.
 const DEADLINE: Duration = Duration::from_secs(900);
 
@@ -76,6 +79,8 @@ impl Fixture {
         c.env("ZKAUDIT_SRS", self.dir.join("srs.bin"))
             .env("ZKAUDIT_KEYS", self.dir.join("keys"))
             .env_remove("ZKAUDIT_TOKEN")
+            .env_remove("ZKAUDIT_WORKER_TOKEN")
+            .env_remove("ZKAUDIT_ADMIN_TOKEN")
             .env_remove("ZKAUDIT_COORDINATOR")
             .env("RUST_LOG", "info");
         c
@@ -119,7 +124,8 @@ impl Coordinator {
             .arg(format!("127.0.0.1:{port}"))
             .args(["--http", "127.0.0.1:0", "--data"])
             .arg(data)
-            .env("ZKAUDIT_TOKEN", TOKEN)
+            .env("ZKAUDIT_TOKEN", format!("{TOKEN},{OTHER_TOKEN}"))
+            .env("ZKAUDIT_WORKER_TOKEN", WORKER_TOKEN)
             .envs(env.iter().copied())
             .args(extra)
             .stdout(Stdio::null())
@@ -264,7 +270,7 @@ impl Worker {
             .cmd()
             .args(["worker", "--threads", "1", "--name", name, "--coordinator"])
             .arg(c.url())
-            .env("ZKAUDIT_TOKEN", TOKEN)
+            .env("ZKAUDIT_WORKER_TOKEN", WORKER_TOKEN)
             .envs(env.iter().copied())
             .args(extra)
             .stdout(Stdio::null())
@@ -661,7 +667,7 @@ fn unauthenticated_and_malformed_requests_are_refused() {
         .cmd()
         .args(["worker", "--coordinator"])
         .arg(c.url())
-        .env("ZKAUDIT_TOKEN", "wrong")
+        .env("ZKAUDIT_WORKER_TOKEN", "wrong-worker-token")
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
@@ -782,13 +788,14 @@ fn unauthenticated_and_malformed_requests_are_refused() {
         let e = jobs
             .get_status(pb::JobRef {
                 job_id: "job-999999".into(),
+                ..Default::default()
             })
             .await
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
         let mut workers = pb::workers_client::WorkersClient::with_interceptor(
-            ch,
-            Auth::new(Some(TOKEN)).unwrap(),
+            ch.clone(),
+            Auth::new(Some(WORKER_TOKEN)).unwrap(),
         );
         let e = workers
             .lease(pb::LeaseRequest {
@@ -814,6 +821,95 @@ fn unauthenticated_and_malformed_requests_are_refused() {
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
         assert!(e.message().contains("same zkaudit release"), "{e:?}");
+
+        // Roles: a client token does not open the Workers service, nor the
+        // worker token the Jobs service.
+        let mut as_client = pb::workers_client::WorkersClient::with_interceptor(
+            ch.clone(),
+            Auth::new(Some(TOKEN)).unwrap(),
+        );
+        let e = as_client
+            .register(pb::RegisterRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+        let mut as_worker = pb::jobs_client::JobsClient::with_interceptor(
+            ch.clone(),
+            Auth::new(Some(WORKER_TOKEN)).unwrap(),
+        );
+        let e = as_worker
+            .list_jobs(pb::ListJobsRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+        // A real job of the first client (no worker runs, it stays queued).
+        let bytes = std::fs::read(f.run.join("transcript.bin")).unwrap();
+        let mut s = spec(bytes.len() as u64);
+        s.steps = 1;
+        let msgs = vec![
+            pb::SubmitRequest {
+                part: Some(Part::Spec(s)),
+            },
+            pb::SubmitRequest {
+                part: Some(Part::Chunk(bytes)),
+            },
+        ];
+        let job = jobs
+            .submit(tokio_stream::iter(msgs))
+            .await
+            .unwrap()
+            .into_inner()
+            .job_id;
+        assert!(
+            job.len() == "job-".len() + 16 && !job.starts_with("job-0000"),
+            "guessable job id {job}"
+        );
+        // Its transcript is served to no one without a lease of it: not to a
+        // registered worker naming no lease, nor to a client.
+        let w = workers
+            .register(pb::RegisterRequest {
+                name: "curious".into(),
+                cores: 1,
+                memory_bytes: 1 << 30,
+                version: zkaudit_circuits::compatibility(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .worker_id;
+        let e = match workers
+            .fetch_transcript(pb::JobRef {
+                job_id: job.clone(),
+                worker_id: w,
+                lease_id: format!("{job}.0.1"),
+            })
+            .await
+        {
+            Ok(mut s) => s.get_mut().message().await.unwrap_err(),
+            Err(e) => e,
+        };
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+        let e = as_client
+            .fetch_transcript(pb::JobRef {
+                job_id: job.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+        // Another client may not cancel it; its own client may.
+        let mut other = pb::jobs_client::JobsClient::with_interceptor(
+            ch.clone(),
+            Auth::new(Some(OTHER_TOKEN)).unwrap(),
+        );
+        let cancel = |job: &str| pb::JobRef {
+            job_id: job.to_string(),
+            ..Default::default()
+        };
+        let e = other.cancel(cancel(&job)).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+        let st = jobs.cancel(cancel(&job)).await.unwrap().into_inner();
+        assert_eq!(st.job_id, job);
     });
     // The CLI reports an oversized transcript with the limit.
     let big = d.path().join("big.bin");
@@ -833,7 +929,7 @@ fn an_empty_or_short_token_is_refused_at_start() {
             .cmd()
             .args(["coordinator", "--listen", "127.0.0.1:0", "--data"])
             .arg(d.path().join("data"))
-            .args(["--token", token])
+            .args(["--token", token, "--worker-token", WORKER_TOKEN])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -48,7 +48,7 @@ fn run(store: &Store, steps: u64, mode: JobMode, artifact: &[u8]) -> (f64, f64, 
         transcript_sha256: String::new(),
     };
     store
-        .submit(spec, shape(), plan, &transcript, None, 1)
+        .submit(spec, shape(), plan, &transcript, None, "bench", 1)
         .unwrap();
     let submit = t0.elapsed().as_secs_f64();
     let w = store.register_worker("bench", 1, 0, "bench", 1).unwrap().id;

@@ -5,6 +5,7 @@
 //! and serves the gRPC API ([`service`]), Prometheus metrics ([`metrics`])
 //! and a live status page ([`status`]).
 
+pub mod auth;
 pub mod metrics;
 pub mod plan;
 pub mod service;
@@ -17,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::transport::{Identity, Server, ServerTlsConfig};
-use tonic::{Request, Status};
 use tracing::{info, warn};
 use zkaudit_proto::v1::jobs_server::JobsServer;
 use zkaudit_proto::v1::workers_server::WorkersServer;
@@ -55,8 +55,8 @@ pub struct Config {
     pub srs: PathBuf,
     /// Key cache directory.
     pub keys_dir: PathBuf,
-    /// Bearer token every call must present (`None`: no authentication).
-    pub token: Option<String>,
+    /// Client, worker and admin tokens (`None`: no authentication).
+    pub tokens: Option<auth::Tokens>,
     /// PEM certificate and key for TLS.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Lease duration; a worker heartbeats at a third of it.
@@ -88,7 +88,7 @@ impl Config {
             data_dir,
             srs,
             keys_dir,
-            token: None,
+            tokens: None,
             tls: None,
             lease_ms: 60_000,
             max_wait_ms: 20_000,
@@ -120,22 +120,6 @@ impl Config {
     }
 }
 
-/// Shortest bearer token the coordinator accepts: an empty or short token
-/// would let anyone who guesses it submit, fetch and fail jobs.
-pub const MIN_TOKEN_BYTES: usize = 16;
-
-/// Checks a configured token: `None` (no authentication, chosen explicitly)
-/// or at least [`MIN_TOKEN_BYTES`] bytes.
-pub fn check_token_strength(token: Option<&str>) -> Result<(), StartError> {
-    match token {
-        Some(t) if t.len() < MIN_TOKEN_BYTES => Err(StartError::Config(format!(
-            "the token is {} bytes long; at least {MIN_TOKEN_BYTES} are needed (generate one with `head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \\n'`)",
-            t.len()
-        ))),
-        _ => Ok(()),
-    }
-}
-
 /// Errors starting the coordinator.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -148,34 +132,6 @@ pub enum StartError {
     /// A listener or TLS file failed.
     #[error("{0}")]
     Io(String),
-}
-
-/// Checks `authorization: Bearer <token>` in constant time.
-pub fn check_token(expected: &Option<Arc<str>>, req: &Request<()>) -> Result<(), Status> {
-    let Some(want) = expected else {
-        return Ok(());
-    };
-    let got = req
-        .metadata()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            Status::unauthenticated(
-                "missing `authorization: Bearer <token>`: pass --token or set ZKAUDIT_TOKEN",
-            )
-        })?;
-    let (a, b) = (got.as_bytes(), want.as_bytes());
-    let diff = a
-        .iter()
-        .zip(b.iter())
-        .fold(a.len() ^ b.len(), |acc, (x, y)| acc | usize::from(x ^ y));
-    if diff != 0 {
-        return Err(Status::unauthenticated(
-            "invalid token: it does not match the coordinator's",
-        ));
-    }
-    Ok(())
 }
 
 /// A running coordinator.
@@ -203,7 +159,9 @@ impl Running {
 
 /// Opens the store, resumes unfinished work, and serves until [`Running::stop`].
 pub async fn start(cfg: Config, clock: Arc<dyn Clock>) -> Result<Running, StartError> {
-    check_token_strength(cfg.token.as_deref())?;
+    if let Some(t) = &cfg.tokens {
+        t.check().map_err(StartError::Config)?;
+    }
     let mut st = store::Store::open(&cfg.data_dir)?;
     st.max_attempts = cfg.max_attempts;
     // A failed task waits half a lease before its last worker may take it again.
@@ -221,8 +179,8 @@ pub async fn start(cfg: Config, clock: Arc<dyn Clock>) -> Result<Running, StartE
         );
     }
     let shared = Arc::new(Shared::new(st, cfg.clone(), clock));
-    let token: Option<Arc<str>> = cfg.token.as_deref().map(Arc::from);
-    if token.is_none() {
+    let tokens = cfg.tokens.clone().map(Arc::new);
+    if tokens.is_none() {
         warn!("no token configured: every client and worker is accepted");
     }
     // Jobs whose tasks all finished before a crash get their certificate now.
@@ -280,19 +238,13 @@ pub async fn start(cfg: Config, clock: Arc<dyn Clock>) -> Result<Running, StartE
             JobsServer::new(service::JobsService(shared.clone()))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
-            {
-                let t = token.clone();
-                move |r: Request<()>| check_token(&t, &r).map(|_| r)
-            },
+            auth::jobs(tokens.clone()),
         ))
         .add_service(tonic::service::interceptor::InterceptedService::new(
             WorkersServer::new(service::WorkersService(shared.clone()))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
-            {
-                let t = token.clone();
-                move |r: Request<()>| check_token(&t, &r).map(|_| r)
-            },
+            auth::workers(tokens.clone()),
         ));
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {

@@ -33,6 +33,7 @@ use zkaudit_model::transcript::Transcript;
 use zkaudit_proto::v1 as pb;
 use zkaudit_proto::CHUNK_BYTES;
 
+use crate::auth::Caller;
 use crate::plan::{plan_audit, plan_job, JobMode, TaskKind};
 use crate::store::{
     Blame, Completed, JobKind, JobRecord, JobSpec, JobState, Requeued, Store, StoreError,
@@ -713,6 +714,11 @@ impl pb::jobs_server::Jobs for JobsService {
         req: Request<Streaming<pb::SubmitRequest>>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         let s = self.0.clone();
+        let owner = req
+            .extensions()
+            .get::<Caller>()
+            .map(|c| c.owner.clone())
+            .unwrap_or_else(|| "anonymous".into());
         let mut stream = req.into_inner();
         let spec = match stream.message().await? {
             Some(pb::SubmitRequest {
@@ -773,6 +779,7 @@ impl pb::jobs_server::Jobs for JobsService {
                         plan,
                         &bytes,
                         Some(&q),
+                        &owner,
                         s2.clock.now_ms(),
                     )
                     .map_err(store_status)?;
@@ -785,7 +792,15 @@ impl pb::jobs_server::Jobs for JobsService {
             let plan = plan_job(spec.steps, spec.mode, shape.span);
             let job = s2
                 .store
-                .submit(spec, shape.clone(), plan, &bytes, None, s2.clock.now_ms())
+                .submit(
+                    spec,
+                    shape.clone(),
+                    plan,
+                    &bytes,
+                    None,
+                    &owner,
+                    s2.clock.now_ms(),
+                )
                 .map_err(store_status)?;
             if let Ok(mut m) = s2.contexts.lock() {
                 m.insert(job.id.clone(), Arc::new(JobContext::new(t, shape)));
@@ -916,6 +931,20 @@ impl pb::jobs_server::Jobs for JobsService {
 
     async fn cancel(&self, req: Request<pb::JobRef>) -> Result<Response<pb::JobStatus>, Status> {
         let id = job_id(req.get_ref())?;
+        // Only the client that submitted the job, or the admin, may cancel it.
+        let caller = req.extensions().get::<Caller>().cloned();
+        let owner = self.0.store.owner(id).map_err(store_status)?;
+        let allowed = match (&caller, &owner) {
+            (Some(c), _) if c.admin => true,
+            (Some(c), Some(o)) => *o == c.owner,
+            _ => false,
+        };
+        if !allowed {
+            self.0.store.job(id).map_err(store_status)?;
+            return Err(Status::permission_denied(format!(
+                "job {id} was submitted by another client: only that client or the admin token may cancel it"
+            )));
+        }
         let job = self
             .0
             .store
@@ -1333,7 +1362,18 @@ impl pb::workers_server::Workers for WorkersService {
         &self,
         req: Request<pb::JobRef>,
     ) -> Result<Response<ChunkStream>, Status> {
-        let id = job_id(req.get_ref())?;
+        let r = req.get_ref();
+        let id = job_id(r)?;
+        // The transcript holds the private data and weights: only a worker
+        // holding a live lease of this job may read it.
+        match self.0.store.lease_record(&r.lease_id, &r.worker_id) {
+            Ok(rec) if rec.job == id => {}
+            _ => {
+                return Err(Status::permission_denied(format!(
+                    "only a worker holding a lease of job {id} may fetch its transcript (give worker_id and lease_id)"
+                )))
+            }
+        }
         let bytes = {
             let (s, id) = (self.0.clone(), id.to_string());
             // A whole-transcript copy: off the async runtime.

@@ -13,7 +13,7 @@
 //! - `ready`: job sequence (u64), index (u32) → job id (tasks whose inputs are done);
 //! - `leases`: lease id → [`LeaseRecord`];
 //! - `workers`: worker id → [`WorkerRecord`];
-//! - `blobs`: `t/<job>` transcript, `q/<job>` planned audit (audit jobs),
+//! - `blobs`: `t/<job>` transcript, `o/<job>` its submitter (owner), `q/<job>` planned audit (audit jobs),
 //!   `a/<job>/<index>` proof artifact, `c/<job>` certificate or audit proof;
 //! - `credits`: task key → attempts not charged to the task (u32, big-endian);
 //! - `avoid`: task key → (worker, until ms): the worker that failed it last;
@@ -270,6 +270,13 @@ pub struct Store {
     pub max_lease_ms: u64,
 }
 
+/// 64 random bits in hex: job and worker ids (and so lease ids) cannot be
+/// guessed from one another.
+fn random_id() -> String {
+    use rand_core::RngCore;
+    format!("{:016x}", rand_core::OsRng.next_u64())
+}
+
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
     // bincode of our own plain records cannot fail.
     bincode::serialize(v).unwrap_or_default()
@@ -374,6 +381,7 @@ impl Store {
 
     /// Stores a new job with its transcript (and planned audit), every task
     /// queued and those without inputs ready; flushed before it returns.
+    #[allow(clippy::too_many_arguments)]
     pub fn submit(
         &self,
         spec: JobSpec,
@@ -381,10 +389,11 @@ impl Store {
         plan: JobPlan,
         transcript: &[u8],
         audit: Option<&[u8]>,
+        owner: &str,
         now_ms: u64,
     ) -> Result<JobRecord> {
         let seq = self.db.generate_id()?;
-        let id = format!("job-{seq:06}");
+        let id = format!("job-{}", random_id());
         let job = JobRecord {
             id: id.clone(),
             seq,
@@ -409,6 +418,7 @@ impl Store {
                 }
                 j.insert(id.as_bytes(), enc(&job))?;
                 b.insert(format!("t/{id}").as_bytes(), transcript)?;
+                b.insert(format!("o/{id}").as_bytes(), owner.as_bytes())?;
                 if let Some(q) = audit {
                     b.insert(format!("q/{id}").as_bytes(), q)?;
                 }
@@ -445,6 +455,13 @@ impl Store {
             .collect::<Result<_>>()?;
         v.sort_by_key(|j| j.seq);
         Ok(v)
+    }
+
+    /// Who submitted a job (see [`crate::auth::Caller::owner`]).
+    pub fn owner(&self, job: &str) -> Result<Option<String>> {
+        Ok(self
+            .blob(format!("o/{job}").as_bytes())
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
     /// A job's tasks by index.
@@ -501,7 +518,7 @@ impl Store {
         version: &str,
         now_ms: u64,
     ) -> Result<WorkerRecord> {
-        let id = format!("w-{:04}", self.db.generate_id()?);
+        let id = format!("w-{}", random_id());
         let w = WorkerRecord {
             id: id.clone(),
             name: name.to_string(),

@@ -43,8 +43,16 @@ fn spec(steps: u64, mode: JobMode) -> JobSpec {
 
 fn submit(s: &Store, steps: u64, mode: JobMode, span: usize) -> JobRecord {
     let plan = plan_job(steps, mode, span);
-    s.submit(spec(steps, mode), shape(), plan, b"transcript", None, 1)
-        .unwrap()
+    s.submit(
+        spec(steps, mode),
+        shape(),
+        plan,
+        b"transcript",
+        None,
+        "owner",
+        1,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -95,7 +103,15 @@ fn an_audit_combines_after_all_its_chunks() {
     let mut sp = spec(0, JobMode::Batched);
     sp.kind = JobKind::Audit;
     let job = s
-        .submit(sp, shape(), plan_audit(2, true), b"t", Some(b"audit"), 1)
+        .submit(
+            sp,
+            shape(),
+            plan_audit(2, true),
+            b"t",
+            Some(b"audit"),
+            "owner",
+            1,
+        )
         .unwrap();
     assert_eq!(s.audit(&job.id).unwrap(), b"audit");
     let a = s.lease(&w, 10, 100).unwrap().unwrap();

@@ -17,6 +17,7 @@ use zkaudit_proto::client::{channel, Auth};
 use zkaudit_proto::v1 as pb;
 
 const TOKEN: &str = "stopping-test-token";
+const WORKER_TOKEN: &str = "stopping-test-worker-token";
 
 /// Puts a one-step training job into the store at `dir`; its id.
 fn put_job(dir: &Path, transcript_sha256: String) -> String {
@@ -46,7 +47,9 @@ fn put_job(dir: &Path, transcript_sha256: String) -> String {
         transcript_sha256,
     };
     let plan = plan_job(1, JobMode::Batched, 1);
-    let job = s.submit(spec, shape, plan, b"transcript", None, 1).unwrap();
+    let job = s
+        .submit(spec, shape, plan, b"transcript", None, "test", 1)
+        .unwrap();
     s.flush().unwrap();
     job.id
 }
@@ -58,7 +61,11 @@ fn config(dir: &Path) -> Config {
         dir.join("no-srs"),
         dir.join("keys"),
     );
-    cfg.token = Some(TOKEN.into());
+    cfg.tokens = Some(zkaudit_coordinator::auth::Tokens {
+        clients: vec![TOKEN.into()],
+        worker: WORKER_TOKEN.into(),
+        admin: None,
+    });
     cfg
 }
 
@@ -71,8 +78,10 @@ async fn worker(
     String,
 ) {
     let ch = channel(url, None).unwrap();
-    let mut w =
-        pb::workers_client::WorkersClient::with_interceptor(ch, Auth::new(Some(TOKEN)).unwrap());
+    let mut w = pb::workers_client::WorkersClient::with_interceptor(
+        ch,
+        Auth::new(Some(WORKER_TOKEN)).unwrap(),
+    );
     let id = w
         .register(pb::RegisterRequest {
             name: "w".into(),
@@ -101,6 +110,7 @@ async fn stopping_ends_watch_streams_and_long_polls() {
     let mut stream = jobs
         .watch(pb::JobRef {
             job_id: job.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -304,10 +304,14 @@ async fn fetch_transcript(
     client: &mut Client,
     job: &str,
     sha: &str,
+    worker_id: &str,
+    lease_id: &str,
 ) -> Result<Vec<u8>, tonic::Status> {
     let mut stream = client
         .fetch_transcript(pb::JobRef {
             job_id: job.to_string(),
+            worker_id: worker_id.to_string(),
+            lease_id: lease_id.to_string(),
         })
         .await?
         .into_inner();
@@ -381,7 +385,15 @@ async fn work(
         .map(|p| p.contexts.contains_key(&ctx_key))
         .unwrap_or(false);
     if !have {
-        let bytes = match fetch_transcript(client, &task.job_id, &task.transcript_sha256).await {
+        let bytes = match fetch_transcript(
+            client,
+            &task.job_id,
+            &task.transcript_sha256,
+            worker_id,
+            &lease,
+        )
+        .await
+        {
             Ok(b) => b,
             Err(s) => {
                 let _ = client

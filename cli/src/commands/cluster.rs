@@ -11,6 +11,7 @@ use clap::{Args, ValueEnum};
 use sha2::{Digest, Sha256};
 use tonic::codegen::InterceptedService;
 use tonic::transport::Channel;
+use zkaudit_coordinator::auth::Tokens;
 use zkaudit_coordinator::{Config, SystemClock};
 use zkaudit_proto::client::{channel, Auth};
 use zkaudit_proto::v1 as pb;
@@ -155,12 +156,22 @@ pub struct CoordinatorArgs {
     /// Key cache directory (verifying keys are derived here).
     #[arg(long, env = "ZKAUDIT_KEYS", default_value = ".zkaudit-keys")]
     pub keys: PathBuf,
-    /// Token clients and workers must present.
+    /// Client tokens (comma-separated: one per client; a job can be
+    /// cancelled only with the token that submitted it, or the admin token).
     #[arg(long, env = "ZKAUDIT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// File holding the token.
+    /// File holding the client tokens (one per line).
     #[arg(long, env = "ZKAUDIT_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// Token workers present (only it opens the Workers service).
+    #[arg(long, env = "ZKAUDIT_WORKER_TOKEN", hide_env_values = true)]
+    pub worker_token: Option<String>,
+    /// File holding the worker token.
+    #[arg(long, env = "ZKAUDIT_WORKER_TOKEN_FILE")]
+    pub worker_token_file: Option<PathBuf>,
+    /// Token that may also cancel any client's job.
+    #[arg(long, env = "ZKAUDIT_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Accept calls without a token (local experiments only).
     #[arg(long)]
     pub allow_unauthenticated: bool,
@@ -189,16 +200,27 @@ pub struct CoordinatorArgs {
 
 /// Runs `zkaudit coordinator`.
 pub fn coordinator(a: CoordinatorArgs) -> anyhow::Result<()> {
-    let token = token(&a.token, &a.token_file)?;
-    if token.is_none() && !a.allow_unauthenticated {
-        bail!("no token: set ZKAUDIT_TOKEN, --token or --token-file (or --allow-unauthenticated for a local experiment)");
-    }
+    let clients: Vec<String> = token(&a.token, &a.token_file)?
+        .map(|t| t.split([',', '\n']).map(|x| x.trim().to_string()).collect())
+        .unwrap_or_default();
+    let worker = token(&a.worker_token, &a.worker_token_file)?;
+    let tokens = match (clients.is_empty(), worker) {
+        (true, None) if a.allow_unauthenticated => None,
+        (false, Some(worker)) => Some(Tokens {
+            clients,
+            worker,
+            admin: a.admin_token.map(|t| t.trim().to_string()),
+        }),
+        _ => bail!(
+            "the coordinator needs a client token (ZKAUDIT_TOKEN, --token or --token-file) and a worker token of its own (ZKAUDIT_WORKER_TOKEN, --worker-token or --worker-token-file), or --allow-unauthenticated for a local experiment"
+        ),
+    };
     if !(0.3..=86_400.0).contains(&a.lease_secs) {
         bail!("--lease-secs must be in 0.3..=86400, got {}", a.lease_secs);
     }
     let mut cfg = Config::new(a.listen, a.data.clone(), a.srs, a.keys);
     cfg.http = a.http;
-    cfg.token = token;
+    cfg.tokens = tokens;
     cfg.tls = a.tls_cert.zip(a.tls_key);
     cfg.lease_ms = (a.lease_secs * 1e3) as u64;
     cfg.max_attempts = a.max_attempts.max(1);
@@ -236,11 +258,24 @@ pub enum FaultArg {
 /// Arguments of `zkaudit worker`.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
-  ZKAUDIT_TOKEN=secret zkaudit worker --coordinator http://coordinator:7700 --threads 16")]
+  ZKAUDIT_WORKER_TOKEN=secret zkaudit worker --coordinator http://coordinator:7700 --threads 16")]
 pub struct WorkerArgs {
-    /// Coordinator and token.
-    #[command(flatten)]
-    pub endpoint: Endpoint,
+    /// Coordinator address (http:// or https://).
+    #[arg(
+        long,
+        env = "ZKAUDIT_COORDINATOR",
+        default_value = "http://127.0.0.1:7700"
+    )]
+    pub coordinator: String,
+    /// The coordinator's worker token (not a client token).
+    #[arg(long, env = "ZKAUDIT_WORKER_TOKEN", hide_env_values = true)]
+    pub worker_token: Option<String>,
+    /// File holding the worker token.
+    #[arg(long, env = "ZKAUDIT_WORKER_TOKEN_FILE")]
+    pub worker_token_file: Option<PathBuf>,
+    /// CA certificate (PEM) to verify a TLS coordinator (`https://` URLs).
+    #[arg(long, env = "ZKAUDIT_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
     /// Name shown in the coordinator's status.
     #[arg(long, env = "ZKAUDIT_WORKER_NAME")]
     pub name: Option<String>,
@@ -264,12 +299,9 @@ fn hostname() -> String {
 /// Runs `zkaudit worker`.
 pub fn worker(a: WorkerArgs) -> anyhow::Result<()> {
     let cfg = WorkerConfig {
-        coordinator: a.endpoint.coordinator.clone(),
-        token: token(
-            &a.endpoint.credentials.token,
-            &a.endpoint.credentials.token_file,
-        )?,
-        tls_ca: a.endpoint.credentials.tls_ca.clone(),
+        coordinator: a.coordinator.clone(),
+        token: token(&a.worker_token, &a.worker_token_file)?,
+        tls_ca: a.tls_ca.clone(),
         name: a
             .name
             .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id())),
@@ -457,6 +489,7 @@ pub fn status(a: JobArgs) -> anyhow::Result<()> {
         let st = client
             .get_status(pb::JobRef {
                 job_id: a.job.clone(),
+                ..Default::default()
             })
             .await
             .map_err(|s| rpc(s, &a.endpoint.coordinator))?
@@ -504,6 +537,7 @@ pub(super) fn watch_job(
         let mut stream = client
             .watch(pb::JobRef {
                 job_id: id.to_string(),
+                ..Default::default()
             })
             .await
             .map_err(|s| rpc(s, coord))?
@@ -551,7 +585,7 @@ pub fn watch(a: JobArgs) -> anyhow::Result<()> {
 /// Arguments of `zkaudit fetch` (a certificate, or an audit job's audit proof).
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
-  zkaudit fetch job-000001 --out run.cert && zkaudit verify run.cert")]
+  zkaudit fetch job-3f9c0a1d27e4b856 --out run.cert && zkaudit verify run.cert")]
 pub struct FetchArgs {
     /// The job.
     #[command(flatten)]
@@ -589,6 +623,7 @@ pub(super) fn fetch_certificate(
         let mut stream = client
             .fetch_certificate(pb::JobRef {
                 job_id: job.to_string(),
+                ..Default::default()
             })
             .await
             .map_err(|s| rpc(s, coord))?
@@ -612,6 +647,7 @@ pub fn cancel(a: JobArgs) -> anyhow::Result<()> {
         let st = client
             .cancel(pb::JobRef {
                 job_id: a.job.clone(),
+                ..Default::default()
             })
             .await
             .map_err(|s| rpc(s, &a.endpoint.coordinator))?

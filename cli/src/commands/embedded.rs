@@ -59,6 +59,7 @@ pub fn prove(job: &EmbeddedJob) -> anyhow::Result<EmbeddedReport> {
         .tempdir()
         .context("creating the embedded coordinator's temporary store")?;
     let token = hex::encode(rand::random::<[u8; 16]>());
+    let worker_token = hex::encode(rand::random::<[u8; 16]>());
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let mut cfg = Config::new(
         loopback,
@@ -66,7 +67,11 @@ pub fn prove(job: &EmbeddedJob) -> anyhow::Result<EmbeddedReport> {
         job.files.srs.clone(),
         job.files.keys.clone(),
     );
-    cfg.token = Some(token.clone());
+    cfg.tokens = Some(zkaudit_coordinator::auth::Tokens {
+        clients: vec![token.clone()],
+        worker: worker_token.clone(),
+        admin: None,
+    });
     cfg.default_agg_k = job.agg_k;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = job.workers.max(1);
@@ -82,7 +87,7 @@ pub fn prove(job: &EmbeddedJob) -> anyhow::Result<EmbeddedReport> {
         .map(|i| {
             let cfg = WorkerConfig {
                 coordinator: url.clone(),
-                token: Some(token.clone()),
+                token: Some(worker_token.clone()),
                 tls_ca: None,
                 name: format!("embedded-{i}"),
                 threads,
@@ -127,7 +132,10 @@ pub fn prove(job: &EmbeddedJob) -> anyhow::Result<EmbeddedReport> {
         let cert = fetch_certificate(&rt, &mut client, &url, &id)?;
         let wall = start.elapsed();
         let status = rt
-            .block_on(client.get_status(pb::JobRef { job_id: id.clone() }))
+            .block_on(client.get_status(pb::JobRef {
+                job_id: id.clone(),
+                ..Default::default()
+            }))
             .map(|r| r.into_inner())
             .ok();
         let (mut leaf, mut agg) = (0u64, 0u64);
