@@ -1,9 +1,15 @@
-//! The proving cluster across processes: a real coordinator (`zkaudit
-//! coordinator`) on a loopback port with its sled store, real workers
-//! (`zkaudit worker`) proving real step proofs at k = 14, and the client
-//! commands. Scenarios: the happy path, a worker killed mid-task, the
-//! coordinator killed and restarted mid-job, a worker returning corrupted
-//! proofs, unauthenticated callers, and malformed or oversized requests.
+//! The proving cluster across processes, and its chaos suite: a real
+//! coordinator (`zkaudit coordinator`) on a loopback port with its sled
+//! store, real workers (`zkaudit worker`) proving real step proofs at
+//! k = 14, and the client commands. Scenarios: the happy path, a worker
+//! SIGKILLed mid-task, the coordinator SIGKILLed and down for 3.5 leases
+//! mid-job, a worker returning corrupted proofs, a worker without its SRS,
+//! workers with a wrong, empty or short token or of another version, a
+//! client reaching for another job's transcript or cancelling another
+//! client's job, and malformed, hostile or oversized transcripts. Each ends
+//! with the job done (its certificate verified by `zkaudit verify` with a key
+//! directory of the verifier's own) or refused with the right status; the
+//! scenarios print how many proofs were computed for how many needed.
 //!
 //! The tests share one SRS, key cache and training run (under
 //! `CARGO_TARGET_TMPDIR`) and run one at a time: each uses both cores.
@@ -235,11 +241,16 @@ impl Coordinator {
         }
     }
 
-    /// Fetches the job's certificate and checks it with `zkaudit verify`.
+    /// Fetches the job's certificate and checks it with `zkaudit verify`,
+    /// with a key directory of the verifier's own (not the workers').
     fn fetch_and_verify(&self, job: &str, dir: &Path) -> String {
         let cert = dir.join(format!("{job}.cert"));
         ok(self.client(&["fetch", job, "--out"]).arg(&cert));
-        let out = ok(fixture().cmd().arg("verify").arg(&cert));
+        let out = ok(fixture()
+            .cmd()
+            .env("ZKAUDIT_KEYS", dir.join("verifier-keys"))
+            .arg("verify")
+            .arg(&cert));
         assert!(out.contains("VALID"), "{out}");
         out
     }
@@ -308,6 +319,17 @@ impl Drop for Worker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Prints and returns the proofs the workers computed (leaves proven),
+/// against the `needed` ones: the work lost to the scenario's faults.
+fn work_lost(scenario: &str, workers: &[&Worker], needed: usize) -> usize {
+    let computed: usize = workers
+        .iter()
+        .map(|w| w.logs().matches("proving steps").count())
+        .sum();
+    eprintln!("chaos: {scenario}: {computed} proofs computed for {needed} needed");
+    computed
 }
 
 /// Stops a process with SIGTERM (a graceful stop) and waits for it.
@@ -507,6 +529,7 @@ fn a_killed_worker_loses_its_lease_and_the_job_completes() {
     let w2 = Worker::start(&c, "survivor", &[]);
     let st = c.wait_done(&job, &[&w1, &w2]);
     assert!(st.contains("4/4 steps proven"), "{st}");
+    work_lost("worker SIGKILLed mid-task", &[&w1, &w2], 4);
     // The killed worker's task was re-leased, and no step was accepted twice.
     assert!(
         c.metric("zkaudit_lease_expiries_total") >= 1.0,
@@ -556,6 +579,7 @@ fn a_worker_without_its_srs_does_not_fail_the_job() {
     let good = Worker::start(&c, "good", &[]);
     let st = c.wait_done(&job, &[&broken, &good]);
     assert!(st.contains("3/3 steps proven"), "{st}");
+    assert_eq!(work_lost("a worker without its SRS", &[&good], 3), 3);
     c.fetch_and_verify(&job, d.path());
 }
 
@@ -641,6 +665,7 @@ fn corrupted_proofs_are_rejected_and_requeued() {
     assert!(st.contains("2/2 steps proven"), "{st}");
     assert_eq!(c.metric("zkaudit_proofs_accepted_total"), 2.0);
     assert!(c.metric("zkaudit_proofs_rejected_total") >= 1.0);
+    work_lost("a worker corrupting its proofs", &[&bad, &good], 2);
     c.fetch_and_verify(&job, d.path());
 }
 
