@@ -10,9 +10,8 @@ use crate::srs;
 use crate::step::tests::synthetic_run;
 use zkaudit_model::Activation;
 
-#[test]
-fn prove_verify_and_reject_tampering() {
-    let dir = tempfile::tempdir().unwrap();
+/// A 4-3-3 run of 3 steps on 10 records, and its dataset tree.
+fn small_run() -> (zkaudit_model::transcript::Transcript, MerkleTree) {
     let t = synthetic_run(
         &[
             (4, Activation::None),
@@ -25,6 +24,13 @@ fn prove_verify_and_reject_tampering() {
         7,
     );
     let tree = MerkleTree::of_dataset(&t.train.features, &t.train.labels, &t.leaf_salts, 32);
+    (t, tree)
+}
+
+#[test]
+fn prove_verify_and_reject_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, tree) = small_run();
     let k = 13;
     let srs_path = dir.path().join("srs.bin");
     srs::generate_insecure(k + 1, &srs_path).unwrap();
@@ -230,18 +236,7 @@ fn a_planted_verifying_key_is_not_trusted() {
     use crate::keys::{base, vk_digest, KeyMeta, VkPins};
 
     let dir = tempfile::tempdir().unwrap();
-    let t = synthetic_run(
-        &[
-            (4, Activation::None),
-            (3, Activation::Relu),
-            (3, Activation::None),
-        ],
-        10,
-        2,
-        3,
-        7,
-    );
-    let tree = MerkleTree::of_dataset(&t.train.features, &t.train.labels, &t.leaf_salts, 32);
+    let (t, tree) = small_run();
     let k = 13;
     let params = srs::generate_insecure(k, &dir.path().join("srs.bin")).unwrap();
     let shape = StepShape::for_run(&t, k);
