@@ -644,6 +644,62 @@ fn a_restarted_coordinator_resumes_without_reproving() {
     c2.fetch_and_verify(&job, d.path());
 }
 
+/// A worker that finishes a proof while the coordinator is down, and is
+/// itself killed before it can report it, leaves the proof on disk; a worker
+/// started on the same key cache after the coordinator's restart reports it,
+/// and no step is proven twice.
+#[test]
+fn a_proof_finished_during_an_outage_survives_a_worker_crash() {
+    let _g = serial();
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let keys = d.path().join("worker-keys");
+    let keys_env = [("ZKAUDIT_KEYS", keys.to_str().unwrap())];
+    let mut c = Coordinator::start(&data, 0, &["--lease-secs", "3"]);
+    let mut w1 = Worker::start_env(&c, "first", &[], &keys_env);
+    let job = c.submit(3);
+    let t0 = Instant::now();
+    while !tasks(&c.status(&job)).iter().any(|(s, _)| s == "done") {
+        assert!(t0.elapsed() < DEADLINE, "{}", w1.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let port = c.port();
+    c.child.kill().unwrap();
+    c.child.wait().unwrap();
+    // The worker finishes its proof and cannot report it; then it dies too.
+    w1.wait_log("offering the proof again");
+    w1.child.kill().unwrap();
+    w1.child.wait().unwrap();
+    let kept: Vec<_> = std::fs::read_dir(keys.join("pending"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .collect();
+    assert_eq!(kept.len(), 1, "no proof kept on disk");
+    let c2 = Coordinator::start(&data, port, &["--lease-secs", "3"]);
+    let w2 = Worker::start_env(&c2, "second", &[], &keys_env);
+    let st = c2.wait_done(&job, &[&w1, &w2]);
+    assert!(st.contains("3/3 steps proven"), "{st}");
+    assert!(
+        w2.logs().contains("kept from an earlier run was accepted"),
+        "{}",
+        w2.logs()
+    );
+    assert!(
+        tasks(&st).iter().all(|(_, n)| *n == 1),
+        "a task was leased twice:\n{st}"
+    );
+    assert_eq!(
+        work_lost(
+            "coordinator and then worker killed mid-offer",
+            &[&w1, &w2],
+            3
+        ),
+        3
+    );
+    assert_eq!(std::fs::read_dir(keys.join("pending")).unwrap().count(), 0);
+    c2.fetch_and_verify(&job, d.path());
+}
+
 #[test]
 fn corrupted_proofs_are_rejected_and_requeued() {
     let _g = serial();

@@ -1249,7 +1249,15 @@ impl pb::workers_server::Workers for WorkersService {
                 let reason = format!("proof from worker {} rejected: {why}", r.worker_id);
                 warn!("{reason}");
                 s.worker_failed(&r.worker_id, &reason, now);
-                match s.store.requeue(&r.lease_id, &reason, Blame::Task, now) {
+                let requeued = {
+                    let (s2, lease, why) = (s.clone(), r.lease_id.clone(), reason.clone());
+                    tokio::task::spawn_blocking(move || {
+                        s2.store.requeue(&lease, &why, Blame::Task, now)
+                    })
+                    .await
+                    .map_err(blocking_err)?
+                };
+                match requeued {
                     Ok(Requeued::JobFailed(w)) => s.event(&job.id, format!("job failed: {w}")),
                     Ok(_) => s.event(&job.id, format!("task {} re-queued: {reason}", rec.index)),
                     Err(e) => warn!("requeue: {e}"),
@@ -1260,10 +1268,21 @@ impl pb::workers_server::Workers for WorkersService {
                     message: reason,
                 }));
             }
-            let out = s
-                .store
-                .complete(&r.worker_id, &r.lease_id, &body, r.prove_ms, now)
-                .map_err(store_status)?;
+            // complete flushes sled: off the async runtime.
+            let out = {
+                let (s2, worker, lease, ms) = (
+                    s.clone(),
+                    r.worker_id.clone(),
+                    r.lease_id.clone(),
+                    r.prove_ms,
+                );
+                tokio::task::spawn_blocking(move || {
+                    s2.store.complete(&worker, &lease, &body, ms, now)
+                })
+                .await
+                .map_err(blocking_err)?
+                .map_err(store_status)?
+            };
             if let Completed::Accepted { job_finished } = out {
                 s.metrics
                     .proofs_accepted

@@ -7,6 +7,12 @@
 //! transcripts are fetched once per job and cached by their SHA-256. On the
 //! first shutdown signal the worker finishes its current task and exits; on
 //! the second it releases the lease (a retryable failure) and exits at once.
+//! A finished proof is offered until the coordinator answers and kept on
+//! disk meanwhile ([`pending`]), so neither a coordinator outage nor a worker
+//! crash during one loses it. Failures of the worker's own setup (SRS, key
+//! cache) are reported as such: they do not count against the task.
+
+pub mod pending;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -181,6 +187,14 @@ pub async fn run(cfg: WorkerConfig, mut shutdown: watch::Receiver<u32>) -> Resul
     let Some(reg) = reg else { return Ok(()) };
     let worker_id = reg.worker_id.clone();
     info!(worker = %worker_id, threads, coordinator = %cfg.coordinator, "registered");
+    // Proofs an earlier run finished but could not report.
+    for (path, req) in pending::load_all(&pending::dir(&cfg.keys_dir)) {
+        let r = client.complete(req.clone()).await.map(|r| r.into_inner());
+        pending::report(&req, &r);
+        if !matches!(&r, Err(s) if retryable_rpc(s)) {
+            pending::remove(Some(path));
+        }
+    }
     let prover = Arc::new(Mutex::new(Prover::default()));
     let mut last_ms: HashMap<&'static str, u64> = HashMap::new();
     let mut backoff = Duration::from_millis(200);
@@ -657,9 +671,11 @@ async fn work(
             // The lease stays alive (heartbeats) while the coordinator
             // verifies, and while it is unreachable: the proof is offered
             // until the coordinator answers (a restarted coordinator extends
-            // the leases it held) or the worker is told to stop at once.
+            // the leases it held) or the worker is told to stop at once, and
+            // kept on disk meanwhile for a restarted worker to offer.
+            let kept = pending::save(&pending::dir(&cfg.keys_dir), &req);
             let mut tries = 0u32;
-            loop {
+            let (done, answered) = loop {
                 match client.complete(req.clone()).await {
                     Ok(r) => {
                         let r = r.into_inner();
@@ -671,7 +687,7 @@ async fn work(
                         } else {
                             warn!("proof rejected: {}", r.message);
                         }
-                        break true;
+                        break (true, true);
                     }
                     Err(s) if retryable_rpc(&s) && *shutdown.borrow() < 2 => {
                         tries += 1;
@@ -687,10 +703,15 @@ async fn work(
                     }
                     Err(s) => {
                         warn!("complete refused: {}", s.message());
-                        break false;
+                        // Unreachable at a forced stop: kept for the next run.
+                        break (false, !retryable_rpc(&s));
                     }
                 }
+            };
+            if answered {
+                pending::remove(kept);
             }
+            done
         }
         Err(e) => {
             let fatal = matches!(e, CircuitError::Unsatisfied(_) | CircuitError::Model(_));
