@@ -21,6 +21,14 @@
 //!    and the SGD update of [`zkaudit_model::engine`], exactly;
 //! 4. `c_{t+1} = H(TAG_WEIGHTS, salt_{t+1}, pack(W_{t+1}))` where `W_{t+1}` is the
 //!    in-circuit update, element by element, range-checked.
+//!
+//! A proof of a span of `S` consecutive steps hashes the weights only where
+//! it ends: step 1's weights are loaded and checked against `c_first` (1.),
+//! each later step starts from the very cells the previous step's update
+//! produced (range-checked there), and only step `S`'s update is committed as
+//! `c_last` (4.). The steps are chained by their indices (`t + 1`), the root
+//! and the parameter digest; the intermediate commitments are neither
+//! computed nor exposed, so a span costs two weight commitments, not `2 S`.
 
 use halo2_base::gates::circuit::builder::BaseCircuitBuilder;
 use halo2_base::gates::circuit::{BaseCircuitParams, BaseConfig, CircuitBuilderStage};
@@ -49,7 +57,7 @@ use crate::{CircuitError, Fr, Result};
 
 /// Version of the step circuit's constraint system; part of every key's cache
 /// name, so a changed circuit never loads a stale key.
-pub const CIRCUIT_VERSION: u32 = 4;
+pub const CIRCUIT_VERSION: u32 = 5;
 
 /// The public statement of one step.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -294,16 +302,24 @@ impl StepCircuit {
         };
         let mut parts = Vec::with_capacity(statements.len());
         let mut computed_c_after = Fr::zero();
-        for (st, w) in statements.iter().zip(witnesses) {
-            let (inst, c) = synthesize_step(&mut builder, &chip, &poseidon, shape, st, w);
+        let mut carried = None;
+        for (i, (st, w)) in statements.iter().zip(witnesses).enumerate() {
+            let chain = Chain {
+                carried: carried.take(),
+                commit_after: i + 1 == statements.len(),
+            };
+            let (inst, c, updated) =
+                synthesize_step(&mut builder, &chip, &poseidon, shape, st, w, chain);
             parts.push(inst);
             computed_c_after = c;
+            carried = Some(updated);
         }
         let gate = chip.gate().clone();
         let ctx = builder.main(0);
+        // Consecutive steps of one run: the weights are chained cell to cell
+        // above; here the step indices, the root and the parameters.
         for w in parts.windows(2) {
             let (a, b) = (&w[0], &w[1]);
-            ctx.constrain_equal(&a[1], &b[0]);
             let next = gate.add(ctx, a[3], QuantumCell::Constant(Fr::one()));
             ctx.constrain_equal(&next, &b[3]);
             ctx.constrain_equal(&a[2], &b[2]);
@@ -437,8 +453,21 @@ fn check_inputs(shape: &StepShape, st: &StepStatement, w: &StepWitness) -> Resul
 /// Assigned cells of one vector.
 type Cells = Vec<AssignedValue<Fr>>;
 
+/// The weights a step starts from inside a span, and whether it commits to
+/// the weights it ends with.
+struct Chain {
+    /// The previous step's updated weights (flat, range-checked), or `None`
+    /// for the first step of a proof: its weights are loaded and committed.
+    carried: Option<Cells>,
+    /// Whether the updated weights are committed (the last step of a proof).
+    commit_after: bool,
+}
+
 /// Lays out the whole step; returns its statement's cells
-/// `[c_t, c_{t+1}, R, t, digest, schedule hash]` and the computed `c_{t+1}`.
+/// `[c_t, c_{t+1}, R, t, digest, schedule hash]`, the computed `c_{t+1}`
+/// (zero when not committed) and the updated weights' cells. Inside a span
+/// the weights pass from step to step as the same cells, so only the first
+/// step's `c_t` and the last step's `c_{t+1}` are hashed and constrained.
 // Samples, layers and units are parallel arrays indexed together.
 #[allow(clippy::needless_range_loop)]
 fn synthesize_step(
@@ -448,7 +477,8 @@ fn synthesize_step(
     shape: &StepShape,
     st: &StepStatement,
     w: &StepWitness,
-) -> (Vec<AssignedValue<Fr>>, Fr) {
+    chain: Chain,
+) -> (Vec<AssignedValue<Fr>>, Fr, Cells) {
     let gate = chip.gate().clone();
     let fx: FixedParams = shape.fx;
     let f = fx.frac_bits;
@@ -467,25 +497,45 @@ fn synthesize_step(
         .map(|&i| ctx.load_witness(Fr::from(i as u64)))
         .collect();
 
-    // 1. Weights before, range-checked, committed.
-    let layers: Vec<(Cells, Cells)> = w
-        .weights
-        .layers
-        .iter()
-        .map(|l| {
-            (
-                l.w.iter().map(|&v| chip.load_value(ctx, v)).collect(),
-                l.b.iter().map(|&v| chip.load_value(ctx, v)).collect(),
-            )
-        })
-        .collect();
-    let flat: Vec<_> = layers
-        .iter()
-        .flat_map(|(wl, bl)| wl.iter().chain(bl).copied())
-        .collect();
-    let salt_before = ctx.load_witness(fe_u128(w.salt_before));
-    let c = hash::commit_weights(ctx, &gate, h, salt_before, &flat, vb);
-    ctx.constrain_equal(&c, &c_before);
+    // 1. Weights before: loaded, range-checked and committed, or (inside a
+    //    span) the previous step's updated cells themselves.
+    let layers: Vec<(Cells, Cells)> = match chain.carried {
+        None => {
+            let layers: Vec<(Cells, Cells)> = w
+                .weights
+                .layers
+                .iter()
+                .map(|l| {
+                    (
+                        l.w.iter().map(|&v| chip.load_value(ctx, v)).collect(),
+                        l.b.iter().map(|&v| chip.load_value(ctx, v)).collect(),
+                    )
+                })
+                .collect();
+            let flat: Vec<_> = layers
+                .iter()
+                .flat_map(|(wl, bl)| wl.iter().chain(bl).copied())
+                .collect();
+            let salt_before = ctx.load_witness(fe_u128(w.salt_before));
+            let c = hash::commit_weights(ctx, &gate, h, salt_before, &flat, vb);
+            ctx.constrain_equal(&c, &c_before);
+            layers
+        }
+        Some(flat) => {
+            let mut rest = flat.as_slice();
+            shape
+                .arch
+                .layers
+                .iter()
+                .map(|l| {
+                    let (wl, tail) = rest.split_at(l.inputs * l.outputs);
+                    let (bl, tail) = tail.split_at(l.outputs);
+                    rest = tail;
+                    (wl.to_vec(), bl.to_vec())
+                })
+                .collect()
+        }
+    };
 
     // 2. Records and their Merkle membership at the scheduled indices.
     let mut xs = Vec::with_capacity(shape.batch);
@@ -603,12 +653,16 @@ fn synthesize_step(
         }
     }
 
-    // 7. Commitment to the updated weights.
+    // 7. Commitment to the updated weights (the last step of a proof).
     let flat_new: Vec<_> = new_layers.into_iter().flatten().collect();
-    let salt_after = ctx.load_witness(fe_u128(w.salt_after));
-    let c = hash::commit_weights(ctx, &gate, h, salt_after, &flat_new, vb);
-    let computed_after = *c.value();
-    ctx.constrain_equal(&c, &c_after);
+    let computed_after = if chain.commit_after {
+        let salt_after = ctx.load_witness(fe_u128(w.salt_after));
+        let c = hash::commit_weights(ctx, &gate, h, salt_after, &flat_new, vb);
+        ctx.constrain_equal(&c, &c_after);
+        *c.value()
+    } else {
+        Fr::zero()
+    };
 
     // 8. The schedule hash of the batch's indices.
     let mut input = vec![ctx.load_constant(Fr::from(TAG_SCHED_STEP)), step];
@@ -618,6 +672,7 @@ fn synthesize_step(
     (
         vec![c_before, c_after, root, step, digest, schedule],
         computed_after,
+        flat_new,
     )
 }
 

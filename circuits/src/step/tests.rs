@@ -492,6 +492,99 @@ fn mock_span(t: &Transcript, steps: &[usize]) -> bool {
         .is_ok()
 }
 
+/// Inside a span the weights pass from step to step as cells: a span whose
+/// second step starts from other weights (consistently trained on, with a
+/// final commitment to their update) is rejected, and so is a span claiming
+/// a final commitment that the chained update does not give.
+#[test]
+fn span_internal_weights_are_chained() {
+    let t = mlp();
+    let tree = tree_of(&t);
+    let shape = StepShape::for_run(&t, K).with_span(2);
+    // The forged run: step 1 starts from weights changed by one unit.
+    let mut forged = t.clone();
+    forged.weights[1].layers[0].w[0] += 1;
+    let engine = Engine::new(t.config.arch.clone(), t.config.fx);
+    let b = forged.batch(1).unwrap();
+    forged.weights[2] = engine
+        .step(&forged.weights[1], &b.features, &b.labels, t.config.lr_fx)
+        .unwrap()
+        .new_weights;
+    let run = |sts: &[StepStatement], ws: &[StepWitness]| {
+        let c =
+            StepCircuit::build_span(&shape, sts, ws, CircuitBuilderStage::Mock, None, None, None)
+                .unwrap();
+        MockProver::run(K, &c, vec![span_instances(sts)])
+            .unwrap()
+            .verify()
+            .is_ok()
+    };
+    let (s0, w0) = step_inputs(&t, &tree, 0).unwrap();
+    let (s1, w1) = step_inputs(&t, &tree, 1).unwrap();
+    let (f1, g1) = step_inputs(&forged, &tree, 1).unwrap();
+    assert!(run(&[s0.clone(), s1.clone()], &[w0.clone(), w1.clone()]));
+    assert!(
+        !run(&[s0.clone(), f1.clone()], &[w0.clone(), g1]),
+        "a span whose second step starts from other weights was accepted"
+    );
+    // The honest witness with the forged final commitment.
+    let mut claimed = s1;
+    claimed.c_after = f1.c_after;
+    assert!(!run(&[s0, claimed], &[w0, w1]));
+}
+
+/// Prints advice cells and Poseidon permutations per step of a span
+/// (run with --ignored --nocapture).
+#[test]
+#[ignore]
+fn print_span_cost() {
+    for (name, dims, batch) in [
+        (
+            "digits 64-16-10",
+            vec![
+                (64, Activation::None),
+                (16, Activation::Relu),
+                (10, Activation::None),
+            ],
+            8,
+        ),
+        (
+            "784-32-10",
+            vec![
+                (784, Activation::None),
+                (32, Activation::Relu),
+                (10, Activation::None),
+            ],
+            16,
+        ),
+    ] {
+        let t = synthetic_run(&dims, 64, batch, 4, 5);
+        let tree = tree_of(&t);
+        for span in [1usize, 2, 4] {
+            let shape = StepShape::for_run(&t, 20).with_span(span);
+            let (sts, ws): (Vec<_>, Vec<_>) = (0..span)
+                .map(|i| step_inputs(&t, &tree, i).unwrap())
+                .unzip();
+            let c = StepCircuit::build_span(
+                &shape,
+                &sts,
+                &ws,
+                CircuitBuilderStage::Keygen,
+                None,
+                None,
+                None,
+            )
+            .unwrap();
+            let (cells, perms) = (c.advice_cells(), c.perms.len());
+            println!(
+                "{name} batch {batch} span {span}: {cells} advice cells, {perms} permutations; per step {} cells, {} permutations",
+                cells / span,
+                perms / span
+            );
+        }
+    }
+}
+
 #[test]
 fn span_of_consecutive_steps_is_accepted_and_broken_spans_rejected() {
     let t = mlp();
