@@ -344,7 +344,17 @@ impl From<UnabortableTransactionError> for StoreError {
 impl Store {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
-        let db = sled::Config::new().path(dir).open()?;
+        let db = sled::Config::new().path(dir).open().map_err(|e| match e {
+            // sled locks its directory: a second coordinator on the same
+            // store fails here instead of corrupting it.
+            sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                StoreError::State(format!(
+                    "{} is in use by another coordinator (sled's lock is held): one coordinator per store; stop the other one or use another --data directory",
+                    dir.display()
+                ))
+            }
+            e => e.into(),
+        })?;
         Self::from_db(db)
     }
 

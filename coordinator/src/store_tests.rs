@@ -488,3 +488,15 @@ fn leases_survive_a_long_restart_but_not_their_maximum_lifetime() {
     );
     assert_eq!(s.expired_leases(5_200).unwrap().len(), 1);
 }
+
+#[test]
+fn a_second_store_on_the_same_directory_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Store::open(dir.path()).unwrap();
+    let err = match Store::open(dir.path()) {
+        Ok(_) => panic!("two stores opened one directory"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("in use by another coordinator"), "{err}");
+    drop(first);
+}
