@@ -33,6 +33,7 @@ use crate::{CircuitError, Result};
 
 /// The step shape chosen automatically for a run (see [`StepShape::auto`]).
 pub fn auto_shape(t: &Transcript) -> Result<StepShape> {
+    check_machine_fits(&StepShape::for_run(t, 16))?;
     let c = crate::keys::keygen_circuit(&StepShape::for_run(t, 16))?;
     Ok(StepShape::auto(t, c.advice_cells(), c.perms.len()))
 }
@@ -43,8 +44,18 @@ pub fn auto_shape_span(t: &Transcript, span: usize) -> Result<StepShape> {
     if span <= 1 {
         return auto_shape(t);
     }
+    check_machine_fits(&StepShape::for_run(t, 16).with_span(span))?;
     let c = crate::keys::keygen_circuit(&StepShape::for_run(t, crate::srs::MAX_K).with_span(span))?;
     Ok(StepShape::auto(t, c.advice_cells(), c.perms.len()).with_span(span))
+}
+
+/// Refuses, before laying out its circuit, a shape whose estimated prover
+/// memory exceeds this machine's (see [`StepShape::check_fits`]).
+fn check_machine_fits(shape: &StepShape) -> Result<()> {
+    match crate::shape::machine_memory() {
+        Some(m) => shape.check_fits(m),
+        None => Ok(()),
+    }
 }
 
 /// Progress of [`prove_run`].

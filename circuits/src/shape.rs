@@ -139,11 +139,130 @@ impl StepShape {
         Ok(())
     }
 
+    /// The circuit's size estimated from the shape alone, without building
+    /// it (a model too large for the machine is refused before its circuit
+    /// is laid out): Poseidon permutations counted from the hashes the
+    /// circuit computes, halo2-base cells from a fit to measured circuits
+    /// (`print_step_cost_points`; within 12% on the six shapes measured,
+    /// from 4-3-3 to 784-32-10).
+    pub fn estimate(&self) -> Estimate {
+        let lanes = (253 / self.fx.value_bits.max(1)) as u64;
+        let hash = |n: u64| n.div_ceil(2);
+        let (b, s) = (self.batch as u64, self.span.max(1) as u64);
+        let params = self.arch.num_params() as u64;
+        let d = self.arch.input_dim() as u64;
+        // Products per record: forward and weight gradient for every layer,
+        // the input gradient for all but the first.
+        let products: u64 = self
+            .arch
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.inputs * l.outputs) as u64 * if i == 0 { 2 } else { 3 })
+            .sum();
+        let commit = hash(2 + params.div_ceil(lanes));
+        let record = hash(3 + d.div_ceil(lanes)) + 2 * self.depth as u64;
+        let perms = 2 * commit + s * (b * record + hash(2 + b)) + u64::from(s > 1) * hash(1 + s);
+        let cells_per_step = CELLS_PER_TEN_PRODUCTS * b * products / 10
+            + CELLS_PER_RECORD * b
+            + CELLS_PER_PARAM * params;
+        Estimate {
+            cells: s * cells_per_step,
+            perms,
+        }
+    }
+
+    /// The automatic `k`, the columns and the prover memory the estimated
+    /// size of this shape calls for.
+    pub fn estimate_memory(&self) -> (u32, usize, u64) {
+        let e = self.estimate();
+        let (cells, perms) = (e.cells as usize, e.perms as usize);
+        let k = Self::auto_k(cells, perms);
+        let columns = total_columns(k, cells, perms);
+        (k, columns, columns as u64 * (1u64 << k) * BYTES_PER_SLOT)
+    }
+
+    /// Refuses, before any circuit is laid out, a shape whose estimated
+    /// prover memory exceeds `budget` bytes, naming the estimate and the
+    /// largest batch (and span) that would fit.
+    pub fn check_fits(&self, budget: u64) -> crate::Result<()> {
+        let (k, columns, bytes) = self.estimate_memory();
+        if bytes <= budget {
+            return Ok(());
+        }
+        let fits = |s: &StepShape| s.estimate_memory().2 <= budget;
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        let mut hint = Vec::new();
+        if let Some(b) = (1..self.batch).rev().find(|&b| {
+            fits(&StepShape {
+                batch: b,
+                ..self.clone()
+            })
+        }) {
+            hint.push(format!("the largest batch that fits is {b}"));
+        } else {
+            hint.push("no batch size fits: the model itself is too large for this machine".into());
+        }
+        if self.span > 1 {
+            match (1..self.span).rev().find(|&s| fits(&self.with_span(s))) {
+                Some(s) => hint.push(format!("the largest span that fits is {s}")),
+                None => hint.push("no span fits at this batch".into()),
+            }
+        }
+        Err(crate::CircuitError::Shape(format!(
+            "model {} at batch {} (span {}) needs about {:.1} GiB to prove ({} M cells, {} Poseidon permutations, k = {k}, {columns} columns), more than the {:.1} GiB available; {}",
+            self.arch.describe(),
+            self.batch,
+            self.span,
+            gib(bytes),
+            self.estimate().cells / 1_000_000,
+            self.estimate().perms,
+            gib(budget),
+            hint.join("; ")
+        )))
+    }
+
     /// A stable identifier of the shape (hex SHA-256 of its bincode), for key caches.
     pub fn id(&self) -> String {
         let bytes = bincode::serialize(self).unwrap_or_default();
         hex::encode(&Sha256::digest(bytes)[..16])
     }
+}
+
+/// halo2-base cells per ten products of a record (the forward pass and the
+/// weight gradient of every layer, the input gradient of all but the
+/// first), fitted to measured circuits (`print_step_cost_points`).
+const CELLS_PER_TEN_PRODUCTS: u64 = 43;
+/// Cells per record besides its products (its leaf, path, softmax), fitted.
+const CELLS_PER_RECORD: u64 = 1_420;
+/// Cells per parameter (range checks, packing, the update's division), fitted.
+const CELLS_PER_PARAM: u64 = 75;
+
+/// Prover memory per advice slot (one column, one row), measured: a
+/// 784-32-10 step at batch 16 (k = 20, 14 columns) peaked at 5.7 GiB, about
+/// 390 bytes per slot.
+pub const BYTES_PER_SLOT: u64 = 400;
+
+/// This machine's memory (Linux `MemTotal`), if known.
+pub fn machine_memory() -> Option<u64> {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse::<u64>()
+        .ok()
+        .map(|kb| kb * 1024)
+}
+
+/// A circuit's estimated size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Estimate {
+    /// halo2-base advice cells.
+    pub cells: u64,
+    /// Poseidon permutations of the dedicated region.
+    pub perms: u64,
 }
 
 /// The public parameters bound into every step proof.

@@ -276,7 +276,7 @@ async fn register(
     let req = pb::RegisterRequest {
         name: cfg.name.clone(),
         cores: threads as u32,
-        memory_bytes: total_memory(),
+        memory_bytes: zkaudit_circuits::shape::machine_memory().unwrap_or(0),
         version: zkaudit_circuits::compatibility(),
     };
     let mut backoff = Duration::from_millis(200);
@@ -299,19 +299,6 @@ async fn register(
             Err(s) => return Err(s.into()),
         }
     }
-}
-
-fn total_memory() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
 }
 
 async fn fetch_transcript(

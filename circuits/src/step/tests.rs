@@ -604,3 +604,167 @@ fn span_of_consecutive_steps_is_accepted_and_broken_spans_rejected() {
     let (st, _) = step_inputs(&t, &tree, 2).unwrap();
     assert_eq!(span_instances(std::slice::from_ref(&st)), st.instances());
 }
+
+/// Prints advice cells and permutations of single steps of a few shapes, the
+/// points [`StepShape::estimate`] is fitted to (run with --ignored --nocapture).
+#[test]
+#[ignore]
+fn print_step_cost_points() {
+    for (dims, batch) in [
+        (
+            vec![
+                (64, Activation::None),
+                (16, Activation::Relu),
+                (10, Activation::None),
+            ],
+            8,
+        ),
+        (
+            vec![
+                (64, Activation::None),
+                (16, Activation::Relu),
+                (10, Activation::None),
+            ],
+            32,
+        ),
+        (
+            vec![
+                (784, Activation::None),
+                (32, Activation::Relu),
+                (10, Activation::None),
+            ],
+            16,
+        ),
+        (
+            vec![
+                (784, Activation::None),
+                (16, Activation::Relu),
+                (10, Activation::None),
+            ],
+            4,
+        ),
+        (vec![(30, Activation::None), (2, Activation::None)], 16),
+        (
+            vec![
+                (4, Activation::None),
+                (3, Activation::Relu),
+                (3, Activation::None),
+            ],
+            2,
+        ),
+    ] {
+        let t = synthetic_run(&dims, 64, batch, 1, 5);
+        let tree = tree_of(&t);
+        let shape = StepShape::for_run(&t, 20);
+        let (st, w) = step_inputs(&t, &tree, 0).unwrap();
+        let c = StepCircuit::build(
+            &shape,
+            &st,
+            &w,
+            CircuitBuilderStage::Keygen,
+            None,
+            None,
+            None,
+        )
+        .unwrap();
+        let est = shape.estimate();
+        println!(
+            "{} batch {batch}: {} cells (estimate {}), {} permutations (estimate {})",
+            t.config.arch.describe(),
+            c.advice_cells(),
+            est.cells,
+            c.perms.len(),
+            est.perms
+        );
+    }
+}
+
+/// The size estimate follows the circuits it is fitted to (small shapes,
+/// built here), and a model too large for a memory budget is refused with
+/// the estimate and a batch that fits, before anything is laid out.
+#[test]
+fn size_estimate_tracks_circuits_and_refuses_what_does_not_fit() {
+    for (dims, batch) in [
+        (vec![(30, Activation::None), (2, Activation::None)], 16),
+        (
+            vec![
+                (4, Activation::None),
+                (3, Activation::Relu),
+                (3, Activation::None),
+            ],
+            2,
+        ),
+        (
+            vec![
+                (64, Activation::None),
+                (16, Activation::Relu),
+                (10, Activation::None),
+            ],
+            8,
+        ),
+    ] {
+        let t = synthetic_run(&dims, 64, batch, 1, 5);
+        let tree = tree_of(&t);
+        let shape = StepShape::for_run(&t, 16);
+        let (st, w) = step_inputs(&t, &tree, 0).unwrap();
+        let c = StepCircuit::build(
+            &shape,
+            &st,
+            &w,
+            CircuitBuilderStage::Keygen,
+            None,
+            None,
+            None,
+        )
+        .unwrap();
+        let e = shape.estimate();
+        let ratio = e.cells as f64 / c.advice_cells() as f64;
+        assert!(
+            (0.8..1.25).contains(&ratio),
+            "cells {ratio} off for {dims:?}"
+        );
+        let ratio = e.perms as f64 / c.perms.len() as f64;
+        assert!(
+            (0.8..1.25).contains(&ratio),
+            "permutations {ratio} off for {dims:?}"
+        );
+    }
+    // 784-128-10 at batch 32 (100k parameters), judged without building it.
+    let arch = Architecture::new(vec![
+        DenseSpec {
+            inputs: 784,
+            outputs: 128,
+            activation: Activation::Relu,
+        },
+        DenseSpec {
+            inputs: 128,
+            outputs: 10,
+            activation: Activation::None,
+        },
+    ])
+    .unwrap();
+    let shape = StepShape {
+        arch,
+        fx: FixedParams::default(),
+        lr_fx: 6554,
+        batch: 32,
+        depth: 16,
+        k: 20,
+        lookup_bits: 19,
+        span: 1,
+    };
+    let err = shape.check_fits(8 << 30).unwrap_err().to_string();
+    assert!(
+        err.contains("GiB to prove") && err.contains("the largest batch that fits is"),
+        "{err}"
+    );
+    eprintln!("{err}");
+    shape.check_fits(1 << 40).unwrap();
+    let err = shape
+        .with_span(4)
+        .check_fits(8 << 30)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("span"), "{err}");
+    eprintln!("{err}");
+}
