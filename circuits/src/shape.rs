@@ -176,10 +176,16 @@ impl StepShape {
     /// size of this shape calls for.
     pub fn estimate_memory(&self) -> (u32, usize, u64) {
         let e = self.estimate();
-        let (cells, perms) = (e.cells as usize, e.perms as usize);
-        let k = Self::auto_k(cells, perms);
-        let columns = total_columns(k, cells, perms);
-        (k, columns, columns as u64 * (1u64 << k) * BYTES_PER_SLOT)
+        let k = Self::auto_k(e.cells as usize, e.perms as usize);
+        let (columns, bytes) = self.memory_at(k);
+        (k, columns, bytes)
+    }
+
+    /// The columns and the prover memory of the estimated size laid out at `k`.
+    pub fn memory_at(&self, k: u32) -> (usize, u64) {
+        let e = self.estimate();
+        let columns = total_columns(k, e.cells as usize, e.perms as usize);
+        (columns, columns as u64 * (1u64 << k) * BYTES_PER_SLOT)
     }
 
     /// Refuses, before any circuit is laid out, a shape whose estimated

@@ -583,6 +583,36 @@ fn a_worker_without_its_srs_does_not_fail_the_job() {
     c.fetch_and_verify(&job, d.path());
 }
 
+/// Memory-aware leasing: a worker offering less memory than a task's
+/// estimate never gets it (the status page says why the task waits); a
+/// worker with enough proves the job.
+#[test]
+fn a_worker_with_too_little_memory_is_never_given_the_task() {
+    let _g = serial();
+    let d = tempfile::tempdir().unwrap();
+    let c = Coordinator::start(&d.path().join("data"), 0, &[]);
+    // The fixture's k = 14 leaf needs tens of MiB; this worker offers 10 MiB.
+    let small = Worker::start(&c, "small", &["--memory-gib", "0.01"]);
+    small.wait_log("registered");
+    let job = c.submit(2);
+    let t0 = Instant::now();
+    loop {
+        let api = http_get(&c.http, "/api/status");
+        if api.contains("waits") || api.contains("needs about") {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "{api}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!small.logs().contains("proving"), "{}", small.logs());
+    let large = Worker::start(&c, "large", &[]);
+    let st = c.wait_done(&job, &[&small, &large]);
+    assert!(st.contains("2/2 steps proven"), "{st}");
+    assert!(!small.logs().contains("proving"), "{}", small.logs());
+    c.fetch_and_verify(&job, d.path());
+}
+
 #[test]
 fn a_restarted_coordinator_resumes_without_reproving() {
     let _g = serial();

@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 use zkaudit_circuits::aggregate::{leaf_spans, plan};
+use zkaudit_circuits::shape::StepShape;
 
 /// Certificate mode of a job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +59,25 @@ impl TaskKind {
             TaskKind::AuditChunk { .. } => "audit-chunk",
             TaskKind::AuditCombine { .. } => "audit-combine",
         }
+    }
+}
+
+/// Prover memory measured for a `k = 20` aggregation (keygen and proof of
+/// two leaves, BENCHMARKS.md): 16 GiB; it doubles with each `k`.
+pub const AGG_MEMORY_K20: u64 = 16 << 30;
+
+/// Prover memory a task needs, estimated from its circuit: a leaf from the
+/// step shape at its span and `k` ([`StepShape::memory_at`]), an aggregation
+/// from its size (`agg_k`); audit tasks are small and not limited (0).
+pub fn task_memory(shape: &StepShape, agg_k: u32, kind: &TaskKind) -> u64 {
+    match kind {
+        TaskKind::Leaf { first, last } => {
+            let span = (last.saturating_sub(*first) + 1) as usize;
+            shape.with_span(span).memory_at(shape.k).1
+        }
+        TaskKind::Aggregate { .. } if agg_k >= 20 => AGG_MEMORY_K20 << (agg_k - 20).min(8),
+        TaskKind::Aggregate { .. } => AGG_MEMORY_K20 >> (20 - agg_k).min(8),
+        TaskKind::AuditChunk { .. } | TaskKind::AuditCombine { .. } => 0,
     }
 }
 

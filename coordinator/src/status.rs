@@ -88,6 +88,8 @@ pub struct TaskView {
     pub attempts: u32,
     /// Last failure.
     pub last_error: Option<String>,
+    /// Why a queued task waits, when no live worker has the memory it needs.
+    pub waiting: Option<String>,
 }
 
 /// One worker.
@@ -148,6 +150,7 @@ fn job_view(
     s: &Shared,
     job: &JobRecord,
     names: &HashMap<String, String>,
+    largest_worker: u64,
 ) -> Result<JobView, StoreError> {
     let tasks = s.store.tasks(&job.id)?;
     let name_of = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_string());
@@ -207,7 +210,18 @@ fn job_view(
             _ => None,
         };
         per_step.extend(per_step_s);
+        let need = crate::plan::task_memory(&job.shape, job.spec.agg_k, kind);
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        let waiting =
+            (state == "queued" && largest_worker > 0 && need > largest_worker).then(|| {
+                format!(
+                    "needs about {:.1} GiB; the largest live worker reports {:.1} GiB",
+                    gib(need),
+                    gib(largest_worker)
+                )
+            });
         view.tasks.push(TaskView {
+            waiting,
             index: i as u32,
             what: describe(kind),
             state,
@@ -240,10 +254,16 @@ pub fn snapshot(s: &Shared) -> Result<Snapshot, StoreError> {
     let mut jobs = s.store.jobs()?;
     jobs.sort_by_key(|j| std::cmp::Reverse(j.seq));
     let jobs_hidden = jobs.len().saturating_sub(MAX_JOBS);
+    let largest_worker = workers
+        .iter()
+        .filter(|w| now.saturating_sub(w.last_seen_ms) <= live_ms)
+        .map(|w| w.memory_bytes)
+        .max()
+        .unwrap_or(0);
     let job_views = jobs
         .iter()
         .take(MAX_JOBS)
-        .map(|j| job_view(s, j, &names))
+        .map(|j| job_view(s, j, &names, largest_worker))
         .collect::<Result<Vec<_>, _>>()?;
     // Current work of each worker, from the live leases.
     let mut current: HashMap<String, Vec<(String, String, f64)>> = HashMap::new();

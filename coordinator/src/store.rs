@@ -580,6 +580,9 @@ impl Store {
         if self.health(worker)?.quarantined(now_ms) {
             return Ok(None);
         }
+        // A worker that reported its memory gets only tasks that fit in it
+        // (0: unknown, every task).
+        let memory = self.worker(worker)?.map_or(0, |w| w.memory_bytes);
         for entry in self.ready.iter() {
             let (rk, job_id) = entry?;
             if rk.len() != 12 {
@@ -610,6 +613,12 @@ impl Store {
                             return Ok(None);
                         }
                     };
+                    let need = job.plan.tasks.get(index as usize).map_or(0, |k| {
+                        crate::plan::task_memory(&job.shape, job.spec.agg_k, k)
+                    });
+                    if memory > 0 && need > memory {
+                        return Ok(None); // stays ready for a larger worker
+                    }
                     r.remove(&rk)?;
                     if job.state != JobState::Running || task.state != TaskState::Queued {
                         return Ok(None);

@@ -9,7 +9,7 @@ use zkaudit_circuits::shape::StepShape;
 use zkaudit_model::{Activation, Architecture, DenseSpec, FixedParams};
 
 use super::*;
-use crate::plan::{plan_audit, plan_job, JobMode};
+use crate::plan::{plan_audit, plan_job, JobMode, TaskKind};
 
 fn shape() -> StepShape {
     StepShape {
@@ -58,7 +58,7 @@ fn submit(s: &Store, steps: u64, mode: JobMode, span: usize) -> JobRecord {
 #[test]
 fn leases_follow_dependencies_and_complete_once() {
     let s = Store::temporary().unwrap();
-    let w = s.register_worker("a", 2, 1, "v", 0).unwrap().id;
+    let w = s.register_worker("a", 2, 0, "v", 0).unwrap().id;
     let job = submit(&s, 4, JobMode::Succinct, 2);
     // Two leaves, then their aggregation.
     let a = s.lease(&w, 10, 100).unwrap().unwrap();
@@ -99,7 +99,7 @@ fn leases_follow_dependencies_and_complete_once() {
 #[test]
 fn an_audit_combines_after_all_its_chunks() {
     let s = Store::temporary().unwrap();
-    let w = s.register_worker("a", 2, 1, "v", 0).unwrap().id;
+    let w = s.register_worker("a", 2, 0, "v", 0).unwrap().id;
     let mut sp = spec(0, JobMode::Batched);
     sp.kind = JobKind::Audit;
     let job = s
@@ -137,7 +137,7 @@ fn expired_leases_requeue_and_the_budget_fails_the_job() {
     let mut s = Store::temporary().unwrap();
     s.max_attempts = 2;
     s.retry_elsewhere_ms = 0; // one worker: it may retry at once
-    let w = s.register_worker("a", 2, 1, "v", 0).unwrap().id;
+    let w = s.register_worker("a", 2, 0, "v", 0).unwrap().id;
     let job = submit(&s, 1, JobMode::Batched, 1);
     let a = s.lease(&w, 0, 100).unwrap().unwrap();
     assert!(s.heartbeat(&w, &a.lease, 500, 50, 100).unwrap());
@@ -175,7 +175,7 @@ fn cancelled_jobs_lease_nothing_and_state_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let (job, w, lease) = {
         let s = Store::open(dir.path()).unwrap();
-        let w = s.register_worker("a", 2, 1, "v", 0).unwrap().id;
+        let w = s.register_worker("a", 2, 0, "v", 0).unwrap().id;
         let job = submit(&s, 3, JobMode::Batched, 1);
         let a = s.lease(&w, 0, 100).unwrap().unwrap();
         s.complete(&w, &a.lease, b"p0", 1, 1).unwrap();
@@ -266,7 +266,7 @@ proptest! {
         let mut m = Model::default();
         let mut now = 0u64;
         let workers: Vec<String> = (0..3)
-            .map(|i| s.register_worker(&format!("w{i}"), 1, 1, "v", 0).unwrap().id)
+            .map(|i| s.register_worker(&format!("w{i}"), 1, 0, "v", 0).unwrap().id)
             .collect();
         for op in ops {
             match op {
@@ -394,8 +394,8 @@ fn a_broken_worker_spends_no_attempts_and_is_quarantined() {
     s.max_attempts = 2;
     s.retry_elsewhere_ms = 1_000;
     s.quarantine_ms = 60_000;
-    let bad = s.register_worker("no-srs", 2, 1, "v", 0).unwrap().id;
-    let good = s.register_worker("good", 2, 1, "v", 0).unwrap().id;
+    let bad = s.register_worker("no-srs", 2, 0, "v", 0).unwrap().id;
+    let good = s.register_worker("good", 2, 0, "v", 0).unwrap().id;
     let job = submit(&s, 2, JobMode::Batched, 1);
     // Failures of the worker's own setup, more than the retry budget: the
     // job keeps running and the task keeps its attempts.
@@ -440,8 +440,8 @@ fn a_broken_worker_spends_no_attempts_and_is_quarantined() {
 fn a_failed_task_goes_to_another_worker_first() {
     let mut s = Store::temporary().unwrap();
     s.retry_elsewhere_ms = 1_000;
-    let w1 = s.register_worker("a", 2, 1, "v", 0).unwrap().id;
-    let w2 = s.register_worker("b", 2, 1, "v", 0).unwrap().id;
+    let w1 = s.register_worker("a", 2, 0, "v", 0).unwrap().id;
+    let w2 = s.register_worker("b", 2, 0, "v", 0).unwrap().id;
     submit(&s, 1, JobMode::Batched, 1);
     let a = s.lease(&w1, 0, 100).unwrap().unwrap();
     s.requeue(&a.lease, "boom", Blame::Task, 10).unwrap();
@@ -463,7 +463,7 @@ fn leases_survive_a_long_restart_but_not_their_maximum_lifetime() {
     let dir = tempfile::tempdir().unwrap();
     let (w, lease) = {
         let s = Store::open(dir.path()).unwrap();
-        let w = s.register_worker("a", 2, 1, "v", 0).unwrap().id;
+        let w = s.register_worker("a", 2, 0, "v", 0).unwrap().id;
         submit(&s, 1, JobMode::Batched, 1);
         let a = s.lease(&w, 0, 100).unwrap().unwrap();
         (w, a.lease)
@@ -499,4 +499,56 @@ fn a_second_store_on_the_same_directory_is_refused_clearly() {
     };
     assert!(err.contains("in use by another coordinator"), "{err}");
     drop(first);
+}
+
+#[test]
+fn tasks_go_only_to_workers_with_the_memory_they_need() {
+    let s = Store::temporary().unwrap();
+    let small = s.register_worker("8 GiB", 2, 8 << 30, "v", 0).unwrap().id;
+    let large = s.register_worker("64 GiB", 2, 64 << 30, "v", 0).unwrap().id;
+    // A 784-128-10 step at batch 32 (about 19 GiB at k = 20) and a tiny one.
+    let big = StepShape {
+        arch: Architecture::new(vec![
+            DenseSpec {
+                inputs: 784,
+                outputs: 128,
+                activation: Activation::Relu,
+            },
+            DenseSpec {
+                inputs: 128,
+                outputs: 10,
+                activation: Activation::None,
+            },
+        ])
+        .unwrap(),
+        batch: 32,
+        depth: 16,
+        k: 20,
+        lookup_bits: 19,
+        ..shape()
+    };
+    let need = crate::plan::task_memory(&big, 20, &TaskKind::Leaf { first: 0, last: 0 });
+    assert!(need > 8 << 30 && need < 64 << 30, "{need}");
+    let plan = plan_job(1, JobMode::Batched, 1);
+    let job = s
+        .submit(spec(1, JobMode::Batched), big, plan, b"t", None, "o", 1)
+        .unwrap();
+    assert_eq!(s.lease(&small, 2, 100).unwrap(), None, "too small a worker");
+    let tiny = submit(&s, 1, JobMode::Batched, 1);
+    let l = s.lease(&small, 3, 100).unwrap().unwrap();
+    assert_eq!(l.job, tiny.id, "the small worker takes what fits");
+    let l = s.lease(&large, 4, 100).unwrap().unwrap();
+    assert_eq!(l.job, job.id);
+    // Aggregations: 16 GiB at k = 20.
+    assert_eq!(
+        crate::plan::task_memory(
+            &shape(),
+            20,
+            &TaskKind::Aggregate {
+                level: 1,
+                children: vec![0, 1]
+            }
+        ),
+        16 << 30
+    );
 }

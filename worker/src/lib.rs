@@ -75,6 +75,9 @@ pub struct WorkerConfig {
     pub srs: PathBuf,
     /// Key cache directory.
     pub keys_dir: PathBuf,
+    /// Memory offered to the coordinator's leasing (0: the machine's): it
+    /// leases only tasks whose estimated memory fits.
+    pub memory_bytes: u64,
     /// Longest wait per lease call.
     pub wait_ms: u64,
     /// Largest gRPC message.
@@ -276,7 +279,10 @@ async fn register(
     let req = pb::RegisterRequest {
         name: cfg.name.clone(),
         cores: threads as u32,
-        memory_bytes: zkaudit_circuits::shape::machine_memory().unwrap_or(0),
+        memory_bytes: match cfg.memory_bytes {
+            0 => zkaudit_circuits::shape::machine_memory().unwrap_or(0),
+            m => m,
+        },
         version: zkaudit_circuits::compatibility(),
     };
     let mut backoff = Duration::from_millis(200);

@@ -282,6 +282,10 @@ pub struct WorkerArgs {
     /// Prover threads (0: all cores).
     #[arg(long, env = "ZKAUDIT_THREADS", default_value_t = 0)]
     pub threads: usize,
+    /// Memory this worker offers, in GiB (default: the machine's); the
+    /// coordinator leases it only tasks whose estimated memory fits.
+    #[arg(long, env = "ZKAUDIT_WORKER_MEMORY_GIB")]
+    pub memory_gib: Option<f64>,
     /// SRS and key cache.
     #[command(flatten)]
     pub files: super::prove_step::ProvingFiles,
@@ -306,6 +310,11 @@ pub fn worker(a: WorkerArgs) -> anyhow::Result<()> {
             .name
             .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id())),
         threads: a.threads,
+        memory_bytes: match a.memory_gib {
+            Some(g) if g.is_finite() && g > 0.0 => (g * (1u64 << 30) as f64) as u64,
+            Some(g) => bail!("--memory-gib must be a positive number, got {g}"),
+            None => 0,
+        },
         srs: a.files.srs,
         keys_dir: a.files.keys,
         wait_ms: 15_000,

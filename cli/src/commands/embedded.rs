@@ -91,6 +91,7 @@ pub fn prove(job: &EmbeddedJob) -> anyhow::Result<EmbeddedReport> {
                 tls_ca: None,
                 name: format!("embedded-{i}"),
                 threads,
+                memory_bytes: 0,
                 srs: job.files.srs.clone(),
                 keys_dir: job.files.keys.clone(),
                 wait_ms: 5_000,
