@@ -605,6 +605,26 @@ fn span_of_consecutive_steps_is_accepted_and_broken_spans_rejected() {
     assert_eq!(span_instances(std::slice::from_ref(&st)), st.instances());
 }
 
+/// The shape of a one-step synthetic run (64 records) and the advice cells
+/// and permutations of its step circuit, laid out.
+fn built_step(dims: &[(usize, Activation)], batch: usize) -> (StepShape, usize, usize) {
+    let t = synthetic_run(dims, 64, batch, 1, 5);
+    let tree = tree_of(&t);
+    let shape = StepShape::for_run(&t, 20);
+    let (st, w) = step_inputs(&t, &tree, 0).unwrap();
+    let c = StepCircuit::build(
+        &shape,
+        &st,
+        &w,
+        CircuitBuilderStage::Keygen,
+        None,
+        None,
+        None,
+    )
+    .unwrap();
+    (shape, c.advice_cells(), c.perms.len())
+}
+
 /// Prints advice cells and permutations of single steps of a few shapes, the
 /// points [`StepShape::estimate`] is fitted to (run with --ignored --nocapture).
 #[test]
@@ -653,27 +673,12 @@ fn print_step_cost_points() {
             2,
         ),
     ] {
-        let t = synthetic_run(&dims, 64, batch, 1, 5);
-        let tree = tree_of(&t);
-        let shape = StepShape::for_run(&t, 20);
-        let (st, w) = step_inputs(&t, &tree, 0).unwrap();
-        let c = StepCircuit::build(
-            &shape,
-            &st,
-            &w,
-            CircuitBuilderStage::Keygen,
-            None,
-            None,
-            None,
-        )
-        .unwrap();
+        let (shape, cells, perms) = built_step(&dims, batch);
         let est = shape.estimate();
         println!(
-            "{} batch {batch}: {} cells (estimate {}), {} permutations (estimate {})",
-            t.config.arch.describe(),
-            c.advice_cells(),
+            "{} batch {batch}: {cells} cells (estimate {}), {perms} permutations (estimate {})",
+            shape.arch.describe(),
             est.cells,
-            c.perms.len(),
             est.perms
         );
     }
@@ -703,27 +708,14 @@ fn size_estimate_tracks_circuits_and_refuses_what_does_not_fit() {
             8,
         ),
     ] {
-        let t = synthetic_run(&dims, 64, batch, 1, 5);
-        let tree = tree_of(&t);
-        let shape = StepShape::for_run(&t, 16);
-        let (st, w) = step_inputs(&t, &tree, 0).unwrap();
-        let c = StepCircuit::build(
-            &shape,
-            &st,
-            &w,
-            CircuitBuilderStage::Keygen,
-            None,
-            None,
-            None,
-        )
-        .unwrap();
+        let (shape, cells, perms) = built_step(&dims, batch);
         let e = shape.estimate();
-        let ratio = e.cells as f64 / c.advice_cells() as f64;
+        let ratio = e.cells as f64 / cells as f64;
         assert!(
             (0.8..1.25).contains(&ratio),
             "cells {ratio} off for {dims:?}"
         );
-        let ratio = e.perms as f64 / c.perms.len() as f64;
+        let ratio = e.perms as f64 / perms as f64;
         assert!(
             (0.8..1.25).contains(&ratio),
             "permutations {ratio} off for {dims:?}"
