@@ -177,15 +177,13 @@ impl StepShape {
     pub fn estimate_memory(&self) -> (u32, usize, u64) {
         let e = self.estimate();
         let k = Self::auto_k(e.cells as usize, e.perms as usize);
-        let (columns, bytes) = self.memory_at(k);
+        let (columns, bytes) = e.memory_at(k);
         (k, columns, bytes)
     }
 
     /// The columns and the prover memory of the estimated size laid out at `k`.
     pub fn memory_at(&self, k: u32) -> (usize, u64) {
-        let e = self.estimate();
-        let columns = total_columns(k, e.cells as usize, e.perms as usize);
-        (columns, columns as u64 * (1u64 << k) * BYTES_PER_SLOT)
+        self.estimate().memory_at(k)
     }
 
     /// Refuses, before any circuit is laid out, a shape whose estimated
@@ -196,6 +194,7 @@ impl StepShape {
         if bytes <= budget {
             return Ok(());
         }
+        let e = self.estimate();
         let fits = |s: &StepShape| s.estimate_memory().2 <= budget;
         let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
         let mut hint = Vec::new();
@@ -221,8 +220,8 @@ impl StepShape {
             self.batch,
             self.span,
             gib(bytes),
-            self.estimate().cells / 1_000_000,
-            self.estimate().perms,
+            e.cells / 1_000_000,
+            e.perms,
             gib(budget),
             hint.join("; ")
         )))
@@ -269,6 +268,14 @@ pub struct Estimate {
     pub cells: u64,
     /// Poseidon permutations of the dedicated region.
     pub perms: u64,
+}
+
+impl Estimate {
+    /// The columns and the prover memory of this size laid out at `k`.
+    pub fn memory_at(&self, k: u32) -> (usize, u64) {
+        let columns = total_columns(k, self.cells as usize, self.perms as usize);
+        (columns, columns as u64 * (1u64 << k) * BYTES_PER_SLOT)
+    }
 }
 
 /// The public parameters bound into every step proof.

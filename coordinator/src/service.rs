@@ -667,17 +667,6 @@ fn admit(
         (JobMode::Succinct, s) if s as usize <= MAX_SPAN => s as usize,
         (JobMode::Succinct, s) => return bad(format!("span: must be in 1..={MAX_SPAN}, got {s}")),
     };
-    // Leaves, plus one aggregation per merge in succinct mode.
-    let leaves = steps.div_ceil(span as u64) as usize;
-    let tasks = match mode {
-        JobMode::Batched => leaves,
-        JobMode::Succinct => 2 * leaves - 1,
-    };
-    if tasks > MAX_JOB_TASKS {
-        return bad(format!(
-            "steps: {steps} steps at span {span} make {tasks} tasks, above the limit of {MAX_JOB_TASKS}; submit fewer steps per job or a larger span"
-        ));
-    }
     let shape = match spec.k {
         0 => auto_shape_span(&t, span).map_err(|e| Status::invalid_argument(e.to_string()))?,
         k => {
@@ -790,6 +779,13 @@ impl pb::jobs_server::Jobs for JobsService {
             }
             let (spec, shape, t) = admit(&spec, &bytes, default_agg_k)?;
             let plan = plan_job(spec.steps, spec.mode, shape.span);
+            let tasks = plan.tasks.len();
+            if tasks > MAX_JOB_TASKS {
+                return Err(Status::invalid_argument(format!(
+                    "steps: {} steps at span {} make {tasks} tasks, above the limit of {MAX_JOB_TASKS}; submit fewer steps per job or a larger span",
+                    spec.steps, shape.span
+                )));
+            }
             let job = s2
                 .store
                 .submit(

@@ -820,6 +820,7 @@ impl Store {
         if out != Completed::Duplicate {
             self.touch_worker(worker, now_ms, |w| w.accepted += 1)?;
             self.record_success(worker)?;
+            self.lease_starts.remove(lease.as_bytes())?;
         }
         self.flush()?;
         Ok(out)
@@ -902,6 +903,9 @@ impl Store {
                 Ok(Requeued::Retry)
             });
         let out = flat(res)?;
+        if out != Requeued::Stale {
+            self.lease_starts.remove(lease.as_bytes())?;
+        }
         self.flush()?;
         Ok(out)
     }
