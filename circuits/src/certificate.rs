@@ -49,7 +49,7 @@ use crate::{CircuitError, Fr, Result};
 /// File magic of certificates.
 pub const CERT_MAGIC: [u8; 8] = *b"ZKACERT\0";
 /// Certificate format version.
-pub const CERT_VERSION: u32 = 5;
+pub const CERT_VERSION: u32 = 6;
 
 /// How the steps are proven in the certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -63,6 +63,11 @@ pub enum Tamper {
     PoseidonOutput(usize),
     /// The `n`-th exp evaluation reads its low part from the high table (index aliasing).
     ExpAlias(usize),
+    /// Entry `(0, 0)` of the `n`-th matrix product is off by one.
+    ProductEntry(usize),
+    /// Entries `(0, 0)` and `(0, 1)` of the `n`-th matrix product are off by
+    /// `+1` and `-1`: the product still agrees with `A.B` along `(1, 1, ...)`.
+    ProductAlongOnes(usize),
 }
 
 /// Counts of each operation, to address [`Tamper`] targets.
@@ -246,6 +251,17 @@ impl FixedChip {
         bias: AssignedValue<Fr>,
     ) -> (AssignedValue<Fr>, AssignedValue<Fr>) {
         let dot = self.dot(ctx, x, w_col);
+        self.dense_output(ctx, dot, bias)
+    }
+
+    /// Dense layer output from the exact dot product `x . w_col`:
+    /// `div_round(dot + bias * 2^f, 2^f)`; returns `(z, [z >= 0])`.
+    pub fn dense_output(
+        &self,
+        ctx: &mut Context<Fr>,
+        dot: AssignedValue<Fr>,
+        bias: AssignedValue<Fr>,
+    ) -> (AssignedValue<Fr>, AssignedValue<Fr>) {
         let acc = self.gate().mul_add(
             ctx,
             bias,

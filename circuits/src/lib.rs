@@ -10,6 +10,7 @@
 //! - [`hash`]: Poseidon commitments and the Merkle tree, native values computed
 //!   by running the very same gadgets in witness-only mode;
 //! - [`fixed_chip`]: range-checked values, rounding division, ReLU, softmax exp lookups;
+//! - [`freivalds`]: matrix products checked against a second-phase challenge;
 //! - [`step`]: the SGD-step circuit;
 //! - [`shape`]: circuit shape derived from the model and batch;
 //! - [`srs`], [`keys`], [`prover`]: SRS files, cached proving keys, prove and verify;
@@ -31,6 +32,7 @@ pub mod envelope;
 pub mod error;
 pub mod field;
 pub mod fixed_chip;
+pub mod freivalds;
 pub mod hash;
 pub mod keys;
 pub mod pipeline;

@@ -173,7 +173,7 @@ fn verifying_key_is_pinned() {
     use halo2_base::halo2_proofs::halo2curves::bn256::Bn256;
     use halo2_base::halo2_proofs::poly::kzg::commitment::ParamsKZG;
     use rand_chacha::rand_core::SeedableRng;
-    const PINNED: &str = "0x272bace6c06570e081bb251429bbf59c265befb48a26eecd5d2a7cd652c3a898";
+    const PINNED: &str = "0x134d50ecc5db8bcf44212d40b38be4c3c982cbcf93da59ab820933977a0da5a6";
     let t = synthetic_run(
         &[
             (4, Activation::None),

@@ -142,8 +142,9 @@ impl StepShape {
     /// The circuit's size estimated from the shape alone, without building
     /// it (a model too large for the machine is refused before its circuit
     /// is laid out): Poseidon permutations counted from the hashes the
-    /// circuit computes, halo2-base cells from a fit to measured circuits
-    /// (`print_step_cost_points`; within 12% on the six shapes measured,
+    /// circuit computes, the matrix products' cells counted as laid out, the
+    /// other halo2-base cells from a fit to measured circuits
+    /// (`print_step_cost_points`; within 7% on the six shapes measured,
     /// from 4-3-3 to 784-32-10).
     pub fn estimate(&self) -> Estimate {
         let lanes = (253 / self.fx.value_bits.max(1)) as u64;
@@ -151,19 +152,25 @@ impl StepShape {
         let (b, s) = (self.batch as u64, self.span.max(1) as u64);
         let params = self.arch.num_params() as u64;
         let d = self.arch.input_dim() as u64;
-        // Products per record: forward and weight gradient for every layer,
-        // the input gradient for all but the first.
-        let products: u64 = self
-            .arch
-            .layers
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (l.inputs * l.outputs) as u64 * if i == 0 { 2 } else { 3 })
-            .sum();
+        // The matrix products: their exact entries (first phase) and their
+        // challenge checks (second phase), counted as `freivalds` lays them
+        // out; `units` are the entries rounded afterwards.
+        let (mut products, mut units) = (0u64, 0u64);
+        for (i, l) in self.arch.layers.iter().enumerate() {
+            let (m, p) = (l.inputs as u64, l.outputs as u64);
+            products += product_cells(b, m, p) + product_cells(m, b, p);
+            units += b * p;
+            if i > 0 {
+                products += product_cells(b, p, m);
+                units += b * m;
+            }
+        }
         let commit = hash(2 + params.div_ceil(lanes));
         let record = hash(3 + d.div_ceil(lanes)) + 2 * self.depth as u64;
         let perms = 2 * commit + s * (b * record + hash(2 + b)) + u64::from(s > 1) * hash(1 + s);
-        let cells_per_step = CELLS_PER_TEN_PRODUCTS * b * products / 10
+        let cells_per_step = products
+            + CELLS_PER_UNIT * units
+            + CELLS_PER_FEATURE * b * d
             + CELLS_PER_RECORD * b
             + CELLS_PER_PARAM * params;
         Estimate {
@@ -234,14 +241,25 @@ impl StepShape {
     }
 }
 
-/// halo2-base cells per ten products of a record (the forward pass and the
-/// weight gradient of every layer, the input gradient of all but the
-/// first), fitted to measured circuits (`print_step_cost_points`).
-const CELLS_PER_TEN_PRODUCTS: u64 = 43;
-/// Cells per record besides its products (its leaf, path, softmax), fitted.
-const CELLS_PER_RECORD: u64 = 1_420;
+/// Cells of one checked product `(n x m).(m x p)` ([`crate::freivalds`]):
+/// its `n p` exact entries, then `B.v` (`m` dot products along the powers
+/// of the challenge, whose first entry is the constant one), `A.(B.v)` and
+/// `C.v` (`n` each), and a power of the challenge.
+pub fn product_cells(n: u64, m: u64, p: u64) -> u64 {
+    let along = |len: u64| 1 + 3 * len.saturating_sub(1);
+    n * p + m * along(p) + n * (1 + 3 * m) + n * along(p) + 4
+}
+
+/// Cells per rounded product entry (rescale, sign, ReLU), fitted to measured
+/// circuits (`print_step_cost_points`).
+const CELLS_PER_UNIT: u64 = 81;
+/// Cells per feature of a record (range check, packing), fitted.
+const CELLS_PER_FEATURE: u64 = 24;
+/// Cells per record besides its features and products (leaf, path,
+/// softmax), fitted.
+const CELLS_PER_RECORD: u64 = 687;
 /// Cells per parameter (range checks, packing, the update's division), fitted.
-const CELLS_PER_PARAM: u64 = 75;
+const CELLS_PER_PARAM: u64 = 80;
 
 /// Prover memory per advice slot (one column, one row), measured: a
 /// 784-32-10 step at batch 16 (k = 20, 14 columns) peaked at 5.7 GiB, about

@@ -18,7 +18,12 @@
 //!    decomposition; the verifier checks the indices against the schedule
 //!    through the public schedule hash);
 //! 3. the forward pass, stable softmax, cross-entropy gradient, backward pass
-//!    and the SGD update of [`zkaudit_model::engine`], exactly;
+//!    and the SGD update of [`zkaudit_model::engine`], exactly; the matrix
+//!    products (`X.W`, `dZ.W^T`, `X^T.dZ` of every layer) are assigned as
+//!    exact witnesses and checked in a second phase against a challenge the
+//!    transcript draws after the first phase is committed
+//!    ([`crate::freivalds`], where the soundness argument is), instead of
+//!    one dot product per entry;
 //! 4. `c_{t+1} = H(TAG_WEIGHTS, salt_{t+1}, pack(W_{t+1}))` where `W_{t+1}` is the
 //!    in-circuit update, element by element, range-checked.
 //!
@@ -32,17 +37,21 @@
 
 use halo2_base::gates::circuit::builder::BaseCircuitBuilder;
 use halo2_base::gates::circuit::{BaseCircuitParams, BaseConfig, CircuitBuilderStage};
+use halo2_base::gates::flex_gate::threads::SinglePhaseCoreManager;
+use halo2_base::gates::GateChip;
 use halo2_base::gates::GateInstructions;
 use halo2_base::halo2_proofs::circuit::{Layouter, SimpleFloorPlanner, Value};
 use halo2_base::halo2_proofs::plonk::{
-    Advice, Circuit, Column, ConstraintSystem, Error, Selector, TableColumn,
+    Advice, Challenge, Circuit, Column, ConstraintSystem, Error, FirstPhase, SecondPhase, Selector,
+    TableColumn,
 };
 use halo2_base::halo2_proofs::poly::Rotation;
 use halo2_base::utils::halo2::{constrain_virtual_equals_external, raw_assign_advice};
 use halo2_base::virtual_region::manager::VirtualRegionManager;
-use halo2_base::{AssignedValue, QuantumCell};
+use halo2_base::{AssignedValue, Context, QuantumCell};
 use serde::{Deserialize, Serialize};
 use snark_verifier_sdk::CircuitExt;
+use std::cell::RefCell;
 use zkaudit_model::exp::ExpTable;
 use zkaudit_model::transcript::Transcript;
 use zkaudit_model::{Activation, FixedParams, Weights};
@@ -50,6 +59,7 @@ use zkaudit_model::{Activation, FixedParams, Weights};
 use crate::aggregate::{schedule_node_hash, schedule_step_hash};
 use crate::field::{fe, fe64, fe_u128};
 use crate::fixed_chip::{FixedChip, Tamper};
+use crate::freivalds::{check_products, Matrix, Product, ProductChip};
 use crate::hash::{self, MerkleTree, TAG_SCHED_NODE, TAG_SCHED_STEP};
 use crate::poseidon::{PermRequest, PoseidonChip, PoseidonConfig};
 use crate::shape::{PublicParams, StepShape, MINIMUM_ROWS};
@@ -57,7 +67,7 @@ use crate::{CircuitError, Fr, Result};
 
 /// Version of the step circuit's constraint system; part of every key's cache
 /// name, so a changed circuit never loads a stale key.
-pub const CIRCUIT_VERSION: u32 = 5;
+pub const CIRCUIT_VERSION: u32 = 6;
 
 /// The public statement of one step.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,6 +236,61 @@ pub struct StepConfig {
     pub exp: Option<ExpLookupConfig>,
     /// The Poseidon region.
     pub poseidon: PoseidonConfig,
+    /// The second phase: the challenge and the products' checks (absent
+    /// when the circuit multiplies no matrices).
+    pub products: Option<ProductConfig>,
+}
+
+/// The challenge of the products' second-phase check and the cell that
+/// holds it.
+#[derive(Clone, Debug)]
+pub struct ProductConfig {
+    challenge: Challenge,
+    q: Selector,
+    r: Column<Advice>,
+}
+
+/// The second phase of a circuit: the matrix products its first phase
+/// recorded, checked against the challenge ([`crate::freivalds`]).
+#[derive(Debug, Default)]
+pub struct ProductPhase {
+    /// The products, in the order they were recorded.
+    pub products: Vec<Product>,
+    /// Second-phase advice cells.
+    pub cells: usize,
+    /// halo2-base break points of the second phase (set by keygen, given to the prover).
+    pub break_points: RefCell<Option<Vec<usize>>>,
+    /// Soundness tests only: a value the prover uses in place of the challenge.
+    pub(crate) chosen_challenge: Option<Fr>,
+}
+
+impl ProductPhase {
+    /// The phase for `products`; its cells are counted by laying the check
+    /// out once in a witness-only context.
+    pub fn new(products: Vec<Product>) -> Self {
+        let mut ctx = Context::new(true, 1, "zkaudit:count", 0, Default::default());
+        let r = ctx.load_witness(Fr::zero());
+        check_products(&mut ctx, &GateChip::default(), r, &products);
+        ProductPhase {
+            cells: if products.is_empty() {
+                0
+            } else {
+                ctx.advice.len()
+            },
+            products,
+            break_points: RefCell::new(None),
+            chosen_challenge: None,
+        }
+    }
+
+    /// Second-phase columns for the checks at `usable` rows per column (a
+    /// few rows spare for halo2-base's column breaks).
+    pub fn columns(&self, usable: usize) -> usize {
+        if self.cells == 0 {
+            return 0;
+        }
+        (self.cells + self.cells / usable + 8).div_ceil(usable)
+    }
 }
 
 /// The step circuit, ready for keygen, mock proving or proving.
@@ -236,6 +301,8 @@ pub struct StepCircuit {
     pub lookups: Vec<[AssignedValue<Fr>; 2]>,
     /// Poseidon permutations for the dedicated region.
     pub perms: Vec<PermRequest>,
+    /// The second phase (matrix products checked with the challenge).
+    pub phase1: ProductPhase,
     /// The commitment to the weights the circuit's own update computed (equal
     /// to the statement's `c_after` exactly when the witness is honest).
     pub computed_c_after: Fr,
@@ -291,8 +358,16 @@ impl StepCircuit {
         for (st, w) in statements.iter().zip(witnesses) {
             check_inputs(shape, st, w)?;
         }
+        let (break_points, phase1_break_points) = match break_points {
+            Some(mut bp) if bp.len() > 1 => {
+                let second = bp.pop();
+                (Some(bp), second)
+            }
+            other => (other, None),
+        };
         let mut builder = new_builder(stage, shape.k, shape.lookup_bits, &params, break_points);
         let chip = FixedChip::new(builder.range_chip(), shape.fx, tamper);
+        let products = ProductChip::new(tamper);
         let poseidon = PoseidonChip {
             tamper_output: match tamper {
                 Some(Tamper::PoseidonOutput(n)) => Some(n),
@@ -308,8 +383,14 @@ impl StepCircuit {
                 carried: carried.take(),
                 commit_after: i + 1 == statements.len(),
             };
-            let (inst, c, updated) =
-                synthesize_step(&mut builder, &chip, &poseidon, shape, st, w, chain);
+            let (inst, c, updated) = synthesize_step(
+                &mut builder,
+                (&chip, &products, &poseidon),
+                shape,
+                st,
+                w,
+                chain,
+            );
             parts.push(inst);
             computed_c_after = c;
             carried = Some(updated);
@@ -335,8 +416,20 @@ impl StepCircuit {
         };
         let instances = vec![first[0], last[1], first[2], first[3], first[4], schedule];
         builder.assigned_instances = vec![instances];
+        let given = params.is_some();
         let mut c = StepCircuit::assemble(builder, &chip, &poseidon, shape.k, params)?;
         c.computed_c_after = computed_c_after;
+        c.phase1 = ProductPhase::new(products.products.into_inner());
+        *c.phase1.break_points.borrow_mut() = phase1_break_points;
+        if !given {
+            let usable = (1usize << shape.k) - MINIMUM_ROWS;
+            let columns = c.phase1.columns(usable);
+            let phases = &mut c.params.base.num_advice_per_phase;
+            phases.truncate(1);
+            if columns > 0 {
+                phases.push(columns);
+            }
+        }
         Ok(c)
     }
 
@@ -383,24 +476,31 @@ impl StepCircuit {
             builder,
             lookups,
             perms,
+            phase1: ProductPhase::default(),
             params,
             computed_c_after: Fr::zero(),
         })
     }
 
-    /// Number of advice cells used (for benchmarks).
+    /// Number of advice cells used, both phases (for benchmarks and shapes).
     pub fn advice_cells(&self) -> usize {
         self.builder
             .statistics()
             .gate
             .total_advice_per_phase
             .iter()
-            .sum()
+            .sum::<usize>()
+            + self.phase1.cells
     }
 
-    /// The halo2-base break points (kept from keygen for proving).
+    /// The halo2-base break points of both phases (kept from keygen for proving).
     pub fn break_points(&self) -> Vec<Vec<usize>> {
-        self.builder.break_points()
+        let mut bp = self.builder.break_points();
+        bp.truncate(1);
+        if let Some(second) = self.phase1.break_points.borrow().as_ref() {
+            bp.push(second.clone());
+        }
+        bp
     }
 }
 
@@ -472,8 +572,7 @@ struct Chain {
 #[allow(clippy::needless_range_loop)]
 fn synthesize_step(
     builder: &mut BaseCircuitBuilder<Fr>,
-    chip: &FixedChip,
-    h: &PoseidonChip,
+    (chip, products, h): (&FixedChip, &ProductChip, &PoseidonChip),
     shape: &StepShape,
     st: &StepStatement,
     w: &StepWitness,
@@ -564,16 +663,16 @@ fn synthesize_step(
     let mut logits = Vec::with_capacity(shape.batch);
     for (l, spec) in shape.arch.layers.iter().enumerate() {
         let (wl, bl) = &layers[l];
-        let cols: Vec<Vec<AssignedValue<Fr>>> = (0..spec.outputs)
-            .map(|j| (0..spec.inputs).map(|i| wl[i * spec.outputs + j]).collect())
-            .collect();
+        // Z = X.W exactly (checked with the challenge), then bias and rounding.
+        let w_rows: Matrix = wl.chunks(spec.outputs).map(<[_]>::to_vec).collect();
+        let exact = products.matmul(ctx, &inputs[l], &w_rows);
         let mut next = Vec::with_capacity(shape.batch);
         let mut mask_l = Vec::with_capacity(shape.batch);
         for s in 0..shape.batch {
             let mut out = Vec::with_capacity(spec.outputs);
             let mut mask = Vec::with_capacity(spec.outputs);
             for j in 0..spec.outputs {
-                let (z, bit) = chip.dense_unit(ctx, &inputs[l][s], &cols[j], bl[j]);
+                let (z, bit) = chip.dense_output(ctx, exact[s][j], bl[j]);
                 match spec.activation {
                     Activation::Relu => out.push(gate.mul(ctx, z, bit)),
                     Activation::None => out.push(z),
@@ -606,14 +705,20 @@ fn synthesize_step(
     for l in (0..nl).rev() {
         let spec = shape.arch.layers[l];
         let (wl, bl) = &layers[l];
-        // Input gradients with the weights before the update.
+        // Input gradients with the weights before the update: dX = dZ.W^T
+        // exactly (checked with the challenge), then rounding and the mask.
         let dz_prev: Option<Vec<Vec<AssignedValue<Fr>>>> = (l > 0).then(|| {
-            (0..shape.batch)
-                .map(|s| {
-                    (0..spec.inputs)
-                        .map(|i| {
-                            let row = &wl[i * spec.outputs..(i + 1) * spec.outputs];
-                            let acc = chip.dot(ctx, &dz[s], row);
+            let w_t: Matrix = (0..spec.outputs)
+                .map(|j| (0..spec.inputs).map(|i| wl[i * spec.outputs + j]).collect())
+                .collect();
+            let exact = products.matmul(ctx, &dz, &w_t);
+            exact
+                .into_iter()
+                .enumerate()
+                .map(|(s, row)| {
+                    row.into_iter()
+                        .enumerate()
+                        .map(|(i, acc)| {
                             let (da, _) = chip.rescale(ctx, acc, f);
                             match shape.arch.layers[l - 1].activation {
                                 Activation::Relu => gate.mul(ctx, da, masks[l - 1][s][i]),
@@ -627,12 +732,14 @@ fn synthesize_step(
         let wdiv = (shape.batch as u128) << (2 * f);
         let bdiv = (shape.batch as u128) << f;
         let mut updated = Vec::with_capacity(spec.inputs * spec.outputs + spec.outputs);
+        // The weight gradient dW = X^T.dZ exactly (checked with the challenge).
+        let x_t: Matrix = (0..spec.inputs)
+            .map(|i| (0..shape.batch).map(|s| inputs[l][s][i]).collect())
+            .collect();
+        let grad = products.matmul(ctx, &x_t, &dz);
         for i in 0..spec.inputs {
-            let a_i: Vec<_> = (0..shape.batch).map(|s| inputs[l][s][i]).collect();
             for j in 0..spec.outputs {
-                let d_j: Vec<_> = (0..shape.batch).map(|s| dz[s][j]).collect();
-                let g = chip.dot(ctx, &a_i, &d_j);
-                let num = gate.mul(ctx, g, QuantumCell::Constant(fe64(shape.lr_fx)));
+                let num = gate.mul(ctx, grad[i][j], QuantumCell::Constant(fe64(shape.lr_fx)));
                 let q = chip.div_const(ctx, num, wdiv);
                 let nw = gate.sub(ctx, wl[i * spec.outputs + j], q);
                 chip.signed(ctx, nw);
@@ -717,10 +824,29 @@ impl Circuit<Fr> for StepCircuit {
             }
         });
         let poseidon = PoseidonConfig::configure(meta, params.poseidon_lanes.max(1));
+        let second = params
+            .base
+            .num_advice_per_phase
+            .get(1)
+            .copied()
+            .unwrap_or(0);
+        let products = (second > 0).then(|| {
+            let challenge = meta.challenge_usable_after(FirstPhase);
+            let q = meta.selector();
+            let r = meta.advice_column_in(SecondPhase);
+            meta.enable_equality(r);
+            meta.create_gate("the cell holding the challenge", |meta| {
+                let q = meta.query_selector(q);
+                let r = meta.query_advice(r, Rotation::cur());
+                vec![q * (r - meta.query_challenge(challenge))]
+            });
+            ProductConfig { challenge, q, r }
+        });
         StepConfig {
             base,
             poseidon,
             exp,
+            products,
         }
     }
 
@@ -819,6 +945,53 @@ impl Circuit<Fr> for StepCircuit {
                     .assign(&mut region, &self.perms, usable, copy)
             },
         )?;
+        if let Some(pc) = &config.products {
+            // Every first-phase column is committed here; then the challenge.
+            layouter.next_phase();
+            let mut r = Fr::zero();
+            layouter.get_challenge(pc.challenge).map(|v| r = v);
+            if let Some(chosen) = self.phase1.chosen_challenge {
+                r = chosen;
+            }
+            let copy_manager = builder.core().copy_manager.clone();
+            let mut manager =
+                SinglePhaseCoreManager::new(witness_gen_only, copy_manager).in_phase(1);
+            if witness_gen_only {
+                *manager.break_points.borrow_mut() = self.phase1.break_points.borrow().clone();
+            }
+            let ctx = manager.main();
+            let r_cell = ctx.load_witness(r);
+            check_products(ctx, &GateChip::default(), r_cell, &self.phase1.products);
+            let gate = config.base.gate();
+            layouter.assign_region(
+                || "products",
+                |mut region| {
+                    manager.assign_raw(&(gate.basic_gates[1].clone(), gate.max_rows), &mut region);
+                    Ok(())
+                },
+            )?;
+            if !witness_gen_only {
+                *self.phase1.break_points.borrow_mut() = manager.break_points.borrow().clone();
+            }
+            layouter.assign_region(
+                || "challenge",
+                |mut region| {
+                    pc.q.enable(&mut region, 0)?;
+                    let cell = raw_assign_advice(&mut region, pc.r, 0, Value::known(r));
+                    if !witness_gen_only {
+                        if let Ok(mut cm) = builder.core().copy_manager.lock() {
+                            constrain_virtual_equals_external(
+                                &mut region,
+                                r_cell,
+                                cell.cell(),
+                                &mut cm,
+                            );
+                        }
+                    }
+                    Ok(())
+                },
+            )?;
+        }
         layouter.assign_region(
             || "copy constraints",
             |mut region| {

@@ -329,6 +329,99 @@ fn rejects_consistent_forgeries_of_rounding_and_gradients() {
     rejects_consistent_forgery(&t, Tamper::ExpValue(0));
 }
 
+/// Every matrix product of a step (forward, input gradient, weight gradient
+/// of each layer) is checked against the challenge: an exact product with
+/// one entry changed is rejected, with the commitment to whatever weights it
+/// leads to claimed as well.
+#[test]
+fn rejects_a_changed_matrix_product() {
+    let t = mlp();
+    let shape = StepShape::for_run(&t, K);
+    let (st, w) = step_inputs(&t, &tree_of(&t), 0).unwrap();
+    let c =
+        StepCircuit::build(&shape, &st, &w, CircuitBuilderStage::Mock, None, None, None).unwrap();
+    // Two layers: forward x2, input gradient x1, weight gradient x2.
+    assert_eq!(c.phase1.products.len(), 5);
+    assert!(c.params.base.num_advice_per_phase[1] > 0);
+    for n in 0..c.phase1.products.len() {
+        assert!(!mock(&t, 0, |_, _| {}, Some(Tamper::ProductEntry(n))));
+        rejects_consistent_forgery(&t, Tamper::ProductEntry(n));
+    }
+}
+
+/// A product that agrees with the true one along the fixed vector
+/// `(1, 1, ...)` passes a check with that vector (shown natively) but not
+/// the circuit's check with the transcript's challenge.
+#[test]
+fn rejects_a_product_that_fools_a_fixed_vector() {
+    use crate::freivalds::holds;
+    let t = mlp();
+    let shape = StepShape::for_run(&t, K);
+    let (st, w) = step_inputs(&t, &tree_of(&t), 0).unwrap();
+    for n in 0..5 {
+        let c = StepCircuit::build(
+            &shape,
+            &st,
+            &w,
+            CircuitBuilderStage::Mock,
+            None,
+            None,
+            Some(Tamper::ProductAlongOnes(n)),
+        )
+        .unwrap();
+        let p = &c.phase1.products[n];
+        let vals = |m: &crate::freivalds::Matrix| -> Vec<Vec<Fr>> {
+            m.iter()
+                .map(|r| r.iter().map(|x| *x.value()).collect())
+                .collect()
+        };
+        let (a, b, cc) = (vals(&p.a), vals(&p.b), vals(&p.c));
+        assert!(
+            holds(&a, &b, &cc, Fr::one()),
+            "product {n}: forged along (1, 1, ...)"
+        );
+        assert!(!holds(&a, &b, &cc, Fr::from(0x1234_5678_9abc_def1u64)));
+        assert!(!mock(&t, 0, |_, _| {}, Some(Tamper::ProductAlongOnes(n))));
+        rejects_consistent_forgery(&t, Tamper::ProductAlongOnes(n));
+    }
+}
+
+/// A prover that evaluates the check at a vector of its choosing (here
+/// `r = 1`, along which its forged product agrees) is refused by the gate
+/// tying the challenge cell to the transcript's challenge; with an honest
+/// witness the same choice is refused too, so the gate alone rejects it.
+#[test]
+fn rejects_a_prover_chosen_challenge() {
+    let t = mlp();
+    let shape = StepShape::for_run(&t, K);
+    let (st, w) = step_inputs(&t, &tree_of(&t), 0).unwrap();
+    for tamper in [None, Some(Tamper::ProductAlongOnes(0))] {
+        let mut c = StepCircuit::build(
+            &shape,
+            &st,
+            &w,
+            CircuitBuilderStage::Mock,
+            None,
+            None,
+            tamper,
+        )
+        .unwrap();
+        c.phase1.chosen_challenge = Some(Fr::one());
+        let result = MockProver::run(K, &c, vec![st.instances()])
+            .unwrap()
+            .verify();
+        let errors = format!("{result:?}");
+        assert!(
+            result.is_err(),
+            "{tamper:?}: a chosen challenge was accepted"
+        );
+        assert!(
+            errors.contains("the cell holding the challenge"),
+            "{errors}"
+        );
+    }
+}
+
 #[test]
 fn rejects_wrong_update_quotient() {
     assert!(!mock(&mlp(), 0, |_, _| {}, Some(Tamper::UpdateQuotient(2))));
