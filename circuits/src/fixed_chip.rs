@@ -159,10 +159,21 @@ impl FixedChip {
         bit
     }
 
+    /// Constrains `x` to `[-2^(b-1), 2^(b-1))` without its sign:
+    /// `x + 2^(b-1)` is range-checked to `b` bits (cheaper than
+    /// [`FixedChip::signed`] where no ReLU mask is needed).
+    pub fn check_value(&self, ctx: &mut Context<Fr>, x: AssignedValue<Fr>) {
+        let b = self.fx.value_bits;
+        let shifted = self
+            .gate()
+            .add(ctx, x, QuantumCell::Constant(fe(1i128 << (b - 1))));
+        self.range.range_check(ctx, shifted, b as usize);
+    }
+
     /// Loads a stored value (weight, feature) and range-checks it.
     pub fn load_value(&self, ctx: &mut Context<Fr>, v: i64) -> AssignedValue<Fr> {
         let a = ctx.load_witness(fe(v as i128));
-        self.signed(ctx, a);
+        self.check_value(ctx, a);
         a
     }
 
@@ -204,26 +215,37 @@ impl FixedChip {
         }
     }
 
-    /// `q = div_round(num, d)` for a constant `d > 0`. The caller must bound `q`
-    /// (e.g. by range-checking `w - q`).
+    /// `q = div_round(g * c, d)` for constants `c` and `d > 0`, the product
+    /// and the rounding offset folded into one gate. The caller must bound
+    /// `q` (e.g. by range-checking `w - q`).
     pub fn div_const(
         &self,
         ctx: &mut Context<Fr>,
-        num: AssignedValue<Fr>,
+        g: AssignedValue<Fr>,
+        c: i64,
         d: u128,
     ) -> AssignedValue<Fr> {
         let di = d as i128;
-        let (mut q, mut r) = div_round(int(&num), di);
+        // Honest products are far inside i128 (the model crate bounds them); a
+        // corrupted one is rejected by the constraints whatever we compute.
+        let num = int(&g).checked_mul(c as i128).unwrap_or(0);
+        let (mut q, mut r) = div_round(num, di);
         if self.tamper == Some(Tamper::UpdateQuotient(self.next(|c| &mut c.div_const))) {
             (q, r) = (q + 1, r - di);
         }
         let q = ctx.load_witness(fe(q));
         let r = ctx.load_witness(fe(r));
         self.check_below_const(ctx, r, d);
+        // g * c + floor(d/2) = q * d + r
         let rhs = self
             .gate()
             .mul_add(ctx, q, QuantumCell::Constant(fe(di)), r);
-        let lhs = self.gate().add(ctx, num, QuantumCell::Constant(fe(di / 2)));
+        let lhs = self.gate().mul_add(
+            ctx,
+            g,
+            QuantumCell::Constant(fe(c as i128)),
+            QuantumCell::Constant(fe(di / 2)),
+        );
         ctx.constrain_equal(&lhs, &rhs);
         q
     }

@@ -140,8 +140,10 @@ fn real_proofs_of_tampered_witnesses_are_rejected() {
         None,
         Some(Tamper::RemainderTooLarge(2)),
         Some(Tamper::Gradient(1)),
-        Some(Tamper::FlipSignBit(40)),
+        Some(Tamper::FlipSignBit(5)),
         Some(Tamper::PoseidonOutput(3)),
+        Some(Tamper::ProductEntry(1)),
+        Some(Tamper::ProductAlongOnes(0)),
     ] {
         let circuit = key.prover_circuit(&shape, &st, &w, tamper).unwrap();
         let instances = st.instances();
@@ -173,7 +175,7 @@ fn verifying_key_is_pinned() {
     use halo2_base::halo2_proofs::halo2curves::bn256::Bn256;
     use halo2_base::halo2_proofs::poly::kzg::commitment::ParamsKZG;
     use rand_chacha::rand_core::SeedableRng;
-    const PINNED: &str = "0x134d50ecc5db8bcf44212d40b38be4c3c982cbcf93da59ab820933977a0da5a6";
+    const PINNED: &str = "0x27c613a6de3b8a5162065fd8764f148306ec18bfd125829012dbb703096dcb1f";
     let t = synthetic_run(
         &[
             (4, Activation::None),

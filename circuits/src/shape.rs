@@ -254,12 +254,12 @@ pub fn product_cells(n: u64, m: u64, p: u64) -> u64 {
 /// circuits (`print_step_cost_points`).
 const CELLS_PER_UNIT: u64 = 81;
 /// Cells per feature of a record (range check, packing), fitted.
-const CELLS_PER_FEATURE: u64 = 24;
+const CELLS_PER_FEATURE: u64 = 14;
 /// Cells per record besides its features and products (leaf, path,
 /// softmax), fitted.
 const CELLS_PER_RECORD: u64 = 687;
 /// Cells per parameter (range checks, packing, the update's division), fitted.
-const CELLS_PER_PARAM: u64 = 80;
+const CELLS_PER_PARAM: u64 = 56;
 
 /// Prover memory per advice slot (one column, one row), measured: a
 /// 784-32-10 step at batch 16 (k = 20, 14 columns) peaked at 5.7 GiB, about

@@ -57,7 +57,7 @@ use zkaudit_model::transcript::Transcript;
 use zkaudit_model::{Activation, FixedParams, Weights};
 
 use crate::aggregate::{schedule_node_hash, schedule_step_hash};
-use crate::field::{fe, fe64, fe_u128};
+use crate::field::{fe, fe_u128};
 use crate::fixed_chip::{FixedChip, Tamper};
 use crate::freivalds::{check_products, Matrix, Product, ProductChip};
 use crate::hash::{self, MerkleTree, TAG_SCHED_NODE, TAG_SCHED_STEP};
@@ -67,7 +67,7 @@ use crate::{CircuitError, Fr, Result};
 
 /// Version of the step circuit's constraint system; part of every key's cache
 /// name, so a changed circuit never loads a stale key.
-pub const CIRCUIT_VERSION: u32 = 6;
+pub const CIRCUIT_VERSION: u32 = 7;
 
 /// The public statement of one step.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -739,19 +739,17 @@ fn synthesize_step(
         let grad = products.matmul(ctx, &x_t, &dz);
         for i in 0..spec.inputs {
             for j in 0..spec.outputs {
-                let num = gate.mul(ctx, grad[i][j], QuantumCell::Constant(fe64(shape.lr_fx)));
-                let q = chip.div_const(ctx, num, wdiv);
+                let q = chip.div_const(ctx, grad[i][j], shape.lr_fx, wdiv);
                 let nw = gate.sub(ctx, wl[i * spec.outputs + j], q);
-                chip.signed(ctx, nw);
+                chip.check_value(ctx, nw);
                 updated.push(nw);
             }
         }
         for j in 0..spec.outputs {
             let g = gate.sum(ctx, (0..shape.batch).map(|s| dz[s][j]));
-            let num = gate.mul(ctx, g, QuantumCell::Constant(fe64(shape.lr_fx)));
-            let q = chip.div_const(ctx, num, bdiv);
+            let q = chip.div_const(ctx, g, shape.lr_fx, bdiv);
             let nb = gate.sub(ctx, bl[j], q);
-            chip.signed(ctx, nb);
+            chip.check_value(ctx, nb);
             updated.push(nb);
         }
         new_layers[l] = updated;

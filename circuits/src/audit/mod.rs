@@ -60,7 +60,7 @@ use crate::field::to_hex;
 use crate::{envelope, Fr, Result};
 
 /// Version of the audit circuits' constraint systems (part of key names).
-pub const AUDIT_CIRCUIT_VERSION: u32 = 2;
+pub const AUDIT_CIRCUIT_VERSION: u32 = 3;
 pub use crate::hash::{TAG_CONTENT, TAG_COUNT};
 /// File magic of audit proofs.
 pub const AUDIT_MAGIC: [u8; 8] = *b"ZKAAUDT\0";
