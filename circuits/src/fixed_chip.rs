@@ -4,9 +4,10 @@
 //! # Soundness argument (no field wraparound)
 //! Values live in BN254's scalar field `p ~ 2^253.6`; a signed integer `x` is
 //! `x mod p`. Every stored value is checked to lie in `[-2^(b-1), 2^(b-1))`
-//! (`b <= 48`) by [`FixedChip::signed`]: `x + 2^(b-1) = bit * 2^(b-1) + low`
-//! with `bit` boolean and `low` range-checked to `b-1` bits. This pins `x`
-//! to the integer range and yields `bit = [x >= 0]`, the ReLU mask.
+//! (`b <= 48`): by [`FixedChip::check_value`] (`x + 2^(b-1)` range-checked to
+//! `b` bits) where no sign is needed, and by [`FixedChip::signed`]
+//! (`x + 2^(b-1) = bit * 2^(b-1) + low`, `bit` boolean, `low` range-checked
+//! to `b-1` bits) where the mask `bit = [x >= 0]` is the ReLU's.
 //! Accumulators are sums of products of checked values, so their integer
 //! magnitude is below `2^120` (checked statically by the model crate) and the
 //! field holds them exactly.

@@ -103,20 +103,16 @@ fn tree_of(t: &Transcript) -> MerkleTree {
     )
 }
 
-fn mock(
+/// Step `step` of `t`, its statement and witness edited, laid out for
+/// MockProver with `tamper`; and the (edited) statement.
+fn build_mock(
     t: &Transcript,
     step: usize,
     edit: impl FnOnce(&mut StepStatement, &mut StepWitness),
     tamper: Option<Tamper>,
-) -> bool {
-    let tree = MerkleTree::of_dataset(
-        &t.train.features,
-        &t.train.labels,
-        &t.leaf_salts,
-        t.config.fx.value_bits,
-    );
+) -> (StepCircuit, StepStatement) {
     let shape = StepShape::for_run(t, K);
-    let (mut st, mut w) = step_inputs(t, &tree, step).unwrap();
+    let (mut st, mut w) = step_inputs(t, &tree_of(t), step).unwrap();
     edit(&mut st, &mut w);
     let circuit = StepCircuit::build(
         &shape,
@@ -128,8 +124,17 @@ fn mock(
         tamper,
     )
     .unwrap();
-    let public = st.instances();
-    MockProver::run(K, &circuit, vec![public])
+    (circuit, st)
+}
+
+fn mock(
+    t: &Transcript,
+    step: usize,
+    edit: impl FnOnce(&mut StepStatement, &mut StepWitness),
+    tamper: Option<Tamper>,
+) -> bool {
+    let (circuit, st) = build_mock(t, step, edit, tamper);
+    MockProver::run(K, &circuit, vec![st.instances()])
         .unwrap()
         .verify()
         .is_ok()
@@ -329,10 +334,7 @@ fn rejects_consistent_forgeries_of_rounding_and_gradients() {
 #[test]
 fn rejects_a_changed_matrix_product() {
     let t = mlp();
-    let shape = StepShape::for_run(&t, K);
-    let (st, w) = step_inputs(&t, &tree_of(&t), 0).unwrap();
-    let c =
-        StepCircuit::build(&shape, &st, &w, CircuitBuilderStage::Mock, None, None, None).unwrap();
+    let (c, _) = build_mock(&t, 0, |_, _| {}, None);
     // Two layers: forward x2, input gradient x1, weight gradient x2.
     assert_eq!(c.phase1.products.len(), 5);
     assert!(c.params.base.num_advice_per_phase[1] > 0);
@@ -349,19 +351,8 @@ fn rejects_a_changed_matrix_product() {
 fn rejects_a_product_that_fools_a_fixed_vector() {
     use crate::freivalds::holds;
     let t = mlp();
-    let shape = StepShape::for_run(&t, K);
-    let (st, w) = step_inputs(&t, &tree_of(&t), 0).unwrap();
     for n in 0..5 {
-        let c = StepCircuit::build(
-            &shape,
-            &st,
-            &w,
-            CircuitBuilderStage::Mock,
-            None,
-            None,
-            Some(Tamper::ProductAlongOnes(n)),
-        )
-        .unwrap();
+        let (c, _) = build_mock(&t, 0, |_, _| {}, Some(Tamper::ProductAlongOnes(n)));
         let p = &c.phase1.products[n];
         let vals = |m: &crate::freivalds::Matrix| -> Vec<Vec<Fr>> {
             m.iter()
@@ -386,19 +377,8 @@ fn rejects_a_product_that_fools_a_fixed_vector() {
 #[test]
 fn rejects_a_prover_chosen_challenge() {
     let t = mlp();
-    let shape = StepShape::for_run(&t, K);
-    let (st, w) = step_inputs(&t, &tree_of(&t), 0).unwrap();
     for tamper in [None, Some(Tamper::ProductAlongOnes(0))] {
-        let mut c = StepCircuit::build(
-            &shape,
-            &st,
-            &w,
-            CircuitBuilderStage::Mock,
-            None,
-            None,
-            tamper,
-        )
-        .unwrap();
+        let (mut c, st) = build_mock(&t, 0, |_, _| {}, tamper);
         c.phase1.chosen_challenge = Some(Fr::one());
         let result = MockProver::run(K, &c, vec![st.instances()])
             .unwrap()

@@ -156,7 +156,9 @@ pub fn prove(a: ProveStepArgs) -> anyhow::Result<()> {
         key.meta.params.base.num_advice_per_phase.iter().sum::<usize>()
             + key.meta.params.base.num_lookup_advice_per_phase.iter().sum::<usize>()
             + 6 * key.meta.params.poseidon_lanes
-            + 2,
+            + 2
+            // the challenge's cell, when products are checked in a second phase
+            + usize::from(key.meta.params.base.num_advice_per_phase.len() > 1),
         keyed.as_secs_f64(),
         (total - keyed).as_secs_f64(),
         a.out.display(),
