@@ -506,7 +506,7 @@ fn tasks_go_only_to_workers_with_the_memory_they_need() {
     let s = Store::temporary().unwrap();
     let small = s.register_worker("8 GiB", 2, 8 << 30, "v", 0).unwrap().id;
     let large = s.register_worker("64 GiB", 2, 64 << 30, "v", 0).unwrap().id;
-    // A 784-128-10 step at batch 32 (about 19 GiB at k = 20) and a tiny one.
+    // A 784-128-10 step at batch 32 (about 9 GiB at k = 20) and a tiny one.
     let big = StepShape {
         arch: Architecture::new(vec![
             DenseSpec {
