@@ -605,15 +605,7 @@ fn span_internal_weights_are_chained() {
 #[ignore]
 fn print_span_cost() {
     for (name, dims, batch) in [
-        (
-            "digits 64-16-10",
-            vec![
-                (64, Activation::None),
-                (16, Activation::Relu),
-                (10, Activation::None),
-            ],
-            8,
-        ),
+        ("digits 64-16-10", digits_dims(), 8),
         (
             "784-32-10",
             vec![
@@ -691,28 +683,23 @@ fn built_step(dims: &[(usize, Activation)], batch: usize) -> (StepShape, usize, 
     (shape, c.advice_cells(), c.perms.len())
 }
 
+/// The digits MLP's layers (64-16-10).
+fn digits_dims() -> Vec<(usize, Activation)> {
+    vec![
+        (64, Activation::None),
+        (16, Activation::Relu),
+        (10, Activation::None),
+    ]
+}
+
 /// Prints advice cells and permutations of single steps of a few shapes, the
 /// points [`StepShape::estimate`] is fitted to (run with --ignored --nocapture).
 #[test]
 #[ignore]
 fn print_step_cost_points() {
     for (dims, batch) in [
-        (
-            vec![
-                (64, Activation::None),
-                (16, Activation::Relu),
-                (10, Activation::None),
-            ],
-            8,
-        ),
-        (
-            vec![
-                (64, Activation::None),
-                (16, Activation::Relu),
-                (10, Activation::None),
-            ],
-            32,
-        ),
+        (digits_dims(), 8),
+        (digits_dims(), 32),
         (
             vec![
                 (784, Activation::None),
@@ -765,14 +752,7 @@ fn size_estimate_tracks_circuits_and_refuses_what_does_not_fit() {
             ],
             2,
         ),
-        (
-            vec![
-                (64, Activation::None),
-                (16, Activation::Relu),
-                (10, Activation::None),
-            ],
-            8,
-        ),
+        (digits_dims(), 8),
     ] {
         let (shape, cells, perms) = built_step(&dims, batch);
         let e = shape.estimate();
