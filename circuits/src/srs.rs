@@ -96,7 +96,38 @@ pub fn is_insecure(path: &Path) -> bool {
     insecure_marker(path).exists()
 }
 
+/// Length of an SRS file of size `2^k` in halo2's raw format: `k`, the G1
+/// powers in monomial and Lagrange form (64 bytes each), `g2` and `s*g2`.
+pub fn file_size(k: u32) -> u64 {
+    4 + (1u64 << k) * 2 * 64 + 2 * 128
+}
+
 fn read_params(path: &Path) -> Result<ParamsKZG<Bn256>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| CircuitError::io(path, e))?;
+    // The header's `k` sizes every allocation of the reader: bound it, and
+    // the file's length, before reading.
+    let len = f.metadata().map_err(|e| CircuitError::io(path, e))?.len();
+    let mut head = [0u8; 4];
+    f.read_exact(&mut head).map_err(|_| {
+        CircuitError::Srs(format!(
+            "{} is not a halo2 KZG SRS file: {len} bytes, shorter than a header",
+            path.display()
+        ))
+    })?;
+    let k = u32::from_le_bytes(head);
+    if !(1..=MAX_K).contains(&k) || len != file_size(k) {
+        return Err(CircuitError::Srs(format!(
+            "{} is not a halo2 KZG SRS file: its header says k = {k} (at most {MAX_K}) and it has {len} bytes{}",
+            path.display(),
+            if (1..=MAX_K).contains(&k) {
+                format!(", not {}", file_size(k))
+            } else {
+                String::new()
+            }
+        )));
+    }
+    drop(f);
     let f = std::fs::File::open(path).map_err(|e| CircuitError::io(path, e))?;
     // Reading without per-point curve checks is ~100x faster (minutes at k = 18
     // otherwise); the structure is checked below with a pairing instead.
@@ -162,6 +193,66 @@ pub fn load(path: &Path, k: u32) -> Result<ParamsKZG<Bn256>> {
     Ok(params)
 }
 
+/// Writes `params` to `path` (atomically, halo2's raw format) and returns
+/// the SHA-256 (hex) and length of the file: what a coordinator serves.
+pub fn write_hashed(params: &ParamsKZG<Bn256>, path: &Path) -> Result<(String, u64)> {
+    /// A writer that hashes and counts what goes through it.
+    struct Hashing<W> {
+        inner: W,
+        hash: Sha256,
+        len: u64,
+    }
+    impl<W: std::io::Write> std::io::Write for Hashing<W> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = self.inner.write(buf)?;
+            self.hash.update(&buf[..n]);
+            self.len += n as u64;
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.inner.flush()
+        }
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| CircuitError::io(dir, e))?;
+    }
+    let tmp = crate::envelope::tmp_path(path);
+    let f = std::fs::File::create(&tmp).map_err(|e| CircuitError::io(&tmp, e))?;
+    let mut w = Hashing {
+        inner: BufWriter::new(f),
+        hash: Sha256::new(),
+        len: 0,
+    };
+    params
+        .write_custom(&mut w, SerdeFormat::RawBytes)
+        .and_then(|_| std::io::Write::flush(&mut w))
+        .map_err(|e| CircuitError::io(&tmp, e))?;
+    let (hash, len) = (hex::encode(w.hash.finalize()), w.len);
+    std::fs::rename(&tmp, path).map_err(|e| CircuitError::io(path, e))?;
+    Ok((hash, len))
+}
+
+/// SHA-256 (hex) of a file, read in blocks.
+pub fn file_sha256(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).map_err(|e| CircuitError::io(path, e))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(|e| CircuitError::io(path, e))?;
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Loads an SRS file that must hold exactly size `k` (a downloaded one).
+pub fn load_exact(path: &Path, k: u32) -> Result<ParamsKZG<Bn256>> {
+    let params = read_params(path)?;
+    if params.k() != k {
+        return Err(CircuitError::Srs(format!(
+            "{} has k = {}, expected {k}",
+            path.display(),
+            params.k()
+        )));
+    }
+    Ok(params)
+}
+
 /// Checks that the SRS is consistent: its points are on the curve where it
 /// matters and `e(g_1, g2) = e(g_0, s*g2)`, i.e. the G1 powers and `s*g2`
 /// share one secret.
@@ -197,6 +288,24 @@ pub fn srs_id(params: &ParamsKZG<Bn256>) -> String {
 mod tests {
     use super::*;
 
+    /// A file whose header claims a huge `k` (or a wrong length) is refused
+    /// before the reader allocates for it (it ran out of memory before).
+    #[test]
+    fn a_file_with_a_bad_header_or_length_is_refused_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = dir.path().join("garbage");
+        std::fs::write(&garbage, b"not an SRS").unwrap();
+        let e = load(&garbage, 4).unwrap_err().to_string();
+        assert!(e.contains("is not a halo2 KZG SRS file"), "{e}");
+        let path = dir.path().join("srs");
+        generate_insecure(5, &path).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.pop();
+        std::fs::write(&path, &bytes).unwrap();
+        let e = load(&path, 5).unwrap_err().to_string();
+        assert!(e.contains(&format!("not {}", file_size(5))), "{e}");
+    }
+
     fn bytes(p: &ParamsKZG<Bn256>) -> Vec<u8> {
         let mut v = Vec::new();
         p.write_custom(&mut v, SerdeFormat::RawBytes).unwrap();
@@ -218,6 +327,7 @@ mod tests {
         // ... and it is exactly the downsized SRS, Lagrange basis included.
         big.downsize(6);
         assert_eq!(bytes(&loaded), bytes(&big));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), file_size(8));
         assert!(generate_insecure_with(8, &[8], &dir.path().join("x")).is_err());
         assert!(generate_insecure_with(8, &[3], &dir.path().join("x")).is_err());
     }

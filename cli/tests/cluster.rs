@@ -544,20 +544,22 @@ fn a_killed_worker_loses_its_lease_and_the_job_completes() {
     c.fetch_and_verify(&job, d.path());
 }
 
-/// A worker whose own setup is broken (no SRS) fails every task it takes,
+/// A worker whose own setup is broken (an unreadable SRS file) fails every task it takes,
 /// faster than anyone: its failures spend none of the tasks' attempts (the
 /// default budget of 5), it is quarantined after three in a row (status
 /// page, metrics), and a good worker finishes the job.
 #[test]
-fn a_worker_without_its_srs_does_not_fail_the_job() {
+fn a_worker_with_a_broken_srs_does_not_fail_the_job() {
     let _g = serial();
     let d = tempfile::tempdir().unwrap();
     let c = Coordinator::start(&d.path().join("data"), 0, &["--lease-secs", "3"]);
+    let garbage = d.path().join("garbage.srs");
+    std::fs::write(&garbage, b"not an SRS").unwrap();
     let broken = Worker::start_env(
         &c,
-        "no-srs",
+        "bad-srs",
         &[],
-        &[("ZKAUDIT_SRS", "/nonexistent/kzg.srs")],
+        &[("ZKAUDIT_SRS", garbage.to_str().unwrap())],
     );
     broken.wait_log("registered");
     let job = c.submit(3);
@@ -575,11 +577,57 @@ fn a_worker_without_its_srs_does_not_fail_the_job() {
     }
     assert!(broken.logs().contains("own setup"), "{}", broken.logs());
     let api = http_get(&c.http, "/api/status");
-    assert!(api.contains("does not exist"), "{api}");
+    assert!(api.contains("is not a halo2 KZG SRS file"), "{api}");
     let good = Worker::start(&c, "good", &[]);
     let st = c.wait_done(&job, &[&broken, &good]);
     assert!(st.contains("3/3 steps proven"), "{st}");
-    assert_eq!(work_lost("a worker without its SRS", &[&good], 3), 3);
+    assert_eq!(work_lost("a worker with a broken SRS", &[&good], 3), 3);
+    c.fetch_and_verify(&job, d.path());
+}
+
+/// A worker started with an empty SRS directory downloads the coordinator's
+/// SRS over gRPC and proves its first task with it; a corrupted download
+/// (the coordinator flips a byte of the first stream) is refused by its
+/// SHA-256 and retried, and the checked file is cached for later loads.
+#[test]
+fn a_worker_with_no_srs_downloads_the_coordinators_and_refuses_a_corrupted_one() {
+    let _g = serial();
+    let d = tempfile::tempdir().unwrap();
+    let c = Coordinator::start(&d.path().join("data"), 0, &["--fault-corrupt-srs", "1"]);
+    let empty = d.path().join("worker-params");
+    std::fs::create_dir_all(&empty).unwrap();
+    let srs = empty.join("kzg_bn254.srs");
+    let w = Worker::start_env(
+        &c,
+        "fresh",
+        &[],
+        &[
+            ("ZKAUDIT_SRS", srs.to_str().unwrap()),
+            (
+                "ZKAUDIT_KEYS",
+                d.path().join("worker-keys").to_str().unwrap(),
+            ),
+        ],
+    );
+    let job = c.submit(2);
+    let st = c.wait_done(&job, &[&w]);
+    assert!(st.contains("2/2 steps proven"), "{st}");
+    let logs = w.logs();
+    assert!(
+        logs.contains("SRS download refused") && logs.contains("the download hashes to"),
+        "the corrupted download was not refused:\n{logs}"
+    );
+    assert!(logs.contains("SRS downloaded and checked"), "{logs}");
+    assert!(!srs.exists(), "the worker wrote its configured SRS path");
+    let cached: Vec<_> = std::fs::read_dir(&empty)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        cached.iter().any(|n| n.starts_with("kzg_bn254.srs.k"))
+            && cached.iter().all(|n| !n.contains(".tmp")),
+        "{cached:?}"
+    );
     c.fetch_and_verify(&job, d.path());
 }
 

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod metrics;
 pub mod plan;
 pub mod service;
+pub mod srs_serve;
 pub mod status;
 pub mod store;
 
@@ -77,6 +78,8 @@ pub struct Config {
     pub quarantine_ms: u64,
     /// Longest one task may be held by a worker (a hung prover then loses it).
     pub max_task_ms: u64,
+    /// Test fault: the first N SRS streams served get one byte flipped.
+    pub corrupt_srs_streams: u32,
 }
 
 impl Config {
@@ -99,6 +102,7 @@ impl Config {
             default_agg_k: zkaudit_circuits::aggregate::DEFAULT_AGG_K,
             quarantine_ms: 300_000,
             max_task_ms: 6 * 3_600_000,
+            corrupt_srs_streams: 0,
         }
     }
 

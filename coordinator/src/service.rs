@@ -65,6 +65,8 @@ pub struct Shared {
     /// Digests of the verifying keys and SRS the coordinator derived or
     /// loaded itself, in its data directory (workers may share `keys_dir`).
     pins: VkPins,
+    /// The SRS files served to workers.
+    pub srs_files: crate::srs_serve::SrsFiles,
 }
 
 fn store_status(e: StoreError) -> Status {
@@ -86,6 +88,7 @@ impl Shared {
     /// Shared state over an opened store.
     pub fn new(store: Store, cfg: Config, clock: Arc<dyn Clock>) -> Self {
         let cfg_pins = cfg.pins_dir();
+        let corrupt = cfg.corrupt_srs_streams;
         Shared {
             store,
             cfg,
@@ -100,6 +103,7 @@ impl Shared {
             keys: Mutex::new(HashMap::new()),
             verify_slots: Semaphore::new(2),
             pins: VkPins::new(cfg_pins),
+            srs_files: crate::srs_serve::SrsFiles::new(corrupt),
         }
     }
 
@@ -131,6 +135,28 @@ impl Shared {
         Ok(ctx)
     }
 
+    /// The coordinator's SRS at `k`, refused if it is not the one pinned.
+    pub fn params(
+        &self,
+        k: u32,
+    ) -> Result<zkaudit_circuits::ParamsKZG<zkaudit_circuits::Bn256>, Status> {
+        let p = srs::load(&self.cfg.srs, k).map_err(|e| {
+            Status::failed_precondition(format!(
+                "the coordinator cannot load its SRS for k = {k}: {e}"
+            ))
+        })?;
+        // An SRS file replaced under the coordinator (by anyone who can
+        // write its directory) is refused, not silently trusted.
+        self.pins
+            .check_or_pin(
+                &format!("srs-k{k}"),
+                &srs::srs_id(&p),
+                &format!("the SRS at k = {k} ({})", self.cfg.srs.display()),
+            )
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        Ok(p)
+    }
+
     /// SRS and keys for a step size and an aggregation size (0: none).
     pub fn keys(&self, k: u32, agg_k: u32) -> Result<Arc<KeyStore>, Status> {
         if let Some(ks) = self
@@ -141,25 +167,12 @@ impl Shared {
         {
             return Ok(ks);
         }
-        let load = |k| {
-            let p = srs::load(&self.cfg.srs, k).map_err(|e| {
-                Status::failed_precondition(format!(
-                    "the coordinator cannot load its SRS for k = {k}: {e}"
-                ))
-            })?;
-            // An SRS file replaced under the coordinator (by anyone who can
-            // write its directory) is refused, not silently trusted.
-            self.pins
-                .check_or_pin(
-                    &format!("srs-k{k}"),
-                    &srs::srs_id(&p),
-                    &format!("the SRS at k = {k} ({})", self.cfg.srs.display()),
-                )
-                .map_err(|e| Status::failed_precondition(e.to_string()))?;
-            Ok::<_, Status>(p)
+        let step = self.params(k)?;
+        let agg = if agg_k > 0 {
+            Some(self.params(agg_k)?)
+        } else {
+            None
         };
-        let step = load(k)?;
-        let agg = if agg_k > 0 { Some(load(agg_k)?) } else { None };
         let ks = Arc::new(
             KeyStore::new(self.cfg.keys_dir.clone(), step, agg).with_pins(self.pins.clone()),
         );
@@ -543,7 +556,8 @@ pub struct JobsService(pub Arc<Shared>);
 pub struct WorkersService(pub Arc<Shared>);
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::JobEvent, Status>> + Send>>;
-type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::Chunk, Status>> + Send>>;
+/// A stream of file chunks.
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::Chunk, Status>> + Send>>;
 
 fn chunks(bytes: Vec<u8>) -> ChunkStream {
     let (tx, rx) = mpsc::channel(4);
@@ -1398,5 +1412,27 @@ impl pb::workers_server::Workers for WorkersService {
                 .map_err(store_status)?
         };
         Ok(Response::new(chunks(bytes)))
+    }
+
+    async fn describe_srs(
+        &self,
+        req: Request<pb::SrsRequest>,
+    ) -> Result<Response<pb::SrsDescription>, Status> {
+        let k = req.get_ref().k;
+        crate::srs_serve::describe(self.0.clone(), k)
+            .await
+            .map(Response::new)
+    }
+
+    type FetchSrsStream = ChunkStream;
+
+    async fn fetch_srs(
+        &self,
+        req: Request<pb::SrsRequest>,
+    ) -> Result<Response<ChunkStream>, Status> {
+        let r = req.get_ref();
+        crate::srs_serve::fetch(self.0.clone(), r.k, r.offset)
+            .await
+            .map(Response::new)
     }
 }

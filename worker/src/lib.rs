@@ -13,6 +13,7 @@
 //! cache) are reported as such: they do not count against the task.
 
 pub mod pending;
+pub mod srs_fetch;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -86,11 +87,13 @@ pub struct WorkerConfig {
     pub fault: Option<Fault>,
 }
 
-type Client = WorkersClient<InterceptedService<Channel, Auth>>;
+/// The coordinator's `Workers` client.
+pub type Client = WorkersClient<InterceptedService<Channel, Auth>>;
 
 /// Proving state kept across tasks (blocking side).
 #[derive(Default)]
 struct Prover {
+    srs: Option<srs_fetch::SrsSource>,
     keystores: HashMap<(u32, u32), Arc<KeyStore>>,
     contexts: HashMap<(String, String), Arc<JobContext>>,
     step_key: Option<(String, Arc<StepKey>)>,
@@ -132,12 +135,12 @@ impl Prover {
         if let Some(ks) = self.keystores.get(&(k, agg_k)) {
             return Ok(ks.clone());
         }
-        let step = srs::load(&cfg.srs, k)?;
-        let agg = if agg_k > 0 {
-            Some(srs::load(&cfg.srs, agg_k)?)
-        } else {
-            None
+        let load = |k| match &self.srs {
+            Some(src) => src.load(k),
+            None => srs::load(&cfg.srs, k),
         };
+        let step = load(k)?;
+        let agg = if agg_k > 0 { Some(load(agg_k)?) } else { None };
         let ks = Arc::new(KeyStore::new(cfg.keys_dir.clone(), step, agg));
         self.keystores.insert((k, agg_k), ks.clone());
         Ok(ks)
@@ -198,7 +201,14 @@ pub async fn run(cfg: WorkerConfig, mut shutdown: watch::Receiver<u32>) -> Resul
             pending::remove(Some(path));
         }
     }
-    let prover = Arc::new(Mutex::new(Prover::default()));
+    let prover = Arc::new(Mutex::new(Prover {
+        srs: Some(srs_fetch::SrsSource {
+            client: client.clone(),
+            handle: tokio::runtime::Handle::current(),
+            path: cfg.srs.clone(),
+        }),
+        ..Prover::default()
+    }));
     let mut last_ms: HashMap<&'static str, u64> = HashMap::new();
     let mut backoff = Duration::from_millis(200);
     loop {

@@ -196,6 +196,13 @@ pub struct CoordinatorArgs {
     /// Largest transcript accepted, in MiB.
     #[arg(long, default_value_t = 1024)]
     pub max_transcript_mib: u64,
+    /// If the SRS file does not exist, generate an INSECURE local one of
+    /// size 2^K first (tests and demos; production puts a ceremony file there).
+    #[arg(long, env = "ZKAUDIT_SRS_IF_MISSING", value_name = "K")]
+    pub srs_if_missing: Option<u32>,
+    /// Flip one byte of the first N SRS downloads served (testing only).
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub fault_corrupt_srs: u32,
 }
 
 /// Runs `zkaudit coordinator`.
@@ -218,6 +225,16 @@ pub fn coordinator(a: CoordinatorArgs) -> anyhow::Result<()> {
     if !(0.3..=86_400.0).contains(&a.lease_secs) {
         bail!("--lease-secs must be in 0.3..=86400, got {}", a.lease_secs);
     }
+    if let Some(k) = a.srs_if_missing {
+        if !a.srs.exists() {
+            eprintln!(
+                "no SRS at {}: generating an INSECURE local one with k = {k} (tests and demos only)",
+                a.srs.display()
+            );
+            zkaudit_circuits::srs::generate_insecure(k, &a.srs)
+                .with_context(|| format!("generating the SRS {}", a.srs.display()))?;
+        }
+    }
     let mut cfg = Config::new(a.listen, a.data.clone(), a.srs, a.keys);
     cfg.http = a.http;
     cfg.tokens = tokens;
@@ -227,6 +244,7 @@ pub fn coordinator(a: CoordinatorArgs) -> anyhow::Result<()> {
     cfg.quarantine_ms = a.quarantine_secs.saturating_mul(1000);
     cfg.max_task_ms = a.max_task_secs.saturating_mul(1000);
     cfg.max_transcript_bytes = a.max_transcript_mib << 20;
+    cfg.corrupt_srs_streams = a.fault_corrupt_srs;
     let rt = runtime()?;
     rt.block_on(async move {
         let running = zkaudit_coordinator::start(cfg, Arc::new(SystemClock))
