@@ -266,17 +266,30 @@ const CELLS_PER_PARAM: u64 = 56;
 /// 390 bytes per slot.
 pub const BYTES_PER_SLOT: u64 = 400;
 
-/// This machine's memory (Linux `MemTotal`), if known.
+/// This machine's memory (Linux `MemTotal`), or less where the process's
+/// control group is limited (a container's memory limit: cgroup v2
+/// `memory.max`, v1 `memory.limit_in_bytes`), if known.
 pub fn machine_memory() -> Option<u64> {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()?
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let cgroup = ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok());
+    memory_limit(&meminfo, cgroup.as_deref())
+}
+
+/// The smaller of `MemTotal` in a `/proc/meminfo` text and a cgroup limit
+/// (`max`, or a number of bytes; v1 reports "no limit" as a huge number).
+fn memory_limit(meminfo: &str, cgroup: Option<&str>) -> Option<u64> {
+    let total = meminfo
         .lines()
         .find(|l| l.starts_with("MemTotal:"))?
         .split_whitespace()
         .nth(1)?
         .parse::<u64>()
-        .ok()
-        .map(|kb| kb * 1024)
+        .ok()?
+        .checked_mul(1024)?;
+    let limit = cgroup.and_then(|c| c.trim().parse::<u64>().ok());
+    Some(limit.map_or(total, |l| l.min(total)))
 }
 
 /// A circuit's estimated size.
@@ -363,5 +376,23 @@ impl PublicParams {
             *limb = u64::from_le_bytes(b);
         }
         Fr::from_raw(limbs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::memory_limit;
+
+    /// A container's memory limit, not the host's memory, is what a worker
+    /// offers; no limit (v2 `max`, v1's huge number) leaves `MemTotal`.
+    #[test]
+    fn the_memory_offered_honours_a_container_limit() {
+        let meminfo = "MemTotal:       24576000 kB\nMemFree:  1000 kB\n";
+        let host = 24_576_000 * 1024;
+        assert_eq!(memory_limit(meminfo, None), Some(host));
+        assert_eq!(memory_limit(meminfo, Some("max\n")), Some(host));
+        assert_eq!(memory_limit(meminfo, Some("9223372036854771712\n")), Some(host));
+        assert_eq!(memory_limit(meminfo, Some("8589934592\n")), Some(8 << 30));
+        assert_eq!(memory_limit("garbage", Some("8589934592")), None);
     }
 }

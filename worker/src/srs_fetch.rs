@@ -130,7 +130,7 @@ impl SrsSource {
         let t0 = Instant::now();
         info!(
             k,
-            mib = desc.size as f64 / (1 << 20) as f64,
+            mib = %format!("{:.1}", desc.size as f64 / (1 << 20) as f64),
             "downloading the coordinator's SRS"
         );
         let mut breaks = 0;
