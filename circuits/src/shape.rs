@@ -271,9 +271,12 @@ pub const BYTES_PER_SLOT: u64 = 400;
 /// `memory.max`, v1 `memory.limit_in_bytes`), if known.
 pub fn machine_memory() -> Option<u64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let cgroup = ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
-        .iter()
-        .find_map(|p| std::fs::read_to_string(p).ok());
+    let cgroup = [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .iter()
+    .find_map(|p| std::fs::read_to_string(p).ok());
     memory_limit(&meminfo, cgroup.as_deref())
 }
 
@@ -391,7 +394,10 @@ mod tests {
         let host = 24_576_000 * 1024;
         assert_eq!(memory_limit(meminfo, None), Some(host));
         assert_eq!(memory_limit(meminfo, Some("max\n")), Some(host));
-        assert_eq!(memory_limit(meminfo, Some("9223372036854771712\n")), Some(host));
+        assert_eq!(
+            memory_limit(meminfo, Some("9223372036854771712\n")),
+            Some(host)
+        );
         assert_eq!(memory_limit(meminfo, Some("8589934592\n")), Some(8 << 30));
         assert_eq!(memory_limit("garbage", Some("8589934592")), None);
     }

@@ -981,6 +981,39 @@ fn unauthenticated_and_malformed_requests_are_refused() {
         assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
         assert!(e.message().contains("same zkaudit release"), "{e:?}");
 
+        // SRS requests: a size out of range, an offset past the end, and
+        // the SRS only with the worker token.
+        let e = workers
+            .describe_srs(pb::SrsRequest { k: 99, offset: 0 })
+            .await
+            .unwrap_err();
+        assert!(
+            e.code() == tonic::Code::InvalidArgument && e.message().contains("SrsRequest.k"),
+            "{e:?}"
+        );
+        let e = workers
+            .fetch_srs(pb::SrsRequest {
+                k: 12,
+                offset: 1 << 40,
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            e.code() == tonic::Code::OutOfRange && e.message().contains("past the end"),
+            "{e:?}"
+        );
+        let desc = workers
+            .describe_srs(pb::SrsRequest { k: 12, offset: 0 })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(desc.size, zkaudit_circuits::srs::file_size(12));
+        let e = anon
+            .fetch_srs(pb::SrsRequest { k: 12, offset: 0 })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+
         // Roles: a client token does not open the Workers service, nor the
         // worker token the Jobs service.
         let mut as_client = pb::workers_client::WorkersClient::with_interceptor(
