@@ -103,10 +103,29 @@ pub fn file_size(k: u32) -> u64 {
 }
 
 fn read_params(path: &Path) -> Result<ParamsKZG<Bn256>> {
+    read_params_hashed(path, None)
+}
+
+/// A reader that hashes what passes through it.
+struct HashingReader<R> {
+    inner: R,
+    hash: Sha256,
+}
+
+impl<R: std::io::Read> std::io::Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Reads an SRS file through one handle: its header's `k` and the file's
+/// length are bounded before the reader allocates for them, and with
+/// `sha256` the bytes parsed are exactly the bytes hashed.
+fn read_params_hashed(path: &Path, sha256: Option<&str>) -> Result<ParamsKZG<Bn256>> {
     use std::io::Read;
     let mut f = std::fs::File::open(path).map_err(|e| CircuitError::io(path, e))?;
-    // The header's `k` sizes every allocation of the reader: bound it, and
-    // the file's length, before reading.
     let len = f.metadata().map_err(|e| CircuitError::io(path, e))?.len();
     let mut head = [0u8; 4];
     f.read_exact(&mut head).map_err(|_| {
@@ -127,18 +146,29 @@ fn read_params(path: &Path) -> Result<ParamsKZG<Bn256>> {
             }
         )));
     }
-    drop(f);
-    let f = std::fs::File::open(path).map_err(|e| CircuitError::io(path, e))?;
+    let mut r = HashingReader {
+        inner: std::io::Cursor::new(head).chain(BufReader::new(f)),
+        hash: Sha256::new(),
+    };
     // Reading without per-point curve checks is ~100x faster (minutes at k = 18
     // otherwise); the structure is checked below with a pairing instead.
     let params =
-        ParamsKZG::<Bn256>::read_custom(&mut BufReader::new(f), SerdeFormat::RawBytesUnchecked)
-            .map_err(|e| {
-                CircuitError::Srs(format!(
-                    "{} is not a halo2 KZG SRS file: {e}",
-                    path.display()
-                ))
-            })?;
+        ParamsKZG::<Bn256>::read_custom(&mut r, SerdeFormat::RawBytesUnchecked).map_err(|e| {
+            CircuitError::Srs(format!(
+                "{} is not a halo2 KZG SRS file: {e}",
+                path.display()
+            ))
+        })?;
+    if let Some(want) = sha256 {
+        std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| CircuitError::io(path, e))?;
+        let got = hex::encode(r.hash.finalize());
+        if !got.eq_ignore_ascii_case(want) {
+            return Err(CircuitError::Srs(format!(
+                "{} hashes to {got}, expected {want}",
+                path.display()
+            )));
+        }
+    }
     check_structure(&params).map_err(|m| CircuitError::Srs(format!("{}: {m}", path.display())))?;
     Ok(params)
 }
@@ -223,26 +253,22 @@ pub fn write_hashed(params: &ParamsKZG<Bn256>, path: &Path) -> Result<(String, u
         hash: Sha256::new(),
         len: 0,
     };
-    params
+    let written = params
         .write_custom(&mut w, SerdeFormat::RawBytes)
         .and_then(|_| std::io::Write::flush(&mut w))
-        .map_err(|e| CircuitError::io(&tmp, e))?;
-    let (hash, len) = (hex::encode(w.hash.finalize()), w.len);
-    std::fs::rename(&tmp, path).map_err(|e| CircuitError::io(path, e))?;
-    Ok((hash, len))
+        .and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(CircuitError::io(path, e));
+    }
+    Ok((hex::encode(w.hash.finalize()), w.len))
 }
 
-/// SHA-256 (hex) of a file, read in blocks.
-pub fn file_sha256(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).map_err(|e| CircuitError::io(path, e))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).map_err(|e| CircuitError::io(path, e))?;
-    Ok(hex::encode(h.finalize()))
-}
-
-/// Loads an SRS file that must hold exactly size `k` (a downloaded one).
-pub fn load_exact(path: &Path, k: u32) -> Result<ParamsKZG<Bn256>> {
-    let params = read_params(path)?;
+/// Loads an SRS file that must hold exactly size `k` and whose bytes must
+/// hash (SHA-256, hex) to `sha256`: a downloaded one. The bytes hashed are
+/// the bytes parsed.
+pub fn load_exact_hashed(path: &Path, k: u32, sha256: &str) -> Result<ParamsKZG<Bn256>> {
+    let params = read_params_hashed(path, Some(sha256))?;
     if params.k() != k {
         return Err(CircuitError::Srs(format!(
             "{} has k = {}, expected {k}",
@@ -310,6 +336,24 @@ mod tests {
         let mut v = Vec::new();
         p.write_custom(&mut v, SerdeFormat::RawBytes).unwrap();
         v
+    }
+
+    /// A file with one G1 point's byte changed keeps its structure (only a
+    /// few points are checked) but not its digest: refused by hash.
+    #[test]
+    fn a_changed_byte_is_refused_by_the_digest_read_with_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("srs");
+        let (sha, len) = write_hashed(&generate_insecure(6, &path).unwrap(), &path).unwrap();
+        assert_eq!(len, file_size(6));
+        assert_eq!(load_exact_hashed(&path, 6, &sha).unwrap().k(), 6);
+        assert!(load_exact_hashed(&path, 5, &sha).is_err());
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[len as usize / 2] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        read_params(&path).unwrap();
+        let e = load_exact_hashed(&path, 6, &sha).unwrap_err().to_string();
+        assert!(e.contains("hashes to"), "{e}");
     }
 
     #[test]

@@ -614,7 +614,7 @@ fn a_worker_with_no_srs_downloads_the_coordinators_and_refuses_a_corrupted_one()
     assert!(st.contains("2/2 steps proven"), "{st}");
     let logs = w.logs();
     assert!(
-        logs.contains("SRS download refused") && logs.contains("the download hashes to"),
+        logs.contains("SRS download refused") && logs.contains("hashes to"),
         "the corrupted download was not refused:\n{logs}"
     );
     assert!(logs.contains("SRS downloaded and checked"), "{logs}");
@@ -629,6 +629,24 @@ fn a_worker_with_no_srs_downloads_the_coordinators_and_refuses_a_corrupted_one()
         "{cached:?}"
     );
     c.fetch_and_verify(&job, d.path());
+    // A restarted worker finds the checked file in its cache.
+    drop(w);
+    let again = Worker::start_env(
+        &c,
+        "restarted",
+        &[],
+        &[
+            ("ZKAUDIT_SRS", srs.to_str().unwrap()),
+            (
+                "ZKAUDIT_KEYS",
+                d.path().join("worker-keys").to_str().unwrap(),
+            ),
+        ],
+    );
+    let job = c.submit(1);
+    let st = c.wait_done(&job, &[&again]);
+    assert!(st.contains("1/1 steps proven"), "{st}");
+    assert!(!again.logs().contains("downloading"), "{}", again.logs());
 }
 
 /// Memory-aware leasing: a worker offering less memory than a task's

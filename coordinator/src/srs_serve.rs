@@ -71,7 +71,7 @@ fn file(s: &Shared, k: u32) -> Result<Arc<SrsFile>, Status> {
         .srs_files
         .files
         .lock()
-        .map_err(|_| Status::internal("SRS file table poisoned"))?;
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(f) = files.get(&k) {
         return Ok(f.clone());
     }
@@ -108,12 +108,8 @@ pub async fn describe(s: Arc<Shared>, k: u32) -> Result<pb::SrsDescription, Stat
 
 /// `FetchSrs`: the file at `k` from `offset`, in chunks.
 pub async fn fetch(s: Arc<Shared>, k: u32, offset: u64) -> Result<ChunkStream, Status> {
-    let corrupt = s
-        .srs_files
-        .corrupt
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok();
-    let f = tokio::task::spawn_blocking(move || file(&s, k))
+    let shared = s.clone();
+    let f = tokio::task::spawn_blocking(move || file(&shared, k))
         .await
         .map_err(|e| Status::internal(format!("SRS task: {e}")))??;
     let total = f.description.size;
@@ -122,6 +118,11 @@ pub async fn fetch(s: Arc<Shared>, k: u32, offset: u64) -> Result<ChunkStream, S
             "SrsRequest.offset {offset} is past the end of the SRS at k = {k} ({total} bytes)"
         )));
     }
+    let corrupt = s
+        .srs_files
+        .corrupt
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
     let mut file = tokio::fs::File::open(&f.path)
         .await
         .map_err(|e| Status::internal(format!("{}: {e}", f.path.display())))?;
