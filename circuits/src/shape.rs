@@ -16,7 +16,7 @@ pub const TARGET_ADVICE_COLUMNS: usize = 16;
 pub const MAX_AUTO_K: u32 = 20;
 
 /// A circuit that needs at least this `k` at [`TARGET_ADVICE_COLUMNS`]
-/// columns is large: its `k` is chosen by its proving cost instead.
+/// columns is large: its `k` is chosen for proving time instead.
 pub const LARGE_K: u32 = 18;
 
 /// Smallest `k` a large circuit is laid out at. Measured on 784-32-10 at
@@ -27,12 +27,6 @@ pub const MIN_LARGE_K: u32 = 17;
 
 /// Most advice columns (all kinds) an automatic layout uses.
 pub const MAX_AUTO_COLUMNS: usize = 128;
-
-/// Slots (advice columns x rows) of a layout at `k`: what proving time and
-/// memory track.
-fn slots(k: u32, base_cells: usize, perms: usize) -> u64 {
-    total_columns(k, base_cells, perms) as u64 * (1u64 << k)
-}
 
 /// Advice columns of a layout at `k`: halo2-base, Poseidon lanes, lookups.
 pub fn total_columns(k: u32, base_cells: usize, perms: usize) -> usize {
@@ -117,14 +111,17 @@ impl StepShape {
     /// Poseidon lane, three for lookups): fewer, taller columns make smaller
     /// proofs that are cheaper to aggregate, and such a step proves in
     /// seconds. A large circuit (one that would need [`LARGE_K`] or more)
-    /// takes the `k` from [`MIN_LARGE_K`] up with the fewest slots (columns
-    /// x `2^k`), at most [`MAX_AUTO_COLUMNS`] columns, the larger `k` where
-    /// two are within 5%: its proving time and memory track the slots, and
-    /// a lower `k` fills the Poseidon lanes and halo2-base columns that a
-    /// high one leaves mostly empty (784-32-10 at batch 16: 42 s and 1.6 GiB
-    /// at k = 17 with 37 columns, 64 s at k = 18 with 25, 93 s and 3.2 GiB
-    /// at k = 19 with 15; BENCHMARKS.md). A larger proof is the price
-    /// (8 KB against 4 KB), and more columns for an aggregation to read.
+    /// takes the smallest `k` from [`MIN_LARGE_K`] whose layout needs at most
+    /// [`MAX_AUTO_COLUMNS`] columns: measured, its proving time and memory
+    /// track the slots (columns x `2^k`) and fall with `k` (a lower `k`
+    /// fills the Poseidon lanes and halo2-base columns that a high one
+    /// leaves mostly empty, and the time per slot is lower), and at k = 17
+    /// the range lookups of 16 bits split 16- and 32-bit values into whole
+    /// limbs (at k = 18 the same circuit has 14% more cells). 784-32-10 at
+    /// batch 16: 44 s and 1.5 GiB at k = 17 with 37 columns, 63 s at k = 18
+    /// with 25, 93 s and 3.1 GiB at k = 19 with 15; 784-128-10 at batch 16:
+    /// k = 17 faster than k = 18 (BENCHMARKS.md). The price is a larger proof
+    /// (8 KB against 4 KB) and more columns for an aggregation to read.
     pub fn auto_k(base_cells: usize, perms: usize) -> u32 {
         let mut k = 12u32;
         while k < MAX_AUTO_K && total_columns(k, base_cells, perms) > TARGET_ADVICE_COLUMNS {
@@ -133,18 +130,9 @@ impl StepShape {
         if k < LARGE_K {
             return k;
         }
-        let candidates: Vec<(u32, u64)> = (MIN_LARGE_K..=k)
-            .filter(|&j| total_columns(j, base_cells, perms) <= MAX_AUTO_COLUMNS)
-            .map(|j| (j, slots(j, base_cells, perms)))
-            .collect();
-        let Some(least) = candidates.iter().map(|&(_, s)| s).min() else {
-            return k;
-        };
-        candidates
-            .iter()
-            .rev()
-            .find(|&&(_, s)| s * 100 <= least * 105)
-            .map_or(k, |&(j, _)| j)
+        (MIN_LARGE_K..=k)
+            .find(|&j| total_columns(j, base_cells, perms) <= MAX_AUTO_COLUMNS)
+            .unwrap_or(k)
     }
 
     /// Checks, before any key is derived from it, that a deserialised shape
@@ -429,15 +417,15 @@ mod tests {
     use super::{memory_limit, StepShape};
 
     /// Small circuits keep the 16-column target (the digits step stays at
-    /// k = 15); large ones take the `k` with the fewest slots.
+    /// k = 15); large ones take the smallest `k` from 17 within 128 columns.
     #[test]
     fn large_circuits_trade_rows_for_columns() {
         // The digits step (121k cells, 334 permutations): unchanged.
         assert_eq!(StepShape::auto_k(121_251, 334), 15);
-        // 784-32-10 at batch 16: k = 19 at 16 columns, k = 17 by slots.
+        // 784-32-10 at batch 16: k = 19 at 16 columns, k = 17 now.
         assert_eq!(StepShape::auto_k(1_865_131, 4_770), 17);
-        // 784-128-10 at batch 32: k = 20 at 16 columns, k = 17 by slots
-        // (114 columns, at most 128).
+        // 784-128-10 at batch 32: k = 20 at 16 columns, k = 17 now (114
+        // columns, at most 128).
         assert_eq!(StepShape::auto_k(7_420_000, 17_439), 17);
         assert!(super::total_columns(17, 7_420_000, 17_439) <= super::MAX_AUTO_COLUMNS);
         // Where only k = 20 stays within 128 columns, or none does, k = 20.
