@@ -46,6 +46,7 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "compose test FAILED: $*" >&2; exit 1; }
+. deploy/cluster-test-lib.sh
 
 deploy/build-local-image.sh "$Z" "$ZKAUDIT_IMAGE"
 "${DC[@]}" up -d --scale worker=2
@@ -67,45 +68,11 @@ done
 echo "workers mount the SRS read-only and keys of their own"
 
 export ZKAUDIT_COORDINATOR=http://127.0.0.1:$ZKAUDIT_PORT ZKAUDIT_TOKEN=$TOKEN
-"$Z" train --model examples/models/digits_mlp.toml --data examples/data/digits.csv.gz \
-    --epochs 1 --batch-size 8 --lr 0.1 --seed 42 --out "$WORK/run" >/dev/null
-JOB=$("$Z" submit --run "$WORK/run" --steps "$STEPS" --name compose-test | awk '{print $2; exit}')
+JOB=$(submit_digits_job "$STEPS" compose-test)
 echo "submitted $JOB ($STEPS steps)"
-
-# Kill a worker while it holds a lease (a crash, not a graceful stop): the
-# status API names each worker "<container hostname>-<pid>".
-busy_host() {
-    python3 - "http://127.0.0.1:$ZKAUDIT_HTTP_PORT/api/status" <<'PY'
-import json, sys, urllib.request
-s = json.load(urllib.request.urlopen(sys.argv[1], timeout=5))
-for w in s["workers"]:
-    if w["live"] and w["current"]:
-        print(w["name"].rsplit("-", 1)[0])
-        break
-PY
-}
-victim=""
-for _ in $(seq 600); do
-    host=$(busy_host || true)
-    if [ -n "$host" ]; then
-        for c in $("${DC[@]}" ps -q worker); do
-            if [ "$(docker inspect -f '{{.Config.Hostname}}' "$c")" = "$host" ]; then victim=$c; break; fi
-        done
-        [ -n "$victim" ] && break
-    fi
-    sleep 0.5
-done
-[ -n "$victim" ] || fail "no worker was ever seen holding a lease: $("$Z" status "$JOB")"
-docker kill "$victim" >/dev/null
+victim=$(kill_busy_worker "http://127.0.0.1:$ZKAUDIT_HTTP_PORT" "$JOB" "${DC[@]}" ps -q worker)
 echo "killed worker container ${victim:0:12} mid-task"
-
-"$Z" watch "$JOB" >/dev/null || fail "job did not complete: $("$Z" status "$JOB")"
-st=$("$Z" status "$JOB")
-echo "$st" | grep -q "$STEPS/$STEPS steps proven" || fail "unexpected status: $st"
-"$Z" fetch "$JOB" --out "$WORK/job.cert"
-docker cp "$("${DC[@]}" ps -q coordinator):/params/kzg_bn254.srs" "$WORK/srs"
-ZKAUDIT_SRS=$WORK/srs ZKAUDIT_KEYS=$WORK/keys "$Z" verify "$WORK/job.cert" | tee "$WORK/verify.txt"
-grep -q "VALID" "$WORK/verify.txt" || fail "certificate did not verify"
+verify_job "$JOB" "$STEPS" "$("${DC[@]}" ps -q coordinator)"
 expiries=$(python3 -c 'import sys, urllib.request; print(next(l.split()[1] for l in urllib.request.urlopen(sys.argv[1]).read().decode().splitlines() if l.startswith("zkaudit_lease_expiries_total")))' "http://127.0.0.1:$ZKAUDIT_HTTP_PORT/metrics")
 [ "$expiries" != "0" ] || fail "the killed worker's lease never expired"
 echo "compose test PASSED: $STEPS steps, one worker killed mid-task (lease expiries: ${expiries:-?}), certificate VALID"

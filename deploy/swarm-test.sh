@@ -64,6 +64,7 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "swarm test FAILED: $*" >&2; exit 1; }
+. deploy/cluster-test-lib.sh
 
 case "$(docker info -f '{{.Swarm.LocalNodeState}}')" in
     inactive)
@@ -107,36 +108,9 @@ done
 echo "workers share no volume with the coordinator"
 
 export ZKAUDIT_COORDINATOR=http://127.0.0.1:$ZKAUDIT_PORT ZKAUDIT_TOKEN=$TOKEN
-"$Z" train --model examples/models/digits_mlp.toml --data examples/data/digits.csv.gz \
-    --epochs 1 --batch-size 8 --lr 0.1 --seed 42 --out "$WORK/run" >/dev/null
-JOB=$("$Z" submit --run "$WORK/run" --steps "$STEPS" --name swarm-test | awk '{print $2; exit}')
+JOB=$(submit_digits_job "$STEPS" swarm-test)
 echo "submitted $JOB ($STEPS steps)"
-
-# Kill the worker container holding a lease (workers are "<hostname>-<pid>";
-# a Swarm task's hostname is its container's short id).
-busy_host() {
-    python3 - "$api/api/status" <<'PY'
-import json, sys, urllib.request
-s = json.load(urllib.request.urlopen(sys.argv[1], timeout=5))
-for w in s["workers"]:
-    if w["live"] and w["current"]:
-        print(w["name"].rsplit("-", 1)[0])
-        break
-PY
-}
-victim=""
-for _ in $(seq 600); do
-    host=$(busy_host || true)
-    if [ -n "$host" ]; then
-        for c in $(worker_containers); do
-            if [ "$(docker inspect -f '{{.Config.Hostname}}' "$c")" = "$host" ]; then victim=$c; break; fi
-        done
-        [ -n "$victim" ] && break
-    fi
-    sleep 0.5
-done
-[ -n "$victim" ] || fail "no worker was ever seen holding a lease: $("$Z" status "$JOB")"
-docker kill "$victim" >/dev/null
+victim=$(kill_busy_worker "$api" "$JOB" worker_containers)
 echo "killed worker container ${victim:0:12} mid-task"
 
 # Swarm replaces the killed task.
@@ -152,16 +126,10 @@ done
 [ -n "$replaced" ] || fail "Swarm did not replace the killed worker: $(docker service ps "${STACK}_worker")"
 echo "Swarm started a replacement worker ($(docker service ps -q "${STACK}_worker" | wc -l) tasks in the service's history)"
 
-"$Z" watch "$JOB" >/dev/null || fail "job did not complete: $("$Z" status "$JOB")"
-st=$("$Z" status "$JOB")
-echo "$st" | grep -q "$STEPS/$STEPS steps proven" || fail "unexpected status: $st"
+verify_job "$JOB" "$STEPS" "$coord"
 worker_logs=$(docker service logs --no-task-ids "${STACK}_worker" 2>&1)
 grep -q "SRS downloaded and checked" <<<"$worker_logs" \
     || fail "no worker logged downloading the coordinator's SRS"
 echo "workers downloaded and checked the coordinator's SRS"
 
-"$Z" fetch "$JOB" --out "$WORK/job.cert"
-docker cp "$coord:/params/kzg_bn254.srs" "$WORK/srs"
-ZKAUDIT_SRS=$WORK/srs ZKAUDIT_KEYS=$WORK/keys "$Z" verify "$WORK/job.cert" | tee "$WORK/verify.txt"
-grep -q "VALID" "$WORK/verify.txt" || fail "certificate did not verify"
 echo "swarm test PASSED: $STEPS steps on a $ZKAUDIT_WORKERS-worker stack, one worker killed mid-task and replaced by Swarm, certificate VALID"
