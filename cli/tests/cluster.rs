@@ -597,18 +597,12 @@ fn a_worker_with_no_srs_downloads_the_coordinators_and_refuses_a_corrupted_one()
     let empty = d.path().join("worker-params");
     std::fs::create_dir_all(&empty).unwrap();
     let srs = empty.join("kzg_bn254.srs");
-    let w = Worker::start_env(
-        &c,
-        "fresh",
-        &[],
-        &[
-            ("ZKAUDIT_SRS", srs.to_str().unwrap()),
-            (
-                "ZKAUDIT_KEYS",
-                d.path().join("worker-keys").to_str().unwrap(),
-            ),
-        ],
-    );
+    let keys = d.path().join("worker-keys");
+    let env = [
+        ("ZKAUDIT_SRS", srs.to_str().unwrap()),
+        ("ZKAUDIT_KEYS", keys.to_str().unwrap()),
+    ];
+    let w = Worker::start_env(&c, "fresh", &[], &env);
     let job = c.submit(2);
     let st = c.wait_done(&job, &[&w]);
     assert!(st.contains("2/2 steps proven"), "{st}");
@@ -631,18 +625,7 @@ fn a_worker_with_no_srs_downloads_the_coordinators_and_refuses_a_corrupted_one()
     c.fetch_and_verify(&job, d.path());
     // A restarted worker finds the checked file in its cache.
     drop(w);
-    let again = Worker::start_env(
-        &c,
-        "restarted",
-        &[],
-        &[
-            ("ZKAUDIT_SRS", srs.to_str().unwrap()),
-            (
-                "ZKAUDIT_KEYS",
-                d.path().join("worker-keys").to_str().unwrap(),
-            ),
-        ],
-    );
+    let again = Worker::start_env(&c, "restarted", &[], &env);
     let job = c.submit(1);
     let st = c.wait_done(&job, &[&again]);
     assert!(st.contains("1/1 steps proven"), "{st}");
