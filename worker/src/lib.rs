@@ -35,7 +35,7 @@ use zkaudit_circuits::shape::StepShape;
 use zkaudit_circuits::tasks::{
     children_lens, prove_aggregate, prove_leaf, Artifact, JobContext, KeyStore,
 };
-use zkaudit_circuits::{srs, CircuitError};
+use zkaudit_circuits::CircuitError;
 use zkaudit_model::transcript::Transcript;
 use zkaudit_proto::client::{channel, Auth};
 use zkaudit_proto::v1 as pb;
@@ -91,9 +91,8 @@ pub struct WorkerConfig {
 pub type Client = WorkersClient<InterceptedService<Channel, Auth>>;
 
 /// Proving state kept across tasks (blocking side).
-#[derive(Default)]
 struct Prover {
-    srs: Option<srs_fetch::SrsSource>,
+    srs: srs_fetch::SrsSource,
     keystores: HashMap<(u32, u32), Arc<KeyStore>>,
     contexts: HashMap<(String, String), Arc<JobContext>>,
     step_key: Option<(String, Arc<StepKey>)>,
@@ -135,12 +134,12 @@ impl Prover {
         if let Some(ks) = self.keystores.get(&(k, agg_k)) {
             return Ok(ks.clone());
         }
-        let load = |k| match &self.srs {
-            Some(src) => src.load(k),
-            None => srs::load(&cfg.srs, k),
+        let step = self.srs.load(k)?;
+        let agg = if agg_k > 0 {
+            Some(self.srs.load(agg_k)?)
+        } else {
+            None
         };
-        let step = load(k)?;
-        let agg = if agg_k > 0 { Some(load(agg_k)?) } else { None };
         let ks = Arc::new(KeyStore::new(cfg.keys_dir.clone(), step, agg));
         self.keystores.insert((k, agg_k), ks.clone());
         Ok(ks)
@@ -202,12 +201,16 @@ pub async fn run(cfg: WorkerConfig, mut shutdown: watch::Receiver<u32>) -> Resul
         }
     }
     let prover = Arc::new(Mutex::new(Prover {
-        srs: Some(srs_fetch::SrsSource {
+        srs: srs_fetch::SrsSource {
             client: client.clone(),
             handle: tokio::runtime::Handle::current(),
             path: cfg.srs.clone(),
-        }),
-        ..Prover::default()
+        },
+        keystores: HashMap::new(),
+        contexts: HashMap::new(),
+        step_key: None,
+        agg_key: None,
+        audit_key: None,
     }));
     let mut last_ms: HashMap<&'static str, u64> = HashMap::new();
     let mut backoff = Duration::from_millis(200);

@@ -39,10 +39,6 @@ pub struct SrsSource {
     pub path: PathBuf,
 }
 
-fn setup_err(msg: String) -> CircuitError {
-    CircuitError::Srs(msg)
-}
-
 /// Why a stream stopped before the end.
 enum Stop {
     /// The connection broke: resume where it stopped.
@@ -75,7 +71,7 @@ impl SrsSource {
                 return srs::load(&self.path, k);
             }
             Err(s) => {
-                return Err(setup_err(format!(
+                return Err(CircuitError::Srs(format!(
                     "no SRS at {} and the coordinator did not describe its SRS at k = {k} ({}): check that this worker reaches the coordinator and that both run the same release, or install the SRS file there",
                     self.path.display(),
                     s.message()
@@ -83,7 +79,7 @@ impl SrsSource {
             }
         };
         if desc.k != k || desc.size != srs::file_size(k) || desc.sha256.len() != 64 {
-            return Err(setup_err(format!(
+            return Err(CircuitError::Srs(format!(
                 "the coordinator described its SRS at k = {k} as k = {}, {} bytes, SHA-256 {:?}: refused",
                 desc.k, desc.size, desc.sha256
             )));
@@ -98,7 +94,7 @@ impl SrsSource {
             let p = srs::load(&self.path, k)?;
             let id = srs::srs_id(&p);
             if id != desc.srs_id {
-                return Err(setup_err(format!(
+                return Err(CircuitError::Srs(format!(
                     "the SRS at {} (id {id} at k = {k}) is not the coordinator's (id {}): install the coordinator's file there, or remove it to download the coordinator's",
                     self.path.display(),
                     desc.srs_id
@@ -170,12 +166,12 @@ impl SrsSource {
                 let before = have;
                 match self.stream(desc, &mut have, &mut out, tmp) {
                     Ok(()) => continue,
-                    Err(Stop::Local(e)) => return Err(setup_err(e)),
+                    Err(Stop::Local(e)) => return Err(CircuitError::Srs(e)),
                     Err(Stop::Refused(e)) => e,
                     Err(Stop::Broken(e)) => {
                         breaks = if have > before { 1 } else { breaks + 1 };
                         if breaks > MAX_BREAKS {
-                            return Err(setup_err(format!(
+                            return Err(CircuitError::Srs(format!(
                                 "downloading the coordinator's SRS at k = {k}: the stream broke {breaks} times in a row at byte {have} of {} ({e}); check the connection to the coordinator",
                                 desc.size
                             )));
@@ -188,7 +184,7 @@ impl SrsSource {
             };
             refused += 1;
             if refused >= DOWNLOAD_ATTEMPTS {
-                return Err(setup_err(format!(
+                return Err(CircuitError::Srs(format!(
                     "the coordinator's SRS at k = {k} was refused {refused} times ({refusal}); check the network path to the coordinator and this worker's disk"
                 )));
             }
