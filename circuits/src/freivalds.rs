@@ -10,6 +10,16 @@
 //! `C.v = A.(B.v)` with `v = (1, r, r^2, ..., r^(p-1))`, costing
 //! `O(n.m + m.p + n.p)` cells.
 //!
+//! The weight gradient `G = X^T.dZ` of a layer is never assigned: the SGD
+//! update `W' = W - round(c G / d)` is checked in one go. Its new weights
+//! `W'` and remainders `R` (`c G + floor(d/2) = (W - W') d + R`, `0 <= R < d`,
+//! both range-checked in the first phase) satisfy, entry by entry,
+//! `c G = d W - d W' + R - floor(d/2)`, which the second phase checks along
+//! the challenge: `c X^T.(dZ.v) = d W.v - d W'.v + R.v - floor(d/2) (1.v)`.
+//! `W.v` is the forward product's own (`Z = X.W` is checked along the same
+//! `v`), and inside a span `W'.v` is the next step's `W.v`, so an update
+//! costs its new weights, its remainders and `R.v`.
+//!
 //! # Soundness argument
 //! - *The values are fixed before `r` exists.* `A`, `B` and `C` are cells of
 //!   first-phase advice columns (the halo2-base region, where every other
@@ -35,17 +45,32 @@
 //!   model crate bounds every accumulator below `2^120` statically, so the
 //!   integer product is represented exactly; each entry of `C` is then
 //!   rounded and range-checked by [`crate::fixed_chip`] as before.
+//! - *Updates.* The same argument applies to the polynomial whose
+//!   coefficients are `d W_ij - d W'_ij + R_ij - floor(d/2) - c G_ij`: a
+//!   passing check means every coefficient is zero as a field element. `W`,
+//!   `W'` are checked values (`< 2^48`), `0 <= R < d < 2^64`, `c < 2^48` and
+//!   `|G| < 2^120`, so both sides are far below `p/2` and the field identity
+//!   is the integer identity `c G + floor(d/2) = (W - W') d + R`; with
+//!   `0 <= R < d` the quotient `W - W'` is the unique rounded division, the
+//!   engine's update.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use halo2_base::gates::{GateChip, GateInstructions};
 use halo2_base::{AssignedValue, Context, QuantumCell};
 
-use crate::fixed_chip::Tamper;
+use crate::field::{fe, to_i128};
+use crate::fixed_chip::{int, FixedChip, Tamper};
 use crate::Fr;
 
 /// A matrix of assigned cells, row-major.
 pub type Matrix = Vec<Vec<AssignedValue<Fr>>>;
+
+/// A matrix used by several checks (a layer's weights): its rows are
+/// evaluated along the challenge once.
+pub type Shared = Arc<Matrix>;
 
 /// One product `C = A.B` awaiting its second-phase check.
 #[derive(Clone, Debug)]
@@ -53,17 +78,111 @@ pub struct Product {
     /// `n x m`.
     pub a: Matrix,
     /// `m x p`.
-    pub b: Matrix,
+    pub b: Shared,
     /// `n x p`, the exact product as assigned.
     pub c: Matrix,
 }
 
-/// Records matrix products in the first phase; [`check_products`] checks them
-/// in the second.
+/// One SGD update of a weight matrix awaiting its second-phase check:
+/// `c (X^T.dZ) + floor(d/2) = (W - W') d + R` entry by entry.
+#[derive(Clone, Debug)]
+pub struct Update {
+    /// `X^T`, `n x m` (inputs by batch).
+    pub x_t: Matrix,
+    /// `dZ`, `m x p` (batch by outputs).
+    pub dz: Matrix,
+    /// The weights before, `n x p`.
+    pub w: Shared,
+    /// The weights after, `n x p`.
+    pub nw: Shared,
+    /// The remainders, `n x p`, each in `[0, d)`.
+    pub r: Matrix,
+    /// The learning-rate constant `c`.
+    pub c: i64,
+    /// The divisor `d`.
+    pub d: u128,
+}
+
+/// A first-phase relation checked against the challenge.
+#[derive(Clone, Debug)]
+pub enum Check {
+    /// A matrix product.
+    Product(Product),
+    /// A weight update.
+    Update(Update),
+}
+
+/// The values of a matrix of cells.
+pub fn values(m: &[Vec<AssignedValue<Fr>>]) -> Vec<Vec<Fr>> {
+    m.iter()
+        .map(|r| r.iter().map(|x| *x.value()).collect())
+        .collect()
+}
+
+/// `A.B` over the field, from the cells' values.
+fn product_values(a: &[Vec<AssignedValue<Fr>>], b: &[Vec<AssignedValue<Fr>>]) -> Vec<Vec<Fr>> {
+    let p = b.first().map_or(0, Vec::len);
+    a.iter()
+        .map(|row| {
+            (0..p)
+                .map(|j| {
+                    row.iter().zip(b).fold(Fr::zero(), |acc, (x, brow)| {
+                        acc + *x.value() * *brow[j].value()
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+impl Check {
+    /// Columns of `v` the check uses.
+    fn width(&self) -> usize {
+        match self {
+            Check::Product(p) => p.b.first().map_or(0, Vec::len),
+            Check::Update(u) => u.dz.first().map_or(0, Vec::len),
+        }
+    }
+
+    /// The check evaluated natively along the powers of `r`: what the
+    /// circuit enforces (for tests and diagnostics).
+    pub fn holds(&self, r: Fr) -> bool {
+        let v: Vec<Fr> = std::iter::successors(Some(Fr::one()), |x| Some(*x * r))
+            .take(self.width())
+            .collect();
+        let dot = |x: &[Fr], y: &[Fr]| x.iter().zip(y).fold(Fr::zero(), |s, (a, b)| s + *a * *b);
+        let along = |m: &[Vec<AssignedValue<Fr>>]| -> Vec<Fr> {
+            values(m).iter().map(|row| dot(row, &v)).collect()
+        };
+        match self {
+            Check::Product(p) => {
+                let bv = along(&p.b);
+                let cv = along(&p.c);
+                p.a.len() == p.c.len()
+                    && values(&p.a)
+                        .iter()
+                        .zip(&cv)
+                        .all(|(ar, c)| dot(ar, &bv) == *c)
+            }
+            Check::Update(u) => {
+                let dzv = along(&u.dz);
+                let (wv, nwv, rv) = (along(&u.w), along(&u.nw), along(&u.r));
+                let ones: Fr = v.iter().copied().sum();
+                let (d, k) = (fe(u.d as i128), fe((u.d / 2) as i128));
+                values(&u.x_t).iter().enumerate().all(|(i, xr)| {
+                    fe(u.c as i128) * dot(xr, &dzv) == d * wv[i] - d * nwv[i] + rv[i] - k * ones
+                })
+            }
+        }
+    }
+}
+
+/// Records matrix products and weight updates in the first phase;
+/// [`check_products`] checks them in the second.
 #[derive(Debug, Default)]
 pub struct ProductChip {
-    /// The products recorded so far, in order.
-    pub products: RefCell<Vec<Product>>,
+    /// The checks recorded so far, in order.
+    pub checks: RefCell<Vec<Check>>,
     tamper: Option<Tamper>,
     count: Cell<usize>,
 }
@@ -77,64 +196,158 @@ impl ProductChip {
         }
     }
 
+    /// The index of the next check, and the change the soundness tests ask
+    /// of its entries `(0, 0)` and `(0, 1)`.
+    fn next_tamper(&self) -> (Fr, Fr) {
+        let n = self.count.get();
+        self.count.set(n + 1);
+        match self.tamper {
+            Some(Tamper::ProductEntry(k)) if k == n => (Fr::one(), Fr::zero()),
+            // Agrees with the truth along `v = (1, 1, ...)`: a fixed vector cannot see it.
+            Some(Tamper::ProductAlongOnes(k)) if k == n => (Fr::one(), -Fr::one()),
+            _ => (Fr::zero(), Fr::zero()),
+        }
+    }
+
     /// Assigns `C = A.B` (computed from the cells' values) and records the
     /// product for the challenge check. `a` is `n x m`, `b` is `m x p`.
     pub fn matmul(
         &self,
         ctx: &mut Context<Fr>,
         a: &[Vec<AssignedValue<Fr>>],
-        b: &Matrix,
+        b: &Shared,
     ) -> Matrix {
-        let p = b.first().map_or(0, Vec::len);
-        let mut values: Vec<Vec<Fr>> = a
-            .iter()
-            .map(|row| {
-                (0..p)
-                    .map(|j| {
-                        row.iter().zip(b).fold(Fr::zero(), |acc, (x, brow)| {
-                            acc + *x.value() * *brow[j].value()
-                        })
-                    })
-                    .collect()
-            })
-            .collect();
-        let n = self.count.get();
-        self.count.set(n + 1);
-        match self.tamper {
-            Some(Tamper::ProductEntry(k)) if k == n => values[0][0] += Fr::one(),
-            // Agrees with `A.B` along `v = (1, 1, ...)`: a fixed vector cannot see it.
-            Some(Tamper::ProductAlongOnes(k)) if k == n => {
-                values[0][0] += Fr::one();
-                values[0][1] -= Fr::one();
+        let mut values = product_values(a, b);
+        let (t0, t1) = self.next_tamper();
+        if let Some(row) = values.first_mut() {
+            for (j, t) in [t0, t1].into_iter().enumerate() {
+                if let Some(x) = row.get_mut(j) {
+                    *x += t;
+                }
             }
-            _ => {}
         }
         let c: Matrix = values
             .into_iter()
             .map(|row| row.into_iter().map(|v| ctx.load_witness(v)).collect())
             .collect();
-        self.products.borrow_mut().push(Product {
+        self.checks.borrow_mut().push(Check::Product(Product {
             a: a.to_vec(),
             b: b.clone(),
             c: c.clone(),
-        });
+        }));
         c
+    }
+
+    /// The SGD update of the weights `w` (`n x p`) by the gradient
+    /// `X^T.dZ` (`x_t` is `n x m`, `dz` is `m x p`): assigns the new
+    /// weights `round(W - c G / d)` as checked values and the remainders in
+    /// `[0, d)`, records the update for the challenge check, and returns the
+    /// new weights. The gradient itself is never assigned.
+    #[allow(clippy::too_many_arguments)]
+    pub fn update(
+        &self,
+        ctx: &mut Context<Fr>,
+        chip: &FixedChip,
+        x_t: Matrix,
+        dz: &[Vec<AssignedValue<Fr>>],
+        w: &Shared,
+        c: i64,
+        d: u128,
+    ) -> Shared {
+        let grad = product_values(&x_t, dz);
+        let (t0, t1) = self.next_tamper();
+        let mut nw = Vec::with_capacity(w.len());
+        let mut rem = Vec::with_capacity(w.len());
+        for (i, (grow, wrow)) in grad.iter().zip(w.iter()).enumerate() {
+            let mut nrow = Vec::with_capacity(wrow.len());
+            let mut rrow = Vec::with_capacity(wrow.len());
+            for (j, (g, wv)) in grow.iter().zip(wrow).enumerate() {
+                // Honest gradients are far inside i128 (the model crate bounds
+                // them); a corrupted one fails the check whatever we compute.
+                let num = to_i128(g)
+                    .and_then(|g| g.checked_mul(c as i128))
+                    .unwrap_or(0);
+                let (q, r) = chip.update_quotient(num, d);
+                let mut v = int(wv) - q;
+                if i == 0 {
+                    let t = [t0, t1].get(j).copied().unwrap_or(Fr::zero());
+                    v += to_i128(&t).unwrap_or(0);
+                }
+                rrow.push(chip.below_const(ctx, r, d));
+                nrow.push(chip.value(ctx, v));
+            }
+            nw.push(nrow);
+            rem.push(rrow);
+        }
+        let nw = Arc::new(nw);
+        self.checks.borrow_mut().push(Check::Update(Update {
+            x_t,
+            dz: dz.to_vec(),
+            w: w.clone(),
+            nw: nw.clone(),
+            r: rem,
+            c,
+            d,
+        }));
+        nw
     }
 }
 
-/// Lays out, in a second-phase context, `C.v = A.(B.v)` for every product,
-/// `v` the powers of the challenge cell `r`.
+/// Rows evaluated along `v = (1, r, r^2, ...)` in the second phase, shared
+/// matrices once.
+struct Along {
+    powers: Vec<QuantumCell<Fr>>,
+    memo: HashMap<*const Matrix, Vec<AssignedValue<Fr>>>,
+}
+
+impl Along {
+    fn row(
+        &self,
+        ctx: &mut Context<Fr>,
+        gate: &GateChip<Fr>,
+        row: &[AssignedValue<Fr>],
+    ) -> AssignedValue<Fr> {
+        gate.inner_product(
+            ctx,
+            row.iter().copied(),
+            self.powers[..row.len()].iter().copied(),
+        )
+    }
+
+    fn rows(
+        &self,
+        ctx: &mut Context<Fr>,
+        gate: &GateChip<Fr>,
+        m: &[Vec<AssignedValue<Fr>>],
+    ) -> Vec<AssignedValue<Fr>> {
+        m.iter().map(|row| self.row(ctx, gate, row)).collect()
+    }
+
+    fn shared(
+        &mut self,
+        ctx: &mut Context<Fr>,
+        gate: &GateChip<Fr>,
+        m: &Shared,
+    ) -> Vec<AssignedValue<Fr>> {
+        if let Some(done) = self.memo.get(&Arc::as_ptr(m)) {
+            return done.clone();
+        }
+        let done = self.rows(ctx, gate, m);
+        self.memo.insert(Arc::as_ptr(m), done.clone());
+        done
+    }
+}
+
+/// Lays out, in a second-phase context, every check along `v`, the powers
+/// of the challenge cell `r`: `C.v = A.(B.v)` for a product and
+/// `c X^T.(dZ.v) = d W.v - d W'.v + R.v - floor(d/2) (1.v)` for an update.
 pub fn check_products(
     ctx: &mut Context<Fr>,
     gate: &GateChip<Fr>,
     r: AssignedValue<Fr>,
-    products: &[Product],
+    checks: &[Check],
 ) {
-    let width = products
-        .iter()
-        .map(|p| p.b.first().map_or(0, Vec::len))
-        .max()
-        .unwrap_or(0);
+    let width = checks.iter().map(Check::width).max().unwrap_or(0);
     // v = (1, r, r^2, ...); the leading constant one saves a term per dot product.
     let mut powers: Vec<QuantumCell<Fr>> = Vec::with_capacity(width);
     if width > 0 {
@@ -148,35 +361,51 @@ pub fn check_products(
         last = gate.mul(ctx, last, r);
         powers.push(QuantumCell::Existing(last));
     }
-    for p in products {
-        let along = |ctx: &mut Context<Fr>, row: &[AssignedValue<Fr>]| {
-            gate.inner_product(
-                ctx,
-                row.iter().copied(),
-                powers[..row.len()].iter().copied(),
-            )
-        };
-        let bv: Vec<_> = p.b.iter().map(|row| along(ctx, row)).collect();
-        for (arow, crow) in p.a.iter().zip(&p.c) {
-            let lhs = gate.inner_product(
-                ctx,
-                arow.iter().copied(),
-                bv.iter().copied().map(QuantumCell::Existing),
-            );
-            let rhs = along(ctx, crow);
-            ctx.constrain_equal(&lhs, &rhs);
+    let mut along = Along {
+        powers,
+        memo: HashMap::new(),
+    };
+    let mut ones: HashMap<usize, AssignedValue<Fr>> = HashMap::new();
+    let existing = |v: &[AssignedValue<Fr>]| {
+        v.iter()
+            .copied()
+            .map(QuantumCell::Existing)
+            .collect::<Vec<_>>()
+    };
+    for check in checks {
+        match check {
+            Check::Product(p) => {
+                let bv = along.shared(ctx, gate, &p.b);
+                for (arow, crow) in p.a.iter().zip(&p.c) {
+                    let lhs = gate.inner_product(ctx, arow.iter().copied(), existing(&bv));
+                    let rhs = along.row(ctx, gate, crow);
+                    ctx.constrain_equal(&lhs, &rhs);
+                }
+            }
+            Check::Update(u) => {
+                let p = check.width();
+                let one = match ones.get(&p) {
+                    Some(s) => *s,
+                    None => {
+                        let s = gate.sum(ctx, along.powers[..p].iter().copied());
+                        ones.insert(p, s);
+                        s
+                    }
+                };
+                let dzv = along.rows(ctx, gate, &u.dz);
+                let wv = along.shared(ctx, gate, &u.w);
+                let nwv = along.shared(ctx, gate, &u.nw);
+                let di = u.d as i128;
+                let consts = [di, -di, 1, -(di / 2)].map(|c| QuantumCell::Constant(fe(c)));
+                for (i, xrow) in u.x_t.iter().enumerate() {
+                    let g = gate.inner_product(ctx, xrow.iter().copied(), existing(&dzv));
+                    let lhs = gate.mul(ctx, g, QuantumCell::Constant(fe(u.c as i128)));
+                    let rv = along.row(ctx, gate, &u.r[i]);
+                    let terms = [wv[i], nwv[i], rv, one].map(QuantumCell::Existing);
+                    let rhs = gate.inner_product(ctx, terms, consts);
+                    ctx.constrain_equal(&lhs, &rhs);
+                }
+            }
         }
     }
-}
-
-/// The check evaluated natively: whether `C.v = A.(B.v)` for `v` the powers
-/// of `r` (what the circuit enforces, for tests and diagnostics).
-pub fn holds(a: &[Vec<Fr>], b: &[Vec<Fr>], c: &[Vec<Fr>], r: Fr) -> bool {
-    let p = b.first().map_or(0, Vec::len);
-    let v: Vec<Fr> = std::iter::successors(Some(Fr::one()), |x| Some(*x * r))
-        .take(p)
-        .collect();
-    let dot = |x: &[Fr], y: &[Fr]| x.iter().zip(y).fold(Fr::zero(), |s, (a, b)| s + *a * *b);
-    let bv: Vec<Fr> = b.iter().map(|row| dot(row, &v)).collect();
-    a.len() == c.len() && a.iter().zip(c).all(|(ar, cr)| dot(ar, &bv) == dot(cr, &v))
 }

@@ -188,7 +188,7 @@ impl StepShape {
         let (mut products, mut units) = (0u64, 0u64);
         for (i, l) in self.arch.layers.iter().enumerate() {
             let (m, p) = (l.inputs as u64, l.outputs as u64);
-            products += product_cells(b, m, p) + product_cells(m, b, p);
+            products += product_cells(b, m, p) + update_cells(m, b, p);
             units += b * p;
             if i > 0 {
                 products += product_cells(b, p, m);
@@ -280,16 +280,27 @@ pub fn product_cells(n: u64, m: u64, p: u64) -> u64 {
     n * p + m * along(p) + n * (1 + 3 * m) + n * along(p) + 4
 }
 
+/// Second-phase cells of one checked SGD update of an `n x p` weight matrix
+/// by `X^T.dZ` (`X^T` is `n x m`) ([`crate::freivalds`]): `dZ.v`, then per
+/// row `X^T.(dZ.v)`, its scaling, `W'.v`, `R.v` and their combination
+/// (`W.v` is the forward product's), and the sum of the powers.
+pub fn update_cells(n: u64, m: u64, p: u64) -> u64 {
+    let along = |len: u64| 1 + 3 * len.saturating_sub(1);
+    m * along(p) + n * ((1 + 3 * m) + 4 + 13 + 2 * along(p)) + p
+}
+
 /// Cells per rounded product entry (rescale, sign, ReLU), fitted to measured
 /// circuits (`print_step_cost_points`).
 const CELLS_PER_UNIT: u64 = 81;
 /// Cells per feature of a record (range check, packing), fitted.
-const CELLS_PER_FEATURE: u64 = 14;
+const CELLS_PER_FEATURE: u64 = 13;
 /// Cells per record besides its features and products (leaf, path,
 /// softmax), fitted.
 const CELLS_PER_RECORD: u64 = 687;
-/// Cells per parameter (range checks, packing, the update's division), fitted.
-const CELLS_PER_PARAM: u64 = 56;
+/// Cells per parameter besides the checks' second phase (the loaded and the
+/// new weight's range checks, the remainder's, both packings), fitted
+/// (56 before the updates were checked along the challenge).
+const CELLS_PER_PARAM: u64 = 39;
 
 /// Prover memory per advice slot (one column, one row), measured: a
 /// 784-32-10 step at batch 16 (k = 20, 14 columns) peaked at 5.7 GiB, about

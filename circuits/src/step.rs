@@ -59,7 +59,7 @@ use zkaudit_model::{Activation, FixedParams, Weights};
 use crate::aggregate::{schedule_node_hash, schedule_step_hash};
 use crate::field::{fe, fe_u128};
 use crate::fixed_chip::{FixedChip, Tamper};
-use crate::freivalds::{check_products, Matrix, Product, ProductChip};
+use crate::freivalds::{check_products, Check, Matrix, ProductChip, Shared};
 use crate::hash::{self, MerkleTree, TAG_SCHED_NODE, TAG_SCHED_STEP};
 use crate::poseidon::{PermRequest, PoseidonChip, PoseidonConfig};
 use crate::shape::{PublicParams, StepShape, MINIMUM_ROWS};
@@ -67,7 +67,7 @@ use crate::{CircuitError, Fr, Result};
 
 /// Version of the step circuit's constraint system; part of every key's cache
 /// name, so a changed circuit never loads a stale key.
-pub const CIRCUIT_VERSION: u32 = 7;
+pub const CIRCUIT_VERSION: u32 = 8;
 
 /// The public statement of one step.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -254,8 +254,8 @@ pub struct ProductConfig {
 /// recorded, checked against the challenge ([`crate::freivalds`]).
 #[derive(Debug, Default)]
 pub struct ProductPhase {
-    /// The products, in the order they were recorded.
-    pub products: Vec<Product>,
+    /// The products and updates, in the order they were recorded.
+    pub checks: Vec<Check>,
     /// Second-phase advice cells.
     pub cells: usize,
     /// halo2-base break points of the second phase (set by keygen, given to the prover).
@@ -265,19 +265,19 @@ pub struct ProductPhase {
 }
 
 impl ProductPhase {
-    /// The phase for `products`; its cells are counted by laying the check
+    /// The phase for `checks`; its cells are counted by laying the checks
     /// out once in a witness-only context.
-    pub fn new(products: Vec<Product>) -> Self {
+    pub fn new(checks: Vec<Check>) -> Self {
         let mut ctx = Context::new(true, 1, "zkaudit:count", 0, Default::default());
         let r = ctx.load_witness(Fr::zero());
-        check_products(&mut ctx, &GateChip::default(), r, &products);
+        check_products(&mut ctx, &GateChip::default(), r, &checks);
         ProductPhase {
-            cells: if products.is_empty() {
+            cells: if checks.is_empty() {
                 0
             } else {
                 ctx.advice.len()
             },
-            products,
+            checks,
             break_points: RefCell::new(None),
             chosen_challenge: None,
         }
@@ -419,7 +419,7 @@ impl StepCircuit {
         let given = params.is_some();
         let mut c = StepCircuit::assemble(builder, &chip, &poseidon, shape.k, params)?;
         c.computed_c_after = computed_c_after;
-        c.phase1 = ProductPhase::new(products.products.into_inner());
+        c.phase1 = ProductPhase::new(products.checks.into_inner());
         *c.phase1.break_points.borrow_mut() = phase1_break_points;
         if !given {
             let usable = (1usize << shape.k) - MINIMUM_ROWS;
@@ -553,12 +553,25 @@ fn check_inputs(shape: &StepShape, st: &StepStatement, w: &StepWitness) -> Resul
 /// Assigned cells of one vector.
 type Cells = Vec<AssignedValue<Fr>>;
 
+/// A layer's weights (`inputs x outputs`, shared by the checks that read
+/// them) and biases.
+type Layer = (Shared, Cells);
+
+/// The cells of a model's weights in commitment order: each layer's weights
+/// row-major, then its biases.
+fn flatten(layers: &[Layer]) -> Cells {
+    layers
+        .iter()
+        .flat_map(|(w, b)| w.iter().flatten().chain(b).copied())
+        .collect()
+}
+
 /// The weights a step starts from inside a span, and whether it commits to
 /// the weights it ends with.
 struct Chain {
-    /// The previous step's updated weights (flat, range-checked), or `None`
-    /// for the first step of a proof: its weights are loaded and committed.
-    carried: Option<Cells>,
+    /// The previous step's updated weights (range-checked), or `None` for
+    /// the first step of a proof: its weights are loaded and committed.
+    carried: Option<Vec<Layer>>,
     /// Whether the updated weights are committed (the last step of a proof).
     commit_after: bool,
 }
@@ -577,7 +590,7 @@ fn synthesize_step(
     st: &StepStatement,
     w: &StepWitness,
     chain: Chain,
-) -> (Vec<AssignedValue<Fr>>, Fr, Cells) {
+) -> (Vec<AssignedValue<Fr>>, Fr, Vec<Layer>) {
     let gate = chip.gate().clone();
     let fx: FixedParams = shape.fx;
     let f = fx.frac_bits;
@@ -598,42 +611,28 @@ fn synthesize_step(
 
     // 1. Weights before: loaded, range-checked and committed, or (inside a
     //    span) the previous step's updated cells themselves.
-    let layers: Vec<(Cells, Cells)> = match chain.carried {
+    let layers: Vec<Layer> = match chain.carried {
         None => {
-            let layers: Vec<(Cells, Cells)> = w
+            let layers: Vec<Layer> = w
                 .weights
                 .layers
                 .iter()
-                .map(|l| {
-                    (
-                        l.w.iter().map(|&v| chip.load_value(ctx, v)).collect(),
-                        l.b.iter().map(|&v| chip.load_value(ctx, v)).collect(),
-                    )
+                .zip(&shape.arch.layers)
+                .map(|(l, spec)| {
+                    let rows: Matrix =
+                        l.w.chunks(spec.outputs.max(1))
+                            .map(|row| row.iter().map(|&v| chip.load_value(ctx, v)).collect())
+                            .collect();
+                    let b = l.b.iter().map(|&v| chip.load_value(ctx, v)).collect();
+                    (Shared::new(rows), b)
                 })
                 .collect();
-            let flat: Vec<_> = layers
-                .iter()
-                .flat_map(|(wl, bl)| wl.iter().chain(bl).copied())
-                .collect();
             let salt_before = ctx.load_witness(fe_u128(w.salt_before));
-            let c = hash::commit_weights(ctx, &gate, h, salt_before, &flat, vb);
+            let c = hash::commit_weights(ctx, &gate, h, salt_before, &flatten(&layers), vb);
             ctx.constrain_equal(&c, &c_before);
             layers
         }
-        Some(flat) => {
-            let mut rest = flat.as_slice();
-            shape
-                .arch
-                .layers
-                .iter()
-                .map(|l| {
-                    let (wl, tail) = rest.split_at(l.inputs * l.outputs);
-                    let (bl, tail) = tail.split_at(l.outputs);
-                    rest = tail;
-                    (wl.to_vec(), bl.to_vec())
-                })
-                .collect()
-        }
+        Some(layers) => layers,
     };
 
     // 2. Records and their Merkle membership at the scheduled indices.
@@ -664,8 +663,7 @@ fn synthesize_step(
     for (l, spec) in shape.arch.layers.iter().enumerate() {
         let (wl, bl) = &layers[l];
         // Z = X.W exactly (checked with the challenge), then bias and rounding.
-        let w_rows: Matrix = wl.chunks(spec.outputs).map(<[_]>::to_vec).collect();
-        let exact = products.matmul(ctx, &inputs[l], &w_rows);
+        let exact = products.matmul(ctx, &inputs[l], wl);
         let mut next = Vec::with_capacity(shape.batch);
         let mut mask_l = Vec::with_capacity(shape.batch);
         for s in 0..shape.batch {
@@ -701,7 +699,7 @@ fn synthesize_step(
         .collect();
 
     // 5. Backward pass and 6. update, last layer first.
-    let mut new_layers: Vec<Vec<AssignedValue<Fr>>> = vec![Vec::new(); nl];
+    let mut new_layers: Vec<Option<Layer>> = vec![None; nl];
     for l in (0..nl).rev() {
         let spec = shape.arch.layers[l];
         let (wl, bl) = &layers[l];
@@ -709,9 +707,9 @@ fn synthesize_step(
         // exactly (checked with the challenge), then rounding and the mask.
         let dz_prev: Option<Vec<Vec<AssignedValue<Fr>>>> = (l > 0).then(|| {
             let w_t: Matrix = (0..spec.outputs)
-                .map(|j| (0..spec.inputs).map(|i| wl[i * spec.outputs + j]).collect())
+                .map(|j| (0..spec.inputs).map(|i| wl[i][j]).collect())
                 .collect();
-            let exact = products.matmul(ctx, &dz, &w_t);
+            let exact = products.matmul(ctx, &dz, &Shared::new(w_t));
             exact
                 .into_iter()
                 .enumerate()
@@ -731,20 +729,13 @@ fn synthesize_step(
         });
         let wdiv = (shape.batch as u128) << (2 * f);
         let bdiv = (shape.batch as u128) << f;
-        let mut updated = Vec::with_capacity(spec.inputs * spec.outputs + spec.outputs);
-        // The weight gradient dW = X^T.dZ exactly (checked with the challenge).
+        // The update by the weight gradient dW = X^T.dZ, checked with the
+        // challenge without assigning dW.
         let x_t: Matrix = (0..spec.inputs)
             .map(|i| (0..shape.batch).map(|s| inputs[l][s][i]).collect())
             .collect();
-        let grad = products.matmul(ctx, &x_t, &dz);
-        for i in 0..spec.inputs {
-            for j in 0..spec.outputs {
-                let q = chip.div_const(ctx, grad[i][j], shape.lr_fx, wdiv);
-                let nw = gate.sub(ctx, wl[i * spec.outputs + j], q);
-                chip.check_value(ctx, nw);
-                updated.push(nw);
-            }
-        }
+        let new_w = products.update(ctx, chip, x_t, &dz, wl, shape.lr_fx, wdiv);
+        let mut updated = Vec::with_capacity(spec.outputs);
         for j in 0..spec.outputs {
             let g = gate.sum(ctx, (0..shape.batch).map(|s| dz[s][j]));
             let q = chip.div_const(ctx, g, shape.lr_fx, bdiv);
@@ -752,17 +743,17 @@ fn synthesize_step(
             chip.check_value(ctx, nb);
             updated.push(nb);
         }
-        new_layers[l] = updated;
+        new_layers[l] = Some((new_w, updated));
         if let Some(p) = dz_prev {
             dz = p;
         }
     }
 
     // 7. Commitment to the updated weights (the last step of a proof).
-    let flat_new: Vec<_> = new_layers.into_iter().flatten().collect();
+    let new_layers: Vec<Layer> = new_layers.into_iter().flatten().collect();
     let computed_after = if chain.commit_after {
         let salt_after = ctx.load_witness(fe_u128(w.salt_after));
-        let c = hash::commit_weights(ctx, &gate, h, salt_after, &flat_new, vb);
+        let c = hash::commit_weights(ctx, &gate, h, salt_after, &flatten(&new_layers), vb);
         ctx.constrain_equal(&c, &c_after);
         *c.value()
     } else {
@@ -777,7 +768,7 @@ fn synthesize_step(
     (
         vec![c_before, c_after, root, step, digest, schedule],
         computed_after,
-        flat_new,
+        new_layers,
     )
 }
 
@@ -959,7 +950,7 @@ impl Circuit<Fr> for StepCircuit {
             }
             let ctx = manager.main();
             let r_cell = ctx.load_witness(r);
-            check_products(ctx, &GateChip::default(), r_cell, &self.phase1.products);
+            check_products(ctx, &GateChip::default(), r_cell, &self.phase1.checks);
             let gate = config.base.gate();
             layouter.assign_region(
                 || "products",
