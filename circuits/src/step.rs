@@ -19,11 +19,13 @@
 //!    through the public schedule hash);
 //! 3. the forward pass, stable softmax, cross-entropy gradient, backward pass
 //!    and the SGD update of [`zkaudit_model::engine`], exactly; the matrix
-//!    products (`X.W`, `dZ.W^T`, `X^T.dZ` of every layer) are assigned as
-//!    exact witnesses and checked in a second phase against a challenge the
-//!    transcript draws after the first phase is committed
-//!    ([`crate::freivalds`], where the soundness argument is), instead of
-//!    one dot product per entry;
+//!    products `X.W` and `dZ.W^T` of every layer are assigned as exact
+//!    witnesses and checked in a second phase against a challenge the
+//!    transcript draws after the first phase is committed, instead of one
+//!    dot product per entry; the weight gradient `X^T.dZ` is not assigned
+//!    at all: the update's new weights and remainders are, and the update
+//!    is checked along the same challenge ([`crate::freivalds`], where the
+//!    soundness argument is);
 //! 4. `c_{t+1} = H(TAG_WEIGHTS, salt_{t+1}, pack(W_{t+1}))` where `W_{t+1}` is the
 //!    in-circuit update, element by element, range-checked.
 //!
