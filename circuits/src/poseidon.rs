@@ -1,5 +1,6 @@
-//! A dedicated Poseidon region: one row per round instead of ~2,250 flex-gate
-//! cells per permutation.
+//! A dedicated Poseidon region: a row per full round or per two partial
+//! rounds (38 rows of six columns) instead of ~2,250 flex-gate cells per
+//! permutation.
 //!
 //! The permutation is standard Poseidon over BN254 with width 3, rate 2, the
 //! x^5 S-box, 8 full and 57 partial rounds, and the round constants and MDS
@@ -8,18 +9,30 @@
 //! commitments are plain halo2-base Poseidon hashes.
 //!
 //! # Layout
-//! A permutation occupies a block of `ROUNDS + 1 = 66` rows in one *lane* of
-//! six advice columns: the state `s_0..s_2` before each round and the squares
-//! `x_j = (s_j + rc_j)^2`; the last row holds the output. All lanes share the
-//! round-constant fixed columns and the two selectors, so lanes fill the same
-//! blocks side by side. Per round row, with `M` the MDS matrix:
+//! A permutation occupies a block of [`BLOCK_ROWS`] `= 38` rows in one *lane*
+//! of six advice columns: the state `s_0..s_2` before each row's round(s),
+//! three helper cells `x_0..x_2`, and in the last row the output. A full
+//! round takes a row; the partial rounds take a row per *two* rounds (the
+//! 57th alone), since a partial round's S-box touches one element only and
+//! the helpers have room for the second round's. All lanes share the
+//! round-constant fixed columns (`rc` of a row's first round, `rc2` of its
+//! second) and the three selectors, so lanes fill the same blocks side by
+//! side. Per row, with `M` the MDS matrix and `v_j = s_j + rc_j`:
 //!
 //! ```text
-//! full:    x_j = (s_j + rc_j)^2 (all j);  s'_i = sum_j M_ij * x_j^2 * (s_j + rc_j)
-//! partial: x_0 = (s_0 + rc_0)^2;          s'_i = M_i0 * x_0^2 * (s_0 + rc_0) + sum_{j>0} M_ij (s_j + rc_j)
+//! full:    x_j = v_j^2 (all j);  s'_i = sum_j M_ij x_j^2 v_j
+//! partial: x_0 = v_0^2;          s'_i = M_i0 x_0^2 v_0 + sum_{j>0} M_ij v_j
+//! double:  x_0 = v_0^2;          t_i  = M_i0 x_0^2 v_0 + sum_{j>0} M_ij v_j  (round r)
+//!          x_1 = t_0;  w_j = t_j + rc2_j (w_0 = x_1 + rc2_0);  x_2 = w_0^2
+//!          s'_i = M_i0 x_2^2 w_0 + sum_{j>0} M_ij w_j                       (round r + 1)
 //! ```
 //!
-//! Degree 4 with the selector, below the degree 5 the lookups already need.
+//! Every constraint has degree at most 3 in the cells (`t_1`, `t_2` are
+//! degree-3 expressions used linearly; `t_0` is pinned to the cell `x_1`
+//! before it is squared), 4 with the selector, below the degree 5 the
+//! lookups already need. A double row is exactly two rounds of the
+//! permutation: `x_1` is forced to round `r`'s first output and each
+//! following quantity is a function of it, so the row admits one next state.
 //! The input and output rows are copy-constrained to halo2-base cells; the
 //! sponge (absorption, padding) runs in halo2-base arithmetic.
 
@@ -51,8 +64,40 @@ pub const R_F: usize = 8;
 pub const R_P: usize = 57;
 /// Rounds per permutation.
 pub const ROUNDS: usize = R_F + R_P;
-/// Rows per permutation block (the states before each round plus the output).
-pub const BLOCK_ROWS: usize = ROUNDS + 1;
+/// Rows per permutation block: one per full round, one per two partial
+/// rounds (and one for an odd last), and the output.
+pub const BLOCK_ROWS: usize = R_F + R_P.div_ceil(2) + 1;
+
+/// What one row of a block computes: a full round, a partial round, or two
+/// partial rounds, starting at the round it names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Row {
+    Full(usize),
+    Partial(usize),
+    Double(usize),
+}
+
+/// The rows of a block in order (the output row not included).
+fn rows() -> &'static [Row] {
+    static R: OnceLock<Vec<Row>> = OnceLock::new();
+    R.get_or_init(|| {
+        let mut rows = Vec::with_capacity(BLOCK_ROWS - 1);
+        let mut r = 0;
+        while r < ROUNDS {
+            if is_full(r) {
+                rows.push(Row::Full(r));
+                r += 1;
+            } else if r + 1 < ROUNDS && !is_full(r + 1) {
+                rows.push(Row::Double(r));
+                r += 2;
+            } else {
+                rows.push(Row::Partial(r));
+                r += 1;
+            }
+        }
+        rows
+    })
+}
 
 #[derive(Debug)]
 struct ZkSpec;
@@ -79,6 +124,50 @@ pub struct Constants {
     pub rc: Vec<[Fr; T]>,
     /// The MDS matrix.
     pub mds: [[Fr; T]; T],
+}
+
+/// The cells of one block, row by row: the state `s` and the helpers `x`
+/// (zero where unused; the output row's are zero), computed by the gates'
+/// own equations. `forged_x2` (soundness tests only) replaces the first
+/// double row's `x_2`, the rest of the block following from it.
+fn block(input: [Fr; T], forged_x2: Option<Fr>) -> Vec<([Fr; T], [Fr; T])> {
+    let c = constants();
+    let m = &c.mds;
+    let mix = |y: [Fr; T]| -> [Fr; T] {
+        [0, 1, 2].map(|i| (0..T).fold(Fr::zero(), |acc, j| acc + m[i][j] * y[j]))
+    };
+    let mut forged = forged_x2;
+    let mut s = input;
+    let mut out = Vec::with_capacity(BLOCK_ROWS);
+    for row in rows() {
+        let (x, next) = match *row {
+            Row::Full(r) => {
+                let v = [0, 1, 2].map(|j| s[j] + c.rc[r][j]);
+                let x = v.map(|e| e * e);
+                (x, mix([0, 1, 2].map(|j| x[j] * x[j] * v[j])))
+            }
+            Row::Partial(r) => {
+                let v = [0, 1, 2].map(|j| s[j] + c.rc[r][j]);
+                let x0 = v[0] * v[0];
+                (
+                    [x0, Fr::zero(), Fr::zero()],
+                    mix([x0 * x0 * v[0], v[1], v[2]]),
+                )
+            }
+            Row::Double(r) => {
+                let v = [0, 1, 2].map(|j| s[j] + c.rc[r][j]);
+                let x0 = v[0] * v[0];
+                let t = mix([x0 * x0 * v[0], v[1], v[2]]);
+                let w = [0, 1, 2].map(|j| t[j] + c.rc[r + 1][j]);
+                let x2 = forged.take().unwrap_or(w[0] * w[0]);
+                ([x0, t[0], x2], mix([x2 * x2 * w[0], w[1], w[2]]))
+            }
+        };
+        out.push((s, x));
+        s = next;
+    }
+    out.push((s, [Fr::zero(); T]));
+    out
 }
 
 /// The shared constants.
@@ -221,8 +310,10 @@ pub struct Lane {
 pub struct PoseidonConfig {
     lanes: Vec<Lane>,
     rc: [Column<Fixed>; T],
+    rc2: [Column<Fixed>; T],
     q_full: Selector,
     q_partial: Selector,
+    q_double: Selector,
 }
 
 impl PoseidonConfig {
@@ -231,8 +322,10 @@ impl PoseidonConfig {
     #[allow(clippy::needless_range_loop)]
     pub fn configure(meta: &mut ConstraintSystem<Fr>, lanes: usize) -> Self {
         let rc = [(); T].map(|_| meta.fixed_column());
+        let rc2 = [(); T].map(|_| meta.fixed_column());
         let q_full = meta.selector();
         let q_partial = meta.selector();
+        let q_double = meta.selector();
         let mds = constants().mds;
         let lanes: Vec<Lane> = (0..lanes)
             .map(|_| {
@@ -296,12 +389,63 @@ impl PoseidonConfig {
                 }
                 cons
             });
+            meta.create_gate("poseidon two partial rounds", |meta| {
+                let q = meta.query_selector(q_double);
+                let v: Vec<Expression<Fr>> = (0..T)
+                    .map(|j| {
+                        meta.query_advice(lane.s[j], Rotation::cur())
+                            + meta.query_fixed(rc[j], Rotation::cur())
+                    })
+                    .collect();
+                let x: Vec<Expression<Fr>> = (0..T)
+                    .map(|j| meta.query_advice(lane.x[j], Rotation::cur()))
+                    .collect();
+                // Round r: t = M (x_0^2 v_0, v_1, v_2).
+                let t: Vec<Expression<Fr>> = (0..T)
+                    .map(|i| {
+                        let mut sum = Expression::Constant(mds[i][0])
+                            * x[0].clone()
+                            * x[0].clone()
+                            * v[0].clone();
+                        for j in 1..T {
+                            sum = sum + Expression::Constant(mds[i][j]) * v[j].clone();
+                        }
+                        sum
+                    })
+                    .collect();
+                let mut cons = vec![
+                    q.clone() * (x[0].clone() - v[0].clone() * v[0].clone()),
+                    q.clone() * (x[1].clone() - t[0].clone()),
+                ];
+                // Round r + 1 on w = t + rc2, its first element read from x_1.
+                let w: Vec<Expression<Fr>> = (0..T)
+                    .map(|j| {
+                        let tj = if j == 0 { x[1].clone() } else { t[j].clone() };
+                        tj + meta.query_fixed(rc2[j], Rotation::cur())
+                    })
+                    .collect();
+                cons.push(q.clone() * (x[2].clone() - w[0].clone() * w[0].clone()));
+                for i in 0..T {
+                    let next = meta.query_advice(lane.s[i], Rotation::next());
+                    let mut sum = Expression::Constant(mds[i][0])
+                        * x[2].clone()
+                        * x[2].clone()
+                        * w[0].clone();
+                    for j in 1..T {
+                        sum = sum + Expression::Constant(mds[i][j]) * w[j].clone();
+                    }
+                    cons.push(q.clone() * (next - sum));
+                }
+                cons
+            });
         }
         PoseidonConfig {
             lanes,
             rc,
+            rc2,
             q_full,
             q_partial,
+            q_double,
         }
     }
 
@@ -328,38 +472,52 @@ impl PoseidonConfig {
         if blocks * BLOCK_ROWS > usable_rows {
             return Err(Error::NotEnoughRowsAvailable { current_k: 0 });
         }
-        let zero_trace = trace([Fr::zero(); T]);
+        let zero_block = block([Fr::zero(); T], None);
+        let rows = rows();
         for b in 0..blocks {
             let base = b * BLOCK_ROWS;
-            for r in 0..ROUNDS {
-                if is_full(r) {
-                    self.q_full.enable(region, base + r)?;
-                } else {
-                    self.q_partial.enable(region, base + r)?;
-                }
+            for (at, row) in rows.iter().enumerate() {
+                let r = match *row {
+                    Row::Full(r) => {
+                        self.q_full.enable(region, base + at)?;
+                        r
+                    }
+                    Row::Partial(r) => {
+                        self.q_partial.enable(region, base + at)?;
+                        r
+                    }
+                    Row::Double(r) => {
+                        self.q_double.enable(region, base + at)?;
+                        for j in 0..T {
+                            raw_assign_fixed(region, self.rc2[j], base + at, c.rc[r + 1][j]);
+                        }
+                        r
+                    }
+                };
                 for j in 0..T {
-                    raw_assign_fixed(region, self.rc[j], base + r, c.rc[r][j]);
+                    raw_assign_fixed(region, self.rc[j], base + at, c.rc[r][j]);
                 }
             }
             for (l, lane) in self.lanes.iter().enumerate() {
                 let req = requests.get(b * lanes + l);
-                let states = match req {
-                    Some(q) => trace(q.input.map(|a| *a.value())),
-                    None => zero_trace.clone(),
+                let cells = match req {
+                    Some(q) => block(q.input.map(|a| *a.value()), None),
+                    None => zero_block.clone(),
                 };
-                for (r, st) in states.iter().enumerate() {
+                let last = cells.len() - 1;
+                for (at, (st, x)) in cells.iter().enumerate() {
                     for j in 0..T {
                         let cell =
-                            raw_assign_advice(region, lane.s[j], base + r, Value::known(st[j]));
+                            raw_assign_advice(region, lane.s[j], base + at, Value::known(st[j]));
                         if let (Some(q), Some(cm)) = (req, copy.as_deref_mut()) {
-                            if r == 0 {
+                            if at == 0 {
                                 constrain_virtual_equals_external(
                                     region,
                                     q.input[j],
                                     cell.cell(),
                                     cm,
                                 );
-                            } else if r == ROUNDS {
+                            } else if at == last {
                                 constrain_virtual_equals_external(
                                     region,
                                     q.output[j],
@@ -368,17 +526,7 @@ impl PoseidonConfig {
                                 );
                             }
                         }
-                    }
-                    if r < ROUNDS {
-                        for j in 0..T {
-                            let v = st[j] + c.rc[r][j];
-                            let x = if is_full(r) || j == 0 {
-                                v * v
-                            } else {
-                                Fr::zero()
-                            };
-                            raw_assign_advice(region, lane.x[j], base + r, Value::known(x));
-                        }
+                        raw_assign_advice(region, lane.x[j], base + at, Value::known(x[j]));
                     }
                 }
             }
@@ -392,6 +540,118 @@ mod tests {
     use super::*;
     use halo2_base::gates::flex_gate::threads::SinglePhaseCoreManager;
     use halo2_base::poseidon::hasher::PoseidonHasher;
+
+    use halo2_base::halo2_proofs::circuit::{Layouter, SimpleFloorPlanner};
+    use halo2_base::halo2_proofs::dev::MockProver;
+    use halo2_base::halo2_proofs::plonk::Circuit;
+
+    /// One permutation laid out in a lane, optionally with one advice cell
+    /// (lane column `s` or `x` index, row) overwritten by one more.
+    #[derive(Clone, Default)]
+    struct OnePerm {
+        corrupt: Option<(bool, usize, usize)>,
+        /// Rewrites the block with the first double row's `x_2` set to this
+        /// value and every later cell consistent with it.
+        forge_x2: Option<u64>,
+    }
+
+    impl Circuit<Fr> for OnePerm {
+        type Config = PoseidonConfig;
+        type FloorPlanner = SimpleFloorPlanner;
+        type Params = ();
+        fn without_witnesses(&self) -> Self {
+            self.clone()
+        }
+        fn configure(meta: &mut ConstraintSystem<Fr>) -> PoseidonConfig {
+            PoseidonConfig::configure(meta, 1)
+        }
+        fn synthesize(
+            &self,
+            config: PoseidonConfig,
+            mut layouter: impl Layouter<Fr>,
+        ) -> Result<(), Error> {
+            let mut ctx = Context::<Fr>::new(false, 0, "test", 0, Default::default());
+            let input = [3u64, 5, 7].map(|v| ctx.load_witness(Fr::from(v)));
+            let output = permute(input.map(|a| *a.value())).map(|v| ctx.load_witness(v));
+            layouter.assign_region(
+                || "poseidon",
+                |mut region| {
+                    config.assign(&mut region, &[PermRequest { input, output }], 100, None)?;
+                    if let Some(v) = self.forge_x2 {
+                        let lane = &config.lanes[0];
+                        let cells = block(input.map(|a| *a.value()), Some(Fr::from(v)));
+                        for (at, (st, x)) in cells.iter().enumerate() {
+                            for j in 0..T {
+                                raw_assign_advice(&mut region, lane.s[j], at, Value::known(st[j]));
+                                raw_assign_advice(&mut region, lane.x[j], at, Value::known(x[j]));
+                            }
+                        }
+                    }
+                    if let Some((in_s, col, row)) = self.corrupt {
+                        let lane = &config.lanes[0];
+                        let column = if in_s { lane.s[col] } else { lane.x[col] };
+                        raw_assign_advice(
+                            &mut region,
+                            column,
+                            row,
+                            Value::known(Fr::from(12345u64)),
+                        );
+                    }
+                    Ok(())
+                },
+            )
+        }
+    }
+
+    /// The region's rows are the permutation: an honest block passes (and
+    /// ends in the permutation's output), a changed cell of a double
+    /// partial-round row (its pinned first output `x_1`, its second square
+    /// `x_2`, the state it leads to) or of a full round is rejected by the
+    /// gates, and so is a whole block built on a wrong square.
+    #[test]
+    fn the_region_accepts_the_permutation_and_nothing_else() {
+        let ok = MockProver::run(7, &OnePerm::default(), vec![]).unwrap();
+        assert_eq!(ok.verify(), Ok(()));
+        let first_double = rows()
+            .iter()
+            .position(|r| matches!(r, Row::Double(_)))
+            .unwrap();
+        let last_single = rows()
+            .iter()
+            .position(|r| matches!(r, Row::Partial(_)))
+            .unwrap();
+        assert_eq!(rows().len() + 1, BLOCK_ROWS);
+        assert_eq!(BLOCK_ROWS, 38);
+        for corrupt in [
+            (false, 1, first_double),
+            (false, 2, first_double + 3),
+            (true, 0, first_double + 1),
+            (true, 2, first_double + 5),
+            (true, 1, last_single),
+            (false, 1, 0),
+            (true, 1, BLOCK_ROWS - 1),
+        ] {
+            let bad = OnePerm {
+                corrupt: Some(corrupt),
+                ..OnePerm::default()
+            };
+            let bad = MockProver::run(7, &bad, vec![]).unwrap();
+            assert!(bad.verify().is_err(), "{corrupt:?} accepted");
+        }
+        // A whole block consistent with a wrong square in a double row: only
+        // the square's own constraint can see it.
+        let honest = block([3u64, 5, 7].map(Fr::from), None);
+        assert_eq!(
+            honest[BLOCK_ROWS - 1].0,
+            permute([3u64, 5, 7].map(Fr::from))
+        );
+        let forged = OnePerm {
+            forge_x2: Some(2),
+            ..OnePerm::default()
+        };
+        let bad = MockProver::run(7, &forged, vec![]).unwrap();
+        assert!(bad.verify().is_err(), "a forged square was accepted");
+    }
 
     #[test]
     fn matches_halo2_base_sponge() {

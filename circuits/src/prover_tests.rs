@@ -175,7 +175,7 @@ fn verifying_key_is_pinned() {
     use halo2_base::halo2_proofs::halo2curves::bn256::Bn256;
     use halo2_base::halo2_proofs::poly::kzg::commitment::ParamsKZG;
     use rand_chacha::rand_core::SeedableRng;
-    const PINNED: &str = "0x038a22de3fa2708adaa2fbff16dc00e3b7d68149990b82cb10d3612837f6f1cf";
+    const PINNED: &str = "0x18d73456f0617fcc3898302040264062b3d27d10db92dbb44ee9b83010f365ed";
     let t = synthetic_run(
         &[
             (4, Activation::None),
