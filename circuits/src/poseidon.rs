@@ -42,7 +42,7 @@ use std::sync::OnceLock;
 use halo2_base::gates::{GateChip, GateInstructions};
 use halo2_base::halo2_proofs::circuit::{Region, Value};
 use halo2_base::halo2_proofs::plonk::{
-    Advice, Column, ConstraintSystem, Error, Expression, Fixed, Selector,
+    Advice, Column, ConstraintSystem, Error, Expression, Fixed, Selector, VirtualCells,
 };
 use halo2_base::halo2_proofs::poly::Rotation;
 use halo2_base::utils::halo2::{
@@ -305,6 +305,33 @@ pub struct Lane {
     x: [Column<Advice>; T],
 }
 
+/// `s_j + rc_j` of the current row, per state element.
+fn shifted(
+    meta: &mut VirtualCells<'_, Fr>,
+    lane: &Lane,
+    rc: &[Column<Fixed>; T],
+) -> Vec<Expression<Fr>> {
+    (0..T)
+        .map(|j| {
+            meta.query_advice(lane.s[j], Rotation::cur()) + meta.query_fixed(rc[j], Rotation::cur())
+        })
+        .collect()
+}
+
+/// Element `i` of a partial round's output on `v`, whose first element's
+/// S-box is `a^2 v_0` (`a = v_0^2`): `M_i0 a^2 v_0 + sum_{j>0} M_ij v_j`.
+fn partial_mix(
+    mds: &[[Fr; T]; T],
+    i: usize,
+    a: &Expression<Fr>,
+    v: &[Expression<Fr>],
+) -> Expression<Fr> {
+    let sbox = Expression::Constant(mds[i][0]) * a.clone() * a.clone() * v[0].clone();
+    (1..T).fold(sbox, |acc, j| {
+        acc + Expression::Constant(mds[i][j]) * v[j].clone()
+    })
+}
+
 /// The Poseidon region's columns and gates.
 #[derive(Clone, Debug)]
 pub struct PoseidonConfig {
@@ -341,12 +368,7 @@ impl PoseidonConfig {
         for lane in &lanes {
             meta.create_gate("poseidon full round: s' = M (s + rc)^5", |meta| {
                 let q = meta.query_selector(q_full);
-                let v: Vec<Expression<Fr>> = (0..T)
-                    .map(|j| {
-                        meta.query_advice(lane.s[j], Rotation::cur())
-                            + meta.query_fixed(rc[j], Rotation::cur())
-                    })
-                    .collect();
+                let v = shifted(meta, lane, &rc);
                 let x: Vec<Expression<Fr>> = (0..T)
                     .map(|j| meta.query_advice(lane.x[j], Rotation::cur()))
                     .collect();
@@ -370,49 +392,24 @@ impl PoseidonConfig {
             });
             meta.create_gate("poseidon partial round: s' = M (sbox_0(s + rc))", |meta| {
                 let q = meta.query_selector(q_partial);
-                let v: Vec<Expression<Fr>> = (0..T)
-                    .map(|j| {
-                        meta.query_advice(lane.s[j], Rotation::cur())
-                            + meta.query_fixed(rc[j], Rotation::cur())
-                    })
-                    .collect();
+                let v = shifted(meta, lane, &rc);
                 let x0 = meta.query_advice(lane.x[0], Rotation::cur());
                 let mut cons = vec![q.clone() * (x0.clone() - v[0].clone() * v[0].clone())];
                 for i in 0..T {
                     let next = meta.query_advice(lane.s[i], Rotation::next());
-                    let mut sum =
-                        Expression::Constant(mds[i][0]) * x0.clone() * x0.clone() * v[0].clone();
-                    for j in 1..T {
-                        sum = sum + Expression::Constant(mds[i][j]) * v[j].clone();
-                    }
-                    cons.push(q.clone() * (next - sum));
+                    cons.push(q.clone() * (next - partial_mix(&mds, i, &x0, &v)));
                 }
                 cons
             });
             meta.create_gate("poseidon two partial rounds", |meta| {
                 let q = meta.query_selector(q_double);
-                let v: Vec<Expression<Fr>> = (0..T)
-                    .map(|j| {
-                        meta.query_advice(lane.s[j], Rotation::cur())
-                            + meta.query_fixed(rc[j], Rotation::cur())
-                    })
-                    .collect();
+                let v = shifted(meta, lane, &rc);
                 let x: Vec<Expression<Fr>> = (0..T)
                     .map(|j| meta.query_advice(lane.x[j], Rotation::cur()))
                     .collect();
                 // Round r: t = M (x_0^2 v_0, v_1, v_2).
-                let t: Vec<Expression<Fr>> = (0..T)
-                    .map(|i| {
-                        let mut sum = Expression::Constant(mds[i][0])
-                            * x[0].clone()
-                            * x[0].clone()
-                            * v[0].clone();
-                        for j in 1..T {
-                            sum = sum + Expression::Constant(mds[i][j]) * v[j].clone();
-                        }
-                        sum
-                    })
-                    .collect();
+                let t: Vec<Expression<Fr>> =
+                    (0..T).map(|i| partial_mix(&mds, i, &x[0], &v)).collect();
                 let mut cons = vec![
                     q.clone() * (x[0].clone() - v[0].clone() * v[0].clone()),
                     q.clone() * (x[1].clone() - t[0].clone()),
@@ -427,14 +424,7 @@ impl PoseidonConfig {
                 cons.push(q.clone() * (x[2].clone() - w[0].clone() * w[0].clone()));
                 for i in 0..T {
                     let next = meta.query_advice(lane.s[i], Rotation::next());
-                    let mut sum = Expression::Constant(mds[i][0])
-                        * x[2].clone()
-                        * x[2].clone()
-                        * w[0].clone();
-                    for j in 1..T {
-                        sum = sum + Expression::Constant(mds[i][j]) * w[j].clone();
-                    }
-                    cons.push(q.clone() * (next - sum));
+                    cons.push(q.clone() * (next - partial_mix(&mds, i, &x[2], &w)));
                 }
                 cons
             });
