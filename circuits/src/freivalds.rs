@@ -48,8 +48,9 @@
 //! - *Updates.* The same argument applies to the polynomial whose
 //!   coefficients are `d W_ij - d W'_ij + R_ij - floor(d/2) - c G_ij`: a
 //!   passing check means every coefficient is zero as a field element. `W`,
-//!   `W'` are checked values (`< 2^48`), `0 <= R < d < 2^64`, `c < 2^48` and
-//!   `|G| < 2^120`, so both sides are far below `p/2` and the field identity
+//!   `W'` are checked values (`< 2^48`), `0 <= R < d < 2^128` (a `u128`),
+//!   `|c| < 2^63` (an `i64`) and `|G| < 2^120`, so both sides are below
+//!   `2^190`, far below `p/2`, and the field identity
 //!   is the integer identity `c G + floor(d/2) = (W - W') d + R`; with
 //!   `0 <= R < d` the quotient `W - W'` is the unique rounded division, the
 //!   engine's update.
