@@ -187,7 +187,8 @@ impl FixedChip {
     /// lies in `[0, 2^bits)`. A witness `x` outside that range leaves the
     /// limbs' sum different from `x` and the last gate fails. Costs
     /// `3 n + 1` cells for `n` limbs (`3 n - 2` when `offset = 0` and not
-    /// negated), against `3 n + 5` for a shift and halo2-base's range check.
+    /// negated), against `3 n + 2` for a 4-cell shift and halo2-base's range
+    /// check, and it leaves the checked value in the chain's own last cell.
     pub fn limb_chain(
         &self,
         ctx: &mut Context<Fr>,
