@@ -69,6 +69,9 @@ pub enum Tamper {
     /// Entries `(0, 0)` and `(0, 1)` of the `n`-th matrix product are off by
     /// `+1` and `-1`: the product still agrees with `A.B` along `(1, 1, ...)`.
     ProductAlongOnes(usize),
+    /// The `n`-th scaled update remainder `2^s r` is one more: still in
+    /// range, no longer a multiple of `2^s`.
+    ScaledRemainder(usize),
 }
 
 /// Counts of each operation, to address [`Tamper`] targets.
@@ -79,6 +82,7 @@ struct Counters {
     div_const: usize,
     grad: usize,
     exp: usize,
+    scaled: usize,
 }
 
 /// The native integer of an assigned value. Honest witnesses are always
@@ -293,6 +297,41 @@ impl FixedChip {
             ctx.constrain_equal(&cell, &other);
         }
         cell
+    }
+
+    /// Assigns `y = 2^s r` for a remainder `0 <= r < d`, where `s` pads
+    /// `e = bits(d - 1)` to whole lookup limbs, so `y` is range-checked to
+    /// `e + s` bits without a partial top limb (and, unless `d` is a power
+    /// of two, `2^s (d - 1 - r)` too); returns `y` and `s`.
+    ///
+    /// Sound only where the caller's other constraints make `r` (the field
+    /// element `y / 2^s`) a small integer `K`, `|K| < 2^200`, as the SGD
+    /// update's equation does with bounded weights and gradients: then
+    /// `2^s K = y` holds over the integers (both sides far below `p/2`), so
+    /// `0 <= K < 2^e` and `y` is a multiple of `2^s`. A `y` that is no
+    /// multiple of `2^s` makes `K` a non-integer field element, which that
+    /// equation rejects. Saves the mul and the cells of a shifted top limb.
+    pub fn scaled_remainder(
+        &self,
+        ctx: &mut Context<Fr>,
+        r: i128,
+        d: u128,
+    ) -> (AssignedValue<Fr>, u32) {
+        let e = bits_of(d - 1);
+        let l = self.range.lookup_bits();
+        let bits = e.div_ceil(l) * l;
+        let s = (bits - e) as u32;
+        let mut y = r << s;
+        if self.tamper == Some(Tamper::ScaledRemainder(self.next(|c| &mut c.scaled))) {
+            y += 1;
+        }
+        let cell = self.limb_chain(ctx, y, 0, false, bits);
+        if !d.is_power_of_two() {
+            let top = ((d - 1) as i128) << s;
+            let other = self.limb_chain(ctx, y, top, true, bits);
+            ctx.constrain_equal(&cell, &other);
+        }
+        (cell, s)
     }
 
     /// `div_round(num, d)` as the engine's SGD update rounds it: quotient and

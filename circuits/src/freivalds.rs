@@ -18,7 +18,10 @@
 //! the challenge: `c X^T.(dZ.v) = d W.v - d W'.v + R.v - floor(d/2) (1.v)`.
 //! `W.v` is the forward product's own (`Z = X.W` is checked along the same
 //! `v`), and inside a span `W'.v` is the next step's `W.v`, so an update
-//! costs its new weights, its remainders and `R.v`.
+//! costs its new weights, its remainders and `R.v`. The remainders are
+//! assigned scaled, `Y = 2^s R` with `s` padding `bits(d - 1)` to whole
+//! lookup limbs (`d = 2^37` at batch 32: `Y` is three 16-bit limbs, with no
+//! shifted partial limb), and the equation is checked multiplied by `2^s`.
 //!
 //! # Soundness argument
 //! - *The values are fixed before `r` exists.* `A`, `B` and `C` are cells of
@@ -54,6 +57,15 @@
 //!   is the integer identity `c G + floor(d/2) = (W - W') d + R`; with
 //!   `0 <= R < d` the quotient `W - W'` is the unique rounded division, the
 //!   engine's update.
+//! - *Scaled remainders.* What is range-checked is `Y = 2^s R`, in
+//!   `[0, 2^(e+s))` (`e = bits(d - 1)`; and `2^s (d - 1 - R)` too unless `d`
+//!   is a power of two); `R = Y / 2^s` is a field element. A passing check
+//!   gives `2^s (d W - d W' - floor(d/2) - c G) + Y = 0` in the field, so
+//!   `Y = 2^s K` for the integer `K = c G + floor(d/2) - (W - W') d`,
+//!   `|K| < 2^190`; both sides are below `2^210 < p/2`, so `Y = 2^s K` over
+//!   the integers and `0 <= K < 2^e` (`<= d - 1` by the second check): `K`
+//!   is the remainder the unscaled argument needs. A `Y` that is no multiple
+//!   of `2^s` has no such `K` and fails the check (tested).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -96,12 +108,30 @@ pub struct Update {
     pub w: Shared,
     /// The weights after, `n x p`.
     pub nw: Shared,
-    /// The remainders, `n x p`, each in `[0, d)`.
+    /// The remainders scaled by `2^shift`, `n x p` (each `2^shift r` for
+    /// an `r` in `[0, d)`; see [`FixedChip::scaled_remainder`]).
     pub r: Matrix,
+    /// The scale `s` of the remainders.
+    pub shift: u32,
     /// The learning-rate constant `c`.
     pub c: i64,
     /// The divisor `d`.
     pub d: u128,
+}
+
+impl Update {
+    /// `2^s c`, `2^s d` and `2^s floor(d/2)` (`s` the remainders' scale):
+    /// the update's equation multiplied by `2^s`, so that it reads the
+    /// scaled remainders as assigned.
+    fn constants(&self) -> [Fr; 3] {
+        let scale = crate::hash::pow2(self.shift);
+        [
+            fe(self.c as i128),
+            fe(self.d as i128),
+            fe((self.d / 2) as i128),
+        ]
+        .map(|x| x * scale)
+    }
 }
 
 /// A first-phase relation checked against the challenge.
@@ -169,10 +199,11 @@ impl Check {
                 let dzv = along(&u.dz);
                 let (wv, nwv, rv) = (along(&u.w), along(&u.nw), along(&u.r));
                 let ones: Fr = v.iter().copied().sum();
-                let (d, k) = (fe(u.d as i128), fe((u.d / 2) as i128));
-                values(&u.x_t).iter().enumerate().all(|(i, xr)| {
-                    fe(u.c as i128) * dot(xr, &dzv) == d * wv[i] - d * nwv[i] + rv[i] - k * ones
-                })
+                let [c, d, k] = u.constants();
+                values(&u.x_t)
+                    .iter()
+                    .enumerate()
+                    .all(|(i, xr)| c * dot(xr, &dzv) == d * wv[i] - d * nwv[i] + rv[i] - k * ones)
             }
         }
     }
@@ -259,6 +290,7 @@ impl ProductChip {
         let (t0, t1) = self.next_tamper();
         let mut nw = Vec::with_capacity(w.len());
         let mut rem = Vec::with_capacity(w.len());
+        let mut shift = 0;
         for (i, (grow, wrow)) in grad.iter().zip(w.iter()).enumerate() {
             let mut nrow = Vec::with_capacity(wrow.len());
             let mut rrow = Vec::with_capacity(wrow.len());
@@ -274,7 +306,9 @@ impl ProductChip {
                     let t = [t0, t1].get(j).copied().unwrap_or(Fr::zero());
                     v += to_i128(&t).unwrap_or(0);
                 }
-                rrow.push(chip.below_const(ctx, r, d));
+                let (y, s) = chip.scaled_remainder(ctx, r, d);
+                shift = s;
+                rrow.push(y);
                 nrow.push(chip.value(ctx, v));
             }
             nw.push(nrow);
@@ -287,6 +321,7 @@ impl ProductChip {
             w: w.clone(),
             nw: nw.clone(),
             r: rem,
+            shift,
             c,
             d,
         }));
@@ -396,11 +431,11 @@ pub fn check_products(
                 let dzv = along.rows(ctx, gate, &u.dz);
                 let wv = along.shared(ctx, gate, &u.w);
                 let nwv = along.shared(ctx, gate, &u.nw);
-                let di = u.d as i128;
-                let consts = [di, -di, 1, -(di / 2)].map(|c| QuantumCell::Constant(fe(c)));
+                let [c, d, k] = u.constants();
+                let consts = [d, -d, Fr::one(), -k].map(QuantumCell::Constant);
                 for (i, xrow) in u.x_t.iter().enumerate() {
                     let g = gate.inner_product(ctx, xrow.iter().copied(), existing(&dzv));
-                    let lhs = gate.mul(ctx, g, QuantumCell::Constant(fe(u.c as i128)));
+                    let lhs = gate.mul(ctx, g, QuantumCell::Constant(c));
                     let rv = along.row(ctx, gate, &u.r[i]);
                     let terms = [wv[i], nwv[i], rv, one].map(QuantumCell::Existing);
                     let rhs = gate.inner_product(ctx, terms, consts);

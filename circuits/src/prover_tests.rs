@@ -175,7 +175,7 @@ fn verifying_key_is_pinned() {
     use halo2_base::halo2_proofs::halo2curves::bn256::Bn256;
     use halo2_base::halo2_proofs::poly::kzg::commitment::ParamsKZG;
     use rand_chacha::rand_core::SeedableRng;
-    const PINNED: &str = "0x18d73456f0617fcc3898302040264062b3d27d10db92dbb44ee9b83010f365ed";
+    const PINNED: &str = "0x1d4934d37e9dc923c84e2e9db10ba1b3db3911a27e8a562ca837525365380f07";
     let t = synthetic_run(
         &[
             (4, Activation::None),

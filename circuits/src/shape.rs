@@ -299,8 +299,9 @@ const CELLS_PER_FEATURE: u64 = 13;
 const CELLS_PER_RECORD: u64 = 687;
 /// Cells per parameter besides the checks' second phase (the loaded and the
 /// new weight's range checks, the remainder's, both packings), fitted
-/// (56 before the updates were checked along the challenge).
-const CELLS_PER_PARAM: u64 = 39;
+/// (56 before the updates were checked along the challenge, 39 before the
+/// remainders were range-checked scaled to whole limbs).
+const CELLS_PER_PARAM: u64 = 35;
 
 /// Prover memory per advice slot (one column, one row), measured: a
 /// 784-32-10 step at batch 16 (k = 20, 14 columns) peaked at 5.7 GiB, about

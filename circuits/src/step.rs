@@ -69,7 +69,7 @@ use crate::{CircuitError, Fr, Result};
 
 /// Version of the step circuit's constraint system; part of every key's cache
 /// name, so a changed circuit never loads a stale key.
-pub const CIRCUIT_VERSION: u32 = 9;
+pub const CIRCUIT_VERSION: u32 = 10;
 
 /// The public statement of one step.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
