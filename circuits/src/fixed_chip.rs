@@ -56,6 +56,9 @@ pub enum Tamper {
     FlipSignBit(usize),
     /// The `n`-th constant-divisor quotient (an SGD update) is off by one, remainder adjusted.
     UpdateQuotient(usize),
+    /// The `n`-th constant-divisor quotient is one less, the remainder `r + d`
+    /// (too large: only the bound `r <= d - 1` rejects it).
+    UpdateQuotientLow(usize),
     /// The `n`-th cross-entropy gradient entry is off by one.
     Gradient(usize),
     /// The `n`-th exp evaluation uses a low-table value off by one.
@@ -305,13 +308,14 @@ impl FixedChip {
     /// of two, `2^s (d - 1 - r)` too); returns `y` and `s`.
     ///
     /// Sound only where the caller's other constraints make `r` (the field
-    /// element `y / 2^s`) a small integer `K`, `|K| < 2^200`, as the SGD
-    /// update's equation does with bounded weights and gradients: then
-    /// `2^s K = y` holds over the integers (both sides far below `p/2`), so
-    /// `0 <= K < 2^e` and `y` is a multiple of `2^s`. A `y` that is no
-    /// multiple of `2^s` makes `K` a non-integer field element, which that
-    /// equation rejects. Saves the mul and the cells of a shifted top limb.
-    pub fn scaled_remainder(
+    /// element `y / 2^s`) a small integer `K` with `2^s |K|` far below
+    /// `p/2`, as the SGD update's equation does with bounded weights and
+    /// gradients ([`crate::freivalds`]): then `2^s K = y` holds over the
+    /// integers, so `0 <= K < 2^e` and `y` is a multiple of `2^s`. A `y`
+    /// that is no multiple of `2^s` makes `K` a non-integer field element,
+    /// which that equation rejects. Saves the mul and the cells of a shifted
+    /// top limb. Crate-private: it is no range check on its own.
+    pub(crate) fn scaled_remainder(
         &self,
         ctx: &mut Context<Fr>,
         r: i128,
@@ -339,10 +343,11 @@ impl FixedChip {
     pub fn update_quotient(&self, num: i128, d: u128) -> (i128, i128) {
         let di = d as i128;
         let (q, r) = div_round(num, di);
-        if self.tamper == Some(Tamper::UpdateQuotient(self.next(|c| &mut c.div_const))) {
-            (q + 1, r - di)
-        } else {
-            (q, r)
+        let n = self.next(|c| &mut c.div_const);
+        match self.tamper {
+            Some(Tamper::UpdateQuotient(k)) if k == n => (q + 1, r - di),
+            Some(Tamper::UpdateQuotientLow(k)) if k == n => (q - 1, r + di),
+            _ => (q, r),
         }
     }
 

@@ -61,11 +61,15 @@
 //!   `[0, 2^(e+s))` (`e = bits(d - 1)`; and `2^s (d - 1 - R)` too unless `d`
 //!   is a power of two); `R = Y / 2^s` is a field element. A passing check
 //!   gives `2^s (d W - d W' - floor(d/2) - c G) + Y = 0` in the field, so
-//!   `Y = 2^s K` for the integer `K = c G + floor(d/2) - (W - W') d`,
-//!   `|K| < 2^190`; both sides are below `2^210 < p/2`, so `Y = 2^s K` over
-//!   the integers and `0 <= K < 2^e` (`<= d - 1` by the second check): `K`
-//!   is the remainder the unscaled argument needs. A `Y` that is no multiple
-//!   of `2^s` has no such `K` and fails the check (tested).
+//!   `Y = 2^s K` for the integer `K = c G + floor(d/2) - (W - W') d`. The
+//!   run parameters a verifier validates (`check_run_params`) bound it:
+//!   `|c G| < 2^119` (the model crate's static check), `d = batch 2^(2f)
+//!   <= 2^60` and `|W - W'| < 2^48`, so `|K| < 2^121`, and `s < 24` (the
+//!   lookup bits are `k - 1 <= 23`), so `2^s |K| < 2^145`, far below `p/2`:
+//!   `Y = 2^s K` over the integers and `0 <= K < 2^e` (`<= d - 1` by the
+//!   second check), the remainder the unscaled argument needs. A `Y` that
+//!   is no multiple of `2^s` has no such `K` and fails the check, and a
+//!   remainder `R + d` fails the second bound (both tested).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

@@ -256,7 +256,19 @@ proptest! {
     fn store_matches_model(ops in proptest::collection::vec(op(), 1..60)) {
         let dir = tempfile::tempdir().unwrap();
         let open = || {
-            let mut s = Store::open(dir.path()).unwrap();
+            // sled's flusher thread may hold the directory lock for a moment
+            // after the previous handle is dropped: retry briefly, as a
+            // restarted process would find it released.
+            let mut tries = 0;
+            let mut s = loop {
+                match Store::open(dir.path()) {
+                    Err(e) if tries < 100 && e.to_string().contains("sled's lock is held") => {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    r => break r.unwrap(),
+                }
+            };
             s.max_attempts = MAX_ATTEMPTS;
             // The model hands the first ready task to whoever asks.
             s.retry_elsewhere_ms = 0;

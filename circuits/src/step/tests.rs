@@ -408,34 +408,79 @@ fn rejects_wrong_update_quotient() {
 }
 
 /// The update remainders are range-checked scaled by `2^s` (whole lookup
-/// limbs): one that is in range but no multiple of `2^s` (the quotient
-/// unchanged) is rejected by the update's challenge check, with a divisor
-/// that is a power of two (batch 2) and one that is not (batch 3, both
-/// bounds checked); the honest step at batch 3 is accepted.
+/// limbs). One that is in range but no multiple of `2^s` (the quotient
+/// unchanged) fails the update's challenge check, natively and in the
+/// circuit, with a divisor that is a power of two (batch 2) and one that is
+/// not (batch 3); the honest step at batch 3 is accepted.
 #[test]
 fn rejects_a_scaled_remainder_off_its_multiple() {
     use crate::freivalds::Check;
-    let dims = [
+    let r = Fr::from(0x1234_5678_9abc_def1u64);
+    let odd = synthetic_run(&small_dims(), 10, 3, 1, 1);
+    assert!(mock(&odd, 0, |_, _| {}, None));
+    for t in [mlp(), odd] {
+        let (c, _) = build_mock(&t, 0, |_, _| {}, Some(Tamper::ScaledRemainder(0)));
+        let first = first_update(&c.phase1.checks);
+        assert!(
+            first.shift > 0,
+            "batch {}: no scaled remainder",
+            t.config.batch_size
+        );
+        assert!(!Check::Update(first.clone()).holds(r));
+        assert!(!mock(&t, 0, |_, _| {}, Some(Tamper::ScaledRemainder(0))));
+    }
+}
+
+/// A remainder one divisor too large (`R + d`, the quotient one less)
+/// satisfies the update's equation exactly, so only the remainder's bounds
+/// reject it: at batch 3 (`d = 3 x 2^32`, no power of two) it lies below
+/// `2^bits(d-1)` and only the second bound, `2^s (d - 1 - R) >= 0`, is left
+/// to catch it.
+#[test]
+fn rejects_an_update_remainder_above_the_divisor() {
+    use crate::freivalds::Check;
+    let r = Fr::from(0x1234_5678_9abc_def1u64);
+    let t = synthetic_run(&small_dims(), 10, 3, 1, 1);
+    let (honest, _) = build_mock(&t, 0, |_, _| {}, None);
+    let u = first_update(&honest.phase1.checks);
+    let d = u.d;
+    let e = crate::fixed_chip::bits_of(d - 1);
+    assert!(!d.is_power_of_two());
+    // The first entry (in assignment order) whose R + d still fits in e bits.
+    let n =
+        u.r.iter()
+            .flatten()
+            .position(|y| {
+                let rem = crate::fixed_chip::int(y) >> u.shift;
+                rem + (d as i128) < (1i128 << e)
+            })
+            .expect("an entry with a small remainder");
+    let tamper = Tamper::UpdateQuotientLow(n);
+    let (c, _) = build_mock(&t, 0, |_, _| {}, Some(tamper));
+    assert!(Check::Update(first_update(&c.phase1.checks).clone()).holds(r));
+    assert!(!mock(&t, 0, |_, _| {}, Some(tamper)));
+    rejects_consistent_forgery(&t, tamper);
+}
+
+/// The 4-3-3 MLP of the small tests.
+fn small_dims() -> [(usize, Activation); 3] {
+    [
         (4, Activation::None),
         (3, Activation::Relu),
         (3, Activation::None),
-    ];
-    let odd = synthetic_run(&dims, 10, 3, 1, 1);
-    assert!(mock(&odd, 0, |_, _| {}, None));
-    for t in [mlp(), odd] {
-        let (c, _) = build_mock(&t, 0, |_, _| {}, None);
-        for check in c.phase1.checks.iter() {
-            if let Check::Update(u) = check {
-                assert!(
-                    u.shift > 0,
-                    "batch {}: no scaled remainder",
-                    t.config.batch_size
-                );
-            }
-        }
-        assert!(!mock(&t, 0, |_, _| {}, Some(Tamper::ScaledRemainder(0))));
-        rejects_consistent_forgery(&t, Tamper::ScaledRemainder(4));
-    }
+    ]
+}
+
+/// The first weight update among a step's challenge checks (the last
+/// layer's: updates run last layer first).
+fn first_update(checks: &[crate::freivalds::Check]) -> &crate::freivalds::Update {
+    checks
+        .iter()
+        .find_map(|k| match k {
+            crate::freivalds::Check::Update(u) => Some(u),
+            _ => None,
+        })
+        .expect("a step updates its weights")
 }
 
 #[test]
