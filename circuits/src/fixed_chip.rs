@@ -293,19 +293,35 @@ impl FixedChip {
     /// (`r` to `bits(d-1)` bits and, unless `d` is a power of two,
     /// `d - 1 - r` too).
     pub fn below_const(&self, ctx: &mut Context<Fr>, r: i128, d: u128) -> AssignedValue<Fr> {
-        let bits = bits_of(d - 1);
-        let cell = self.limb_chain(ctx, r, 0, false, bits);
+        self.below_scaled(ctx, r, d, 0)
+    }
+
+    /// Assigns `y`, constrained to `[0, 2^(e+s))` and, unless `d` is a power
+    /// of two, `2^s (d - 1) - y` too (`e = bits(d - 1)`): `y = 2^s r` for
+    /// `0 <= r < d` when `y` is known to be `2^s` times an integer.
+    fn below_scaled(&self, ctx: &mut Context<Fr>, y: i128, d: u128, s: u32) -> AssignedValue<Fr> {
+        let bits = bits_of(d - 1) + s as usize;
+        let cell = self.limb_chain(ctx, y, 0, false, bits);
         if !d.is_power_of_two() {
-            let other = self.limb_chain(ctx, r, (d - 1) as i128, true, bits);
+            let top = ((d - 1) as i128) << s;
+            let other = self.limb_chain(ctx, y, top, true, bits);
             ctx.constrain_equal(&cell, &other);
         }
         cell
     }
 
+    /// The scale `s` of [`FixedChip::scaled_remainder`] for a divisor `d`:
+    /// what pads `bits(d - 1)` to whole lookup limbs.
+    pub(crate) fn remainder_shift(&self, d: u128) -> u32 {
+        let e = bits_of(d - 1);
+        let l = self.range.lookup_bits();
+        (e.div_ceil(l) * l - e) as u32
+    }
+
     /// Assigns `y = 2^s r` for a remainder `0 <= r < d`, where `s` pads
     /// `e = bits(d - 1)` to whole lookup limbs, so `y` is range-checked to
     /// `e + s` bits without a partial top limb (and, unless `d` is a power
-    /// of two, `2^s (d - 1 - r)` too); returns `y` and `s`.
+    /// of two, `2^s (d - 1 - r)` too); `s` is [`FixedChip::remainder_shift`].
     ///
     /// Sound only where the caller's other constraints make `r` (the field
     /// element `y / 2^s`) a small integer `K` with `2^s |K|` far below
@@ -320,22 +336,13 @@ impl FixedChip {
         ctx: &mut Context<Fr>,
         r: i128,
         d: u128,
-    ) -> (AssignedValue<Fr>, u32) {
-        let e = bits_of(d - 1);
-        let l = self.range.lookup_bits();
-        let bits = e.div_ceil(l) * l;
-        let s = (bits - e) as u32;
+    ) -> AssignedValue<Fr> {
+        let s = self.remainder_shift(d);
         let mut y = r << s;
         if self.tamper == Some(Tamper::ScaledRemainder(self.next(|c| &mut c.scaled))) {
             y += 1;
         }
-        let cell = self.limb_chain(ctx, y, 0, false, bits);
-        if !d.is_power_of_two() {
-            let top = ((d - 1) as i128) << s;
-            let other = self.limb_chain(ctx, y, top, true, bits);
-            ctx.constrain_equal(&cell, &other);
-        }
-        (cell, s)
+        self.below_scaled(ctx, y, d, s)
     }
 
     /// `div_round(num, d)` as the engine's SGD update rounds it: quotient and

@@ -294,7 +294,7 @@ impl ProductChip {
         let (t0, t1) = self.next_tamper();
         let mut nw = Vec::with_capacity(w.len());
         let mut rem = Vec::with_capacity(w.len());
-        let mut shift = 0;
+        let shift = chip.remainder_shift(d);
         for (i, (grow, wrow)) in grad.iter().zip(w.iter()).enumerate() {
             let mut nrow = Vec::with_capacity(wrow.len());
             let mut rrow = Vec::with_capacity(wrow.len());
@@ -310,9 +310,7 @@ impl ProductChip {
                     let t = [t0, t1].get(j).copied().unwrap_or(Fr::zero());
                     v += to_i128(&t).unwrap_or(0);
                 }
-                let (y, s) = chip.scaled_remainder(ctx, r, d);
-                shift = s;
-                rrow.push(y);
+                rrow.push(chip.scaled_remainder(ctx, r, d));
                 nrow.push(chip.value(ctx, v));
             }
             nw.push(nrow);
