@@ -16,4 +16,9 @@ model, inp, out = sys.argv[1:4]
 x = np.asarray(json.load(open(inp))["features"], dtype=np.float32)
 sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
 logits = sess.run(["logits"], {"input": x})[0]
-json.dump({"predictions": [int(i) for i in np.argmax(logits, axis=1)]}, open(out, "w"))
+if logits.shape[1] == 1:
+    # A sigmoid output (binary cross-entropy): class 1 when its logit is positive.
+    preds = (logits[:, 0] > 0).astype(int)
+else:
+    preds = np.argmax(logits, axis=1)
+json.dump({"predictions": [int(i) for i in preds]}, open(out, "w"))

@@ -45,6 +45,8 @@ use zkaudit_model::fixed::{div_round, FixedParams};
 use crate::field::{fe, to_i128};
 use crate::Fr;
 
+mod activation;
+
 /// Which witness the soundness tests corrupt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tamper {
@@ -75,6 +77,9 @@ pub enum Tamper {
     /// The `n`-th scaled update remainder `2^s r` is one more: still in
     /// range, no longer a multiple of `2^s`.
     ScaledRemainder(usize),
+    /// The `n`-th sigmoid or tanh probability is one more, its remainder
+    /// `S` less (the division's linear equation still holds).
+    ActivationValue(usize),
 }
 
 /// Counts of each operation, to address [`Tamper`] targets.
@@ -86,6 +91,20 @@ struct Counters {
     grad: usize,
     exp: usize,
     scaled: usize,
+    activation: usize,
+}
+
+/// A softmax's exponentials `e`, normaliser `S`, `floor(S/2)` and the bits
+/// of its division remainders ([`FixedChip::softmax_parts`]).
+pub(crate) struct SoftmaxParts {
+    /// `e_j = exp_fixed(m - z_j)`.
+    pub(crate) e: Vec<AssignedValue<Fr>>,
+    /// `S = sum_j e_j`.
+    s: AssignedValue<Fr>,
+    /// `floor(S/2)`.
+    h: AssignedValue<Fr>,
+    /// Bits of a remainder of a division by `S`.
+    rbits: usize,
 }
 
 /// The native integer of an assigned value. Honest witnesses are always
@@ -506,6 +525,22 @@ impl FixedChip {
         ctx: &mut Context<Fr>,
         z: &[AssignedValue<Fr>],
     ) -> Vec<AssignedValue<Fr>> {
+        let parts = self.softmax_parts(ctx, z);
+        parts
+            .e
+            .iter()
+            .map(|ej| self.normalise(ctx, &parts, *ej, None))
+            .collect()
+    }
+
+    /// The exponentials and normaliser of a stable softmax: the maximum by a
+    /// one-hot selector with `m - z_j >= 0` for all `j`, `e_j = exp(m - z_j)`,
+    /// `S = sum_j e_j` and `floor(S/2)`.
+    pub(crate) fn softmax_parts(
+        &self,
+        ctx: &mut Context<Fr>,
+        z: &[AssignedValue<Fr>],
+    ) -> SoftmaxParts {
         let gate = self.gate();
         let zi: Vec<i128> = z.iter().map(int).collect();
         let mut mi = 0;
@@ -539,28 +574,43 @@ impl FixedChip {
         gate.assert_bit(ctx, tb);
         let s2 = gate.mul_add(ctx, h, QuantumCell::Constant(fe(2)), tb);
         ctx.constrain_equal(&s2, &s);
-        let one = self.fx.one() as i128;
         // S <= n * 2^f + n, so remainders fit in rbits bits
-        let rbits = bits_of((z.len() as u128) * (one as u128 + 1));
-        e.iter()
-            .map(|ej| {
-                let (p, r) = div_round(int(ej) * one, sv.max(1));
-                let p = ctx.load_witness(fe(p));
-                let r = ctx.load_witness(fe(r));
-                self.range
-                    .range_check(ctx, p, self.fx.frac_bits as usize + 1);
-                self.range.range_check(ctx, r, rbits);
-                let rest = gate.sub(ctx, s, r);
-                let rest = gate.sub(ctx, rest, QuantumCell::Constant(Fr::one()));
-                self.range.range_check(ctx, rest, rbits);
-                // e * 2^f + h = p * S + r
-                let lhs = gate.mul_add(ctx, *ej, QuantumCell::Constant(fe(one)), h);
-                let ps = gate.mul(ctx, p, s);
-                let rhs = gate.add(ctx, ps, r);
-                ctx.constrain_equal(&lhs, &rhs);
-                p
-            })
-            .collect()
+        let rbits = bits_of((z.len() as u128) * (self.fx.one() as u128 + 1));
+        SoftmaxParts { e, s, h, rbits }
+    }
+
+    /// `p = div_round(e 2^f, S)` for one exponential `e` of `parts`: `p`
+    /// range-checked to `f + 1` bits, `0 <= r < S` on both sides. `tamper`
+    /// (tests only) adds one to `p` and takes `S` from `r`, keeping the
+    /// linear equation.
+    pub(crate) fn normalise(
+        &self,
+        ctx: &mut Context<Fr>,
+        parts: &SoftmaxParts,
+        ej: AssignedValue<Fr>,
+        tamper: Option<bool>,
+    ) -> AssignedValue<Fr> {
+        let gate = self.gate();
+        let one = self.fx.one() as i128;
+        let sv = int(&parts.s);
+        let (mut p, mut r) = div_round(int(&ej) * one, sv.max(1));
+        if tamper == Some(true) {
+            (p, r) = (p + 1, r - sv);
+        }
+        let p = ctx.load_witness(fe(p));
+        let r = ctx.load_witness(fe(r));
+        self.range
+            .range_check(ctx, p, self.fx.frac_bits as usize + 1);
+        self.range.range_check(ctx, r, parts.rbits);
+        let rest = gate.sub(ctx, parts.s, r);
+        let rest = gate.sub(ctx, rest, QuantumCell::Constant(Fr::one()));
+        self.range.range_check(ctx, rest, parts.rbits);
+        // e * 2^f + h = p * S + r
+        let lhs = gate.mul_add(ctx, ej, QuantumCell::Constant(fe(one)), parts.h);
+        let ps = gate.mul(ctx, p, parts.s);
+        let rhs = gate.add(ctx, ps, r);
+        ctx.constrain_equal(&lhs, &rhs);
+        p
     }
 
     /// Cross-entropy gradient `p - 2^f * onehot(y)`; constrains `y < n`.

@@ -90,18 +90,11 @@ pub fn pack(
     values
         .chunks(l)
         .map(|chunk| {
-            // sum (v_i + 2^(b-1)) 2^(b i) = sum v_i 2^(b i) + offset
-            let offset: i128 = (0..chunk.len())
-                .map(|i| 1i128 << (value_bits - 1 + value_bits * i as u32))
-                .sum::<i128>();
-            let offset = if chunk.len() as u32 * value_bits + value_bits < 127 {
-                fe(offset)
-            } else {
-                // sum_i 2^(b-1+b i) computed in the field for wide packs
-                (0..chunk.len()).fold(Fr::zero(), |acc, i| {
-                    acc + pow2(value_bits - 1 + value_bits * i as u32)
-                })
-            };
+            // sum (v_i + 2^(b-1)) 2^(b i) = sum v_i 2^(b i) + offset, the
+            // offset computed in the field (it exceeds i128 for wide packs)
+            let offset = (0..chunk.len()).fold(Fr::zero(), |acc, i| {
+                acc + pow2(value_bits - 1 + value_bits * i as u32)
+            });
             let coeffs: Vec<QuantumCell<Fr>> = (0..chunk.len())
                 .map(|i| QuantumCell::Constant(pow2(value_bits * i as u32)))
                 .collect();

@@ -56,7 +56,7 @@ use snark_verifier_sdk::CircuitExt;
 use std::cell::RefCell;
 use zkaudit_model::exp::ExpTable;
 use zkaudit_model::transcript::Transcript;
-use zkaudit_model::{Activation, FixedParams, Weights};
+use zkaudit_model::{FixedParams, Weights};
 
 use crate::aggregate::{schedule_node_hash, schedule_step_hash};
 use crate::field::{fe, fe_u128};
@@ -673,10 +673,12 @@ fn synthesize_step(
             let mut mask = Vec::with_capacity(spec.outputs);
             for j in 0..spec.outputs {
                 let (z, bit) = chip.dense_output(ctx, exact[s][j], bl[j]);
-                match spec.activation {
-                    Activation::Relu => out.push(gate.mul(ctx, z, bit)),
-                    Activation::None => out.push(z),
-                }
+                // The last layer's activation (a sigmoid output) belongs to the loss.
+                out.push(if l + 1 == nl {
+                    z
+                } else {
+                    chip.activate(ctx, spec.activation, z, bit)
+                });
                 mask.push(bit);
             }
             if l + 1 == nl {
@@ -692,11 +694,15 @@ fn synthesize_step(
         }
     }
 
-    // 4. Softmax and cross-entropy gradient.
+    // 4. Softmax and cross-entropy gradient; a sigmoid output is the softmax
+    //    of [0, z], of which only z's gradient is the layer's.
+    let skip = shape.arch.num_classes() - shape.arch.layers[nl - 1].outputs;
     let mut dz: Vec<Vec<AssignedValue<Fr>>> = (0..shape.batch)
         .map(|s| {
-            let p = chip.softmax(ctx, &logits[s]);
-            chip.ce_grad(ctx, &p, ys[s])
+            let mut z: Vec<_> = (0..skip).map(|_| ctx.load_zero()).collect();
+            z.extend(&logits[s]);
+            let p = chip.softmax(ctx, &z);
+            chip.ce_grad(ctx, &p, ys[s]).split_off(skip)
         })
         .collect();
 
@@ -720,10 +726,13 @@ fn synthesize_step(
                         .enumerate()
                         .map(|(i, acc)| {
                             let (da, _) = chip.rescale(ctx, acc, f);
-                            match shape.arch.layers[l - 1].activation {
-                                Activation::Relu => gate.mul(ctx, da, masks[l - 1][s][i]),
-                                Activation::None => da,
-                            }
+                            chip.activation_grad(
+                                ctx,
+                                shape.arch.layers[l - 1].activation,
+                                inputs[l][s][i],
+                                masks[l - 1][s][i],
+                                da,
+                            )
                         })
                         .collect()
                 })
@@ -1013,5 +1022,7 @@ impl CircuitExt<Fr> for StepCircuit {
     }
 }
 
+#[cfg(test)]
+mod activation_tests;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -1,8 +1,10 @@
 //! Model architecture (a chain of dense layers) and fixed-point weights.
 //!
-//! The model is `x -> dense_0 -> act_0 -> ... -> dense_{L-1} -> logits`, trained
-//! with softmax cross-entropy on the logits. Hidden layers use ReLU (or no
-//! activation); the last layer has none (its softmax belongs to the loss).
+//! The model is `x -> dense_0 -> act_0 -> ... -> dense_{L-1} -> logits`. Hidden
+//! layers use ReLU, sigmoid, tanh or no activation. The last layer's
+//! activation names the loss: none (at least 2 outputs) is softmax
+//! cross-entropy on the logits; sigmoid (exactly 1 output) is binary
+//! cross-entropy on `sigmoid(z)`, labels 0 and 1 ([`Loss`]).
 //! Weights are stored row-major as `[inputs][outputs]`, so a forward pass is
 //! `z_j = sum_i x_i * w[i][j] + b_j`.
 
@@ -34,6 +36,36 @@ pub enum Activation {
     Relu,
     /// Identity.
     None,
+    /// `1 / (1 + e^-z)`, evaluated as the probability of `z` in a softmax of
+    /// `[0, z]` (see [`crate::engine::Engine::sigmoid`]).
+    Sigmoid,
+    /// `(e^z - e^-z) / (e^z + e^-z)`, evaluated as `2 p - 1` with `p` the
+    /// probability of `z` in a softmax of `[-z, z]`.
+    Tanh,
+}
+
+impl Activation {
+    /// The name used in specs, descriptions and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::None => "none",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Tanh => "tanh",
+        }
+    }
+}
+
+/// The training loss, named by the last layer's activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Loss {
+    /// Softmax cross-entropy on the logits (last layer without activation,
+    /// at least 2 outputs, labels `0..outputs`).
+    SoftmaxCrossEntropy,
+    /// Binary cross-entropy on `sigmoid(z)` of the single output (labels 0
+    /// and 1). It is softmax cross-entropy on the two logits `[0, z]`, which
+    /// is how the engine and the circuit compute it.
+    SigmoidBinaryCrossEntropy,
 }
 
 /// One dense layer's shape and activation.
@@ -83,16 +115,26 @@ impl Architecture {
                 )));
             }
         }
-        let last = layers[layers.len() - 1];
-        if last.activation != Activation::None {
-            return Err(ModelError::Shape(
-                "the last layer produces logits for softmax cross-entropy and must have no activation".into(),
-            ));
-        }
-        if last.outputs < 2 {
-            return Err(ModelError::Shape(
-                "the last layer needs at least 2 outputs (classes); binary logistic regression is a 2-class softmax".into(),
-            ));
+        let (n, last) = (layers.len() - 1, layers[layers.len() - 1]);
+        match (last.activation, last.outputs) {
+            (Activation::None, o) if o >= 2 => {}
+            (Activation::Sigmoid, 1) => {}
+            (Activation::None, o) => {
+                return Err(ModelError::Shape(format!(
+                    "layer {n} (the last) has {o} output without activation: softmax cross-entropy needs at least 2 outputs (classes); for binary classification give it 1 output and a sigmoid (binary cross-entropy)"
+                )))
+            }
+            (Activation::Sigmoid, o) => {
+                return Err(ModelError::Shape(format!(
+                    "layer {n} (the last) has a sigmoid and {o} outputs: binary cross-entropy takes exactly 1 output; for {o} classes leave the last layer without activation (softmax cross-entropy)"
+                )))
+            }
+            (a, _) => {
+                return Err(ModelError::Shape(format!(
+                    "layer {n} (the last) has activation {}: the last layer's activation names the loss, none (softmax cross-entropy) or sigmoid (binary cross-entropy)",
+                    a.name()
+                )))
+            }
         }
         let arch = Architecture { layers };
         // Widths are at most 2^16 and layers at most 64: no overflow below.
@@ -116,9 +158,20 @@ impl Architecture {
         self.layers[0].inputs
     }
 
-    /// Number of classes (width of the logits).
+    /// The training loss, named by the last layer's activation.
+    pub fn loss(&self) -> Loss {
+        match self.layers[self.layers.len() - 1].activation {
+            Activation::Sigmoid => Loss::SigmoidBinaryCrossEntropy,
+            _ => Loss::SoftmaxCrossEntropy,
+        }
+    }
+
+    /// Number of classes: the width of the logits, 2 for a sigmoid output.
     pub fn num_classes(&self) -> usize {
-        self.layers[self.layers.len() - 1].outputs
+        match self.loss() {
+            Loss::SigmoidBinaryCrossEntropy => 2,
+            Loss::SoftmaxCrossEntropy => self.layers[self.layers.len() - 1].outputs,
+        }
     }
 
     /// Number of trainable parameters.
@@ -135,8 +188,8 @@ impl Architecture {
         for l in &self.layers {
             s.push('-');
             s.push_str(&l.outputs.to_string());
-            if l.activation == Activation::Relu {
-                s.push_str("(relu)");
+            if l.activation != Activation::None {
+                s.push_str(&format!("({})", l.activation.name()));
             }
         }
         s
@@ -165,7 +218,9 @@ impl Architecture {
         // weight-gradient accumulator times learning rate: lr * batch * 2^(2 vb)
         let upd = (lr_fx.max(1) as f64).log2() + b.log2() + 2.0 * vb + 1.0;
         let softmax = 2.0 * f + 1.0 + (self.num_classes() as f64).log2();
-        let worst = dot.max(upd).max(softmax);
+        // sigmoid/tanh derivative: da * a (1 - a) or da * (1 - a^2), 2^vb * 2^(2f)
+        let derivative = vb + 2.0 * f + 1.0;
+        let worst = dot.max(upd).max(softmax).max(derivative);
         if worst >= MAX_ACCUMULATOR_BITS as f64 {
             return Err(ModelError::Bound(format!(
                 "model {} with batch {batch}, value-bits {} and lr {} needs {worst:.0}-bit accumulators, above the supported {MAX_ACCUMULATOR_BITS}; lower --value-bits or the batch size",

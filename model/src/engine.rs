@@ -7,13 +7,18 @@
 //! # One step on a batch of `B` records
 //! For every sample and layer `l` (input `a_l`, `a_0 = x`):
 //! - `z_l[j] = div_round(sum_i a_l[i] * w_l[i][j] + b_l[j] * 2^f, 2^f)`, range-checked;
-//! - hidden layers: `a_{l+1} = relu(z_l)` with mask `m_l[j] = (z_l[j] >= 0)`;
-//! - logits `z = z_{L-1}`: `m = max_j z_j` (first maximal index), `d_j = m - z_j >= 0`,
-//!   `e_j = exp_fixed(d_j)` ([`ExpTable`]), `S = sum_j e_j >= 2^f`,
-//!   `p_j = div_round(e_j * 2^f, S)`;
-//! - `dz_{L-1}[j] = p_j - 2^f * [j == y]` (per-sample gradient, scale `2^f`).
+//! - hidden layers: `a_{l+1} = act(z_l)`: ReLU with mask `m_l[j] = (z_l[j] >= 0)`,
+//!   identity, `sigmoid(z) = softmax([0, z])_1` or `tanh(z) = 2 softmax([-z, z])_1 - 2^f`
+//!   (the softmax below, so the exp table's error bound carries over);
+//! - logits `z = z_{L-1}` (`[0, z]` for a sigmoid output, [`Loss`]): `m = max_j z_j`
+//!   (first maximal index), `d_j = m - z_j >= 0`, `e_j = exp_fixed(d_j)` ([`ExpTable`]),
+//!   `S = sum_j e_j >= 2^f`, `p_j = div_round(e_j * 2^f, S)`;
+//! - `dz_{L-1}[j] = p_j - 2^f * [j == y]` (per-sample gradient, scale `2^f`; for a sigmoid
+//!   output only the entry of `z`, `p_1 - 2^f * y`, the binary cross-entropy gradient).
 //! - for `l >= 1`: `da_l[i] = div_round(sum_j dz_l[j] * w_l[i][j], 2^f)` (range-checked, using
-//!   the weights *before* the update) and `dz_{l-1}[i] = m_{l-1}[i] * da_l[i]` (ReLU) or `da_l[i]`.
+//!   the weights *before* the update) and `dz_{l-1}[i]` is `m_{l-1}[i] * da_l[i]` (ReLU),
+//!   `da_l[i]` (identity), `div_round(da_l[i] * a (2^f - a), 2^(2f))` (sigmoid) or
+//!   `div_round(da_l[i] * (2^(2f) - a^2), 2^(2f))` (tanh) with `a = a_l[i]`, range-checked.
 //!
 //! Gradients are summed over the batch without rounding:
 //! `G_l[i][j] = sum_s a_l[s][i] * dz_l[s][j]` (scale `2^(2f)`) and
@@ -29,7 +34,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::arch::{Activation, Architecture, LayerWeights, Weights};
+use crate::arch::{Activation, Architecture, LayerWeights, Loss, Weights};
 use crate::error::{ModelError, Result};
 use crate::exp::ExpTable;
 use crate::fixed::{div_round, FixedParams};
@@ -152,17 +157,80 @@ impl Engine {
         }
     }
 
+    /// `sigmoid(z)` at scale `2^f`: the probability of `z` in the softmax
+    /// of `[0, z]`, i.e. `div_round(e_1 2^f, e_0 + e_1)`.
+    pub fn sigmoid(&self, z: i64) -> i64 {
+        self.softmax(&[0, z]).p[1]
+    }
+
+    /// `tanh(z)` at scale `2^f`: `2 p - 2^f` with `p` the probability of `z`
+    /// in the softmax of `[-z, z]`; `-z` must be a stored value (it is not
+    /// only for `z = -2^(b-1)`, an overflow naming `layer` and `index`).
+    pub fn tanh(&self, z: i64, layer: &str, index: usize) -> Result<i64> {
+        let neg = self.fx.check(-(z as i128), layer, "tanh_input", index)?;
+        Ok(2 * self.softmax(&[neg, z]).p[1] - self.fx.one())
+    }
+
+    /// The activation of hidden layer `layer` applied to its outputs `z`.
+    pub fn activate(&self, layer: usize, z: &[i64]) -> Result<Vec<i64>> {
+        let act = self.arch.layers[layer].activation;
+        let name = self.arch.layer_name(layer);
+        z.iter()
+            .enumerate()
+            .map(|(j, &v)| match act {
+                Activation::Relu => Ok(v.max(0)),
+                Activation::None => Ok(v),
+                Activation::Sigmoid => Ok(self.sigmoid(v)),
+                Activation::Tanh => self.tanh(v, &name, j),
+            })
+            .collect()
+    }
+
+    /// The logits the loss's softmax reads: the last layer's outputs, or
+    /// `[0, z]` for a sigmoid output.
+    pub fn loss_logits(&self, z: &[i64]) -> Vec<i64> {
+        match self.arch.loss() {
+            Loss::SoftmaxCrossEntropy => z.to_vec(),
+            Loss::SigmoidBinaryCrossEntropy => [0].into_iter().chain(z.iter().copied()).collect(),
+        }
+    }
+
+    /// The gradient with respect to a hidden layer's output `z` from the
+    /// rescaled gradient `da` of its activation `a` (see the module docs).
+    pub fn activation_grad(
+        &self,
+        layer: usize,
+        z: i64,
+        a: i64,
+        da: i64,
+        index: usize,
+    ) -> Result<i64> {
+        let f2 = 2 * self.fx.frac_bits;
+        let one = self.fx.one() as i128;
+        let (da, a) = (da as i128, a as i128);
+        let v = match self.arch.layers[layer].activation {
+            Activation::Relu => return Ok(if z >= 0 { da as i64 } else { 0 }),
+            Activation::None => return Ok(da as i64),
+            Activation::Sigmoid => div_round(da * (a * (one - a)), 1i128 << f2).0,
+            Activation::Tanh => div_round(da * (one * one - a * a), 1i128 << f2).0,
+        };
+        self.fx
+            .check(v, &self.arch.layer_name(layer), "activation_grad", index)
+    }
+
     /// Forward pass of one record.
     pub fn forward(&self, w: &Weights, x: &[i64]) -> Result<SampleForward> {
-        let mut inputs = Vec::with_capacity(self.arch.layers.len());
-        let mut zs = Vec::with_capacity(self.arch.layers.len());
+        let nl = self.arch.layers.len();
+        let mut inputs = Vec::with_capacity(nl);
+        let mut zs = Vec::with_capacity(nl);
         let mut a = x.to_vec();
-        for (l, spec) in self.arch.layers.iter().enumerate() {
+        for l in 0..nl {
             let z = self.dense(l, &w.layers[l], &a)?;
             inputs.push(std::mem::take(&mut a));
-            a = match spec.activation {
-                Activation::Relu => z.iter().map(|&v| if v >= 0 { v } else { 0 }).collect(),
-                Activation::None => z.clone(),
+            a = if l + 1 == nl {
+                self.loss_logits(&z)
+            } else {
+                self.activate(l, &z)?
             };
             zs.push(z);
         }
@@ -200,11 +268,13 @@ impl Engine {
 
         let mut dz: Vec<Vec<Vec<i64>>> = vec![Vec::new(); nl];
         let mut da: Vec<Vec<Vec<i64>>> = vec![Vec::new(); nl];
+        // Only the sigmoid output's own logit, not the constant 0, is a layer output.
+        let skip = classes - self.arch.layers[nl - 1].outputs;
         dz[nl - 1] = samples
             .iter()
             .zip(ys)
             .map(|(s, &y)| {
-                (0..classes)
+                (skip..classes)
                     .map(|j| s.softmax.p[j] - if j as u32 == y { one } else { 0 })
                     .collect()
             })
@@ -232,11 +302,13 @@ impl Engine {
                         s * spec.inputs + i,
                     )?;
                     row.push(v);
-                    let pass = match self.arch.layers[l - 1].activation {
-                        Activation::Relu => sample.z[l - 1][i] >= 0,
-                        Activation::None => true,
-                    };
-                    prev.push(if pass { v } else { 0 });
+                    prev.push(self.activation_grad(
+                        l - 1,
+                        sample.z[l - 1][i],
+                        sample.inputs[l][i],
+                        v,
+                        s * spec.inputs + i,
+                    )?);
                 }
                 da_l.push(row);
                 dz_prev.push(prev);

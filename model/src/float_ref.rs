@@ -2,7 +2,7 @@
 //! trained with exact (floating-point) arithmetic, to measure the fidelity of
 //! the fixed-point run.
 
-use crate::arch::{Activation, Architecture, Weights};
+use crate::arch::{Activation, Architecture, Loss, Weights};
 use crate::fixed::FixedParams;
 
 /// A model with real-valued parameters.
@@ -45,25 +45,31 @@ impl FloatModel {
                         .sum::<f64>()
                 })
                 .collect();
-            a = match spec.activation {
-                Activation::Relu => z.iter().map(|&v| v.max(0.0)).collect(),
-                Activation::None => z.clone(),
-            };
+            a = z.iter().map(|&v| activate(spec.activation, v)).collect();
             zs.push(z);
         }
         zs
     }
 
+    /// The logits of the loss's softmax: the last layer's outputs, or
+    /// `[0, z]` for a sigmoid output.
+    fn loss_logits(&self, z: &[f64]) -> Vec<f64> {
+        match self.arch.loss() {
+            Loss::SoftmaxCrossEntropy => z.to_vec(),
+            Loss::SigmoidBinaryCrossEntropy => [0.0].into_iter().chain(z.iter().copied()).collect(),
+        }
+    }
+
     /// Predicted class (first maximal logit).
     pub fn predict(&self, x: &[f64]) -> usize {
         let zs = self.forward(x);
-        argmax(&zs[zs.len() - 1])
+        argmax(&self.loss_logits(&zs[zs.len() - 1]))
     }
 
     /// Cross-entropy loss of one record.
     pub fn loss(&self, x: &[f64], y: u32) -> f64 {
         let zs = self.forward(x);
-        let p = softmax(&zs[zs.len() - 1]);
+        let p = softmax(&self.loss_logits(&zs[zs.len() - 1]));
         -p[y as usize].max(1e-300).ln()
     }
 
@@ -85,13 +91,18 @@ impl FloatModel {
             let zs = self.forward(x);
             let mut inputs = vec![x.clone()];
             for (l, spec) in self.arch.layers.iter().enumerate().take(nl - 1) {
-                inputs.push(match spec.activation {
-                    Activation::Relu => zs[l].iter().map(|&v| v.max(0.0)).collect(),
-                    Activation::None => zs[l].clone(),
-                });
+                inputs.push(
+                    zs[l]
+                        .iter()
+                        .map(|&v| activate(spec.activation, v))
+                        .collect(),
+                );
             }
-            let mut dz = softmax(&zs[nl - 1]);
+            let mut dz = softmax(&self.loss_logits(&zs[nl - 1]));
             dz[y as usize] -= 1.0;
+            // A sigmoid output's gradient is its own logit's, not the constant 0's.
+            let skip = dz.len() - self.arch.layers[nl - 1].outputs;
+            dz.drain(..skip);
             for l in (0..nl).rev() {
                 let spec = self.arch.layers[l];
                 for j in 0..spec.outputs {
@@ -107,9 +118,12 @@ impl FloatModel {
                             let g: f64 = (0..spec.outputs)
                                 .map(|j| dz[j] * w[i * spec.outputs + j])
                                 .sum();
+                            let (z, a) = (zs[l - 1][i], inputs[l][i]);
                             match self.arch.layers[l - 1].activation {
-                                Activation::Relu if zs[l - 1][i] <= 0.0 => 0.0,
-                                _ => g,
+                                Activation::Relu if z <= 0.0 => 0.0,
+                                Activation::Relu | Activation::None => g,
+                                Activation::Sigmoid => g * a * (1.0 - a),
+                                Activation::Tanh => g * (1.0 - a * a),
                             }
                         })
                         .collect();
@@ -124,6 +138,16 @@ impl FloatModel {
                 *bk -= lr * g / batch;
             }
         }
+    }
+}
+
+/// An activation applied exactly.
+pub fn activate(act: Activation, z: f64) -> f64 {
+    match act {
+        Activation::Relu => z.max(0.0),
+        Activation::None => z,
+        Activation::Sigmoid => 1.0 / (1.0 + (-z).exp()),
+        Activation::Tanh => z.tanh(),
     }
 }
 

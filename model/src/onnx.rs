@@ -21,7 +21,7 @@ use std::path::Path;
 
 use prost::Message;
 
-use crate::arch::{Activation, Architecture, DenseSpec, Weights};
+use crate::arch::{Activation, Architecture, DenseSpec, Loss, Weights};
 use crate::error::{ModelError, Result};
 use crate::fixed::FixedParams;
 use crate::spec::ImportedModel;
@@ -181,7 +181,8 @@ pub fn import(path: &Path) -> Result<ImportedModel> {
             )));
         }
     }
-    // Which output: the one a Softmax produces (through Identity), else the only one.
+    // Which output: the one a Softmax or Sigmoid produces (through Identity),
+    // else the only one.
     let producer: HashMap<&str, &pb::NodeProto> = graph
         .node
         .iter()
@@ -194,13 +195,16 @@ pub fn import(path: &Path) -> Result<ImportedModel> {
             .output
             .iter()
             .map(|o| o.name())
-            .filter(|o| through_identity(&producer, o).is_some_and(|n| n.op_type() == "Softmax"))
+            .filter(|o| {
+                through_identity(&producer, o)
+                    .is_some_and(|n| matches!(n.op_type(), "Softmax" | "Sigmoid"))
+            })
             .collect();
         match soft.as_slice() {
             [one] => one.to_string(),
             _ => {
                 return Err(ctx.err(format!(
-                    "cannot choose among outputs {:?}: expected one output, or exactly one produced by Softmax",
+                    "cannot choose among outputs {:?}: expected one output, or exactly one produced by Softmax or Sigmoid",
                     graph.output.iter().map(|o| o.name()).collect::<Vec<_>>()
                 )))
             }
@@ -355,14 +359,18 @@ pub fn import(path: &Path) -> Result<ImportedModel> {
                 weights[last].1 = c.data;
                 pending_matmul = false;
             }
-            "Relu" => {
+            op @ ("Relu" | "Sigmoid" | "Tanh") => {
                 let Some(last) = layers.last_mut() else {
-                    return Err(ctx.node_err(n, "Relu before any dense layer is not supported"));
+                    return Err(ctx.node_err(n, format!("{op} before any dense layer is not supported")));
                 };
                 if last.activation != Activation::None {
                     return Err(ctx.node_err(n, "two activations in a row"));
                 }
-                last.activation = Activation::Relu;
+                last.activation = match op {
+                    "Relu" => Activation::Relu,
+                    "Sigmoid" => Activation::Sigmoid,
+                    _ => Activation::Tanh,
+                };
                 pending_matmul = false;
             }
             "Softmax" => {
@@ -376,7 +384,7 @@ pub fn import(path: &Path) -> Result<ImportedModel> {
             other => {
                 return Err(ctx.node_err(
                     n,
-                    format!("operator {other} is not supported (supported: Gemm, MatMul+Add, Relu, Flatten, Reshape, Identity, Cast, trailing Softmax)"),
+                    format!("operator {other} is not supported (supported: Gemm, MatMul+Add, Relu, Sigmoid, Tanh, Flatten, Reshape, Identity, Cast, trailing Softmax)"),
                 ))
             }
         }
@@ -499,25 +507,48 @@ pub fn to_onnx(
             vec![],
         ));
         cur = z;
-        if spec.activation == Activation::Relu {
-            let a = format!("dense{l}.relu");
-            nodes.push(node("Relu", &format!("relu{l}"), &[&cur], &[&a], vec![]));
-            cur = a;
+        let op = match spec.activation {
+            Activation::Relu => "Relu",
+            Activation::Sigmoid => "Sigmoid",
+            Activation::Tanh => "Tanh",
+            Activation::None => continue,
+        };
+        if l + 1 == nl {
+            // A sigmoid output: its probability is the model's output.
+            break;
+        }
+        let name = spec.activation.name();
+        let a = format!("dense{l}.{name}");
+        nodes.push(node(op, &format!("{name}{l}"), &[&cur], &[&a], vec![]));
+        cur = a;
+    }
+    match arch.loss() {
+        Loss::SoftmaxCrossEntropy => {
+            let axis = pb::AttributeProto {
+                name: Some("axis".into()),
+                r#type: Some(pb::attribute_proto::AttributeType::Int as i32),
+                i: Some(-1),
+                ..Default::default()
+            };
+            nodes.push(node(
+                "Softmax",
+                "softmax",
+                &[&cur],
+                &["probabilities"],
+                vec![axis],
+            ));
+        }
+        Loss::SigmoidBinaryCrossEntropy => {
+            nodes.push(node(
+                "Sigmoid",
+                "sigmoid",
+                &[&cur],
+                &["probabilities"],
+                vec![],
+            ));
         }
     }
-    let axis = pb::AttributeProto {
-        name: Some("axis".into()),
-        r#type: Some(pb::attribute_proto::AttributeType::Int as i32),
-        i: Some(-1),
-        ..Default::default()
-    };
-    nodes.push(node(
-        "Softmax",
-        "softmax",
-        &[&cur],
-        &["probabilities"],
-        vec![axis],
-    ));
+    let width = arch.layers[nl - 1].outputs as i64;
     pb::ModelProto {
         ir_version: Some(8),
         opset_import: vec![pb::OperatorSetIdProto {
@@ -532,8 +563,8 @@ pub fn to_onnx(
             initializer: inits,
             input: vec![value_info("input", &[None, Some(arch.input_dim() as i64)])],
             output: vec![
-                value_info("logits", &[None, Some(arch.num_classes() as i64)]),
-                value_info("probabilities", &[None, Some(arch.num_classes() as i64)]),
+                value_info("logits", &[None, Some(width)]),
+                value_info("probabilities", &[None, Some(width)]),
             ],
             ..Default::default()
         }),

@@ -158,6 +158,15 @@ mod tests {
             r#"{"inputs": 4, "layers": [{"outputs": 3, "activation": "relu"}, {"outputs": 3}]}"#,
         );
         assert_eq!(load_model(&p).unwrap().arch.describe(), "4-3(relu)-3");
+        let p = write(
+            &d,
+            "s.json",
+            r#"{"inputs": 4, "layers": [{"outputs": 3, "activation": "tanh"}, {"outputs": 1, "activation": "sigmoid"}]}"#,
+        );
+        let m = load_model(&p).unwrap();
+        assert_eq!(m.arch.describe(), "4-3(tanh)-1(sigmoid)");
+        assert_eq!(m.arch.loss(), crate::arch::Loss::SigmoidBinaryCrossEntropy);
+        assert_eq!(m.arch.num_classes(), 2);
     }
 
     #[test]
@@ -166,19 +175,27 @@ mod tests {
         let p = write(
             &d,
             "bad.toml",
-            "inputs = 4\n[[layers]]\noutputs = 3\nactivation = \"tanh\"\n",
+            "inputs = 4\n[[layers]]\noutputs = 3\nactivation = \"gelu\"\n",
         );
         let e = load_model(&p).unwrap_err().to_string();
-        assert!(e.contains("bad.toml") && e.contains("tanh"), "{e}");
+        assert!(e.contains("bad.toml") && e.contains("gelu"), "{e}");
         let p = write(
             &d,
             "relu_last.toml",
             "inputs = 4\n[[layers]]\noutputs = 3\nactivation = \"relu\"\n",
         );
-        assert!(load_model(&p)
-            .unwrap_err()
-            .to_string()
-            .contains("no activation"));
+        let e = load_model(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("activation relu") && e.contains("names the loss"),
+            "{e}"
+        );
+        let p = write(
+            &d,
+            "wide_sigmoid.toml",
+            "inputs = 4\n[[layers]]\noutputs = 3\nactivation = \"sigmoid\"\n",
+        );
+        let e = load_model(&p).unwrap_err().to_string();
+        assert!(e.contains("exactly 1 output"), "{e}");
         let p = write(&d, "typo.toml", "inputs = 4\nlayer = []\n");
         assert!(load_model(&p)
             .unwrap_err()

@@ -18,7 +18,8 @@
 use halo2_base::gates::circuit::CircuitBuilderStage;
 use halo2_base::gates::{GateChip, GateInstructions, RangeInstructions};
 use halo2_base::{AssignedValue, Context, QuantumCell};
-use zkaudit_model::{Activation, Weights};
+use zkaudit_model::arch::Loss;
+use zkaudit_model::Weights;
 
 use super::{AuditShape, ChunkKind, RuleKind, TAG_CONTENT, TAG_COUNT};
 use crate::field::{fe, fe_u128, to_i128};
@@ -569,18 +570,25 @@ fn predict(
 ) -> AssignedValue<Fr> {
     let gate = chip.gate();
     let mut a = x.to_vec();
-    for (spec, (cols, bl)) in shape.arch.layers.iter().zip(layers) {
+    let nl = shape.arch.layers.len();
+    for (l, (spec, (cols, bl))) in shape.arch.layers.iter().zip(layers).enumerate() {
         a = cols
             .iter()
             .zip(bl)
             .map(|(col, b)| {
                 let (z, bit) = chip.dense_unit(ctx, &a, col, *b);
-                match spec.activation {
-                    Activation::Relu => gate.mul(ctx, z, bit),
-                    Activation::None => z,
+                // The last layer's activation (a sigmoid output) belongs to the loss.
+                if l + 1 == nl {
+                    z
+                } else {
+                    chip.activate(ctx, spec.activation, z, bit)
                 }
             })
             .collect();
+    }
+    // A sigmoid output predicts class 1 when z > 0: the first maximum of [0, z].
+    if let Loss::SigmoidBinaryCrossEntropy = shape.arch.loss() {
+        a.insert(0, ctx.load_zero());
     }
     let zi: Vec<i128> = a.iter().map(int).collect();
     let mut mi = 0;

@@ -8,7 +8,7 @@ use zkaudit_model::data::{FixedDataset, Scaling, ScalingKind};
 use zkaudit_model::schedule::Schedule;
 use zkaudit_model::seed::SeedRng;
 use zkaudit_model::transcript::{DataSource, InitSource, TrainConfig};
-use zkaudit_model::{Architecture, DenseSpec, Engine};
+use zkaudit_model::{Activation, Architecture, DenseSpec, Engine};
 
 use super::*;
 
@@ -127,7 +127,7 @@ fn build_mock(
     (circuit, st)
 }
 
-fn mock(
+pub(super) fn mock(
     t: &Transcript,
     step: usize,
     edit: impl FnOnce(&mut StepStatement, &mut StepWitness),
@@ -256,7 +256,7 @@ fn rejects_forged_poseidon_output() {
 /// The strongest form of a tampered witness: the prover also claims the
 /// commitment to whatever weights its corrupted computation produces, so only
 /// the constraint under test can reject it.
-fn rejects_consistent_forgery(t: &Transcript, tamper: Tamper) {
+pub(super) fn rejects_consistent_forgery(t: &Transcript, tamper: Tamper) {
     let tree = tree_of(t);
     let shape = StepShape::for_run(t, K);
     let (mut st, w) = step_inputs(t, &tree, 0).unwrap();

@@ -96,6 +96,47 @@ fn softmax_saturates_far_logits() {
 }
 
 #[test]
+fn sigmoid_and_tanh_hand_values() {
+    let e = tiny(FixedParams::default());
+    assert_eq!(e.sigmoid(0), 32768);
+    assert_eq!(e.tanh(0, "t", 0).unwrap(), 0);
+    assert_eq!(e.sigmoid(40 << 16), 65536);
+    assert_eq!(e.sigmoid(-(40 << 16)), 0);
+    assert_eq!(e.tanh(40 << 16, "t", 0).unwrap(), 65536);
+    // -z of the smallest value is out of range: named, not wrapped.
+    let min = FixedParams::default().min_value();
+    let err = e
+        .tanh(min, "layer 0 (dense 2->2)", 3)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("tanh_input") && err.contains("layer 0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sigmoid_output_gradient_is_p_minus_y() {
+    // One sigmoid unit, zero weights: p = 1/2, so dz = 1/2 - y.
+    let arch = Architecture::new(vec![DenseSpec {
+        inputs: 2,
+        outputs: 1,
+        activation: Activation::Sigmoid,
+    }])
+    .unwrap();
+    let e = Engine::new(arch.clone(), FixedParams::default());
+    let w = Weights::zeros(&arch);
+    let t = e
+        .step(&w, &[vec![65536, 0], vec![0, 65536]], &[1, 0], 65536)
+        .unwrap();
+    assert_eq!(t.dz[0], vec![vec![-32768], vec![32768]]);
+    assert_eq!(t.samples[0].softmax.p, vec![32768, 32768]);
+    // w0 -= lr * mean(x0 * dz) = -(1 * -1/2) / 2: +1/4; w1 -= (1 * 1/2) / 2: -1/4.
+    assert_eq!(t.new_weights.layers[0].w, vec![16384, -16384]);
+    assert_eq!(t.new_weights.layers[0].b, vec![0]);
+}
+
+#[test]
 fn gradient_step_hand_example() {
     // Logistic regression, one record, uniform start: p = [1/2, 1/2], y = 1,
     // dz = [1/2, -1/2]; with x = [1, 0] and lr = 1: w[0][0] -= 1/2, w[0][1] += 1/2.
@@ -125,20 +166,33 @@ fn random_setup(
     batch: usize,
     fx: FixedParams,
 ) -> (Engine, Weights, Vec<Vec<i64>>, Vec<u32>) {
+    random_setup_with(hidden, Activation::Relu, false, seed, batch, fx)
+}
+
+/// [`random_setup`] with a chosen hidden activation, and a sigmoid output
+/// (binary cross-entropy) instead of 3 softmax classes when `sigmoid_out`.
+fn random_setup_with(
+    hidden: &[usize],
+    act: Activation,
+    sigmoid_out: bool,
+    seed: u64,
+    batch: usize,
+    fx: FixedParams,
+) -> (Engine, Weights, Vec<Vec<i64>>, Vec<u32>) {
     let mut rng = crate::seed::SeedRng::new(b"test", seed, 0);
     let mut dims = vec![3usize];
     dims.extend_from_slice(hidden);
-    dims.push(3);
+    dims.push(if sigmoid_out { 1 } else { 3 });
     let layers = dims
         .windows(2)
         .enumerate()
         .map(|(i, d)| DenseSpec {
             inputs: d[0],
             outputs: d[1],
-            activation: if i + 2 == dims.len() {
-                Activation::None
-            } else {
-                Activation::Relu
+            activation: match (i + 2 == dims.len(), sigmoid_out) {
+                (true, true) => Activation::Sigmoid,
+                (true, false) => Activation::None,
+                (false, _) => act,
             },
         })
         .collect();
@@ -162,7 +216,8 @@ fn random_setup(
     let xs = (0..batch)
         .map(|_| (0..3).map(|_| r(0, one + 1)).collect())
         .collect();
-    let ys = (0..batch).map(|_| r(0, 3) as u32).collect();
+    let classes = arch.num_classes() as u64;
+    let ys = (0..batch).map(|_| r(0, classes) as u32).collect();
     (Engine::new(arch, fx), w, xs, ys)
 }
 
@@ -198,13 +253,34 @@ proptest! {
         prop_assert!(t.p[t.max_index] > 0);
     }
 
+    /// Sigmoid: a 2-entry softmax, so within `2 * 2 + 3 = 7` units of the
+    /// exact value; tanh is `2 p - 1` of one, so within 14 units.
+    #[test]
+    fn sigmoid_and_tanh_error_bounds(z in -(40i64 << 16)..(40i64 << 16)) {
+        let fx = FixedParams::default();
+        let e = tiny(fx);
+        let unit = 1.0 / fx.one() as f64;
+        let x = fx.dequantize(z);
+        let s = fx.dequantize(e.sigmoid(z));
+        prop_assert!((s - 1.0 / (1.0 + (-x).exp())).abs() <= 7.0 * unit, "sigmoid({}) = {}", x, s);
+        let t = fx.dequantize(e.tanh(z, "t", 0).unwrap());
+        prop_assert!((t - x.tanh()).abs() <= 14.0 * unit, "tanh({}) = {}", x, t);
+        prop_assert!((0.0..=1.0).contains(&s) && (-1.0..=1.0).contains(&t));
+    }
+
     /// A whole step against the f64 reference from the same start: with inputs
     /// in [0,1], weights in [-1,1], widths <= 5 and lr <= 0.5, every updated
     /// parameter agrees within 1e-3 (the bound is loose: measured errors are ~1e-5).
     #[test]
-    fn step_matches_float_reference((hidden, seed) in arb_model(), batch in 1usize..5, lr_bits in 1u32..16) {
+    fn step_matches_float_reference(
+        (hidden, seed) in arb_model(),
+        batch in 1usize..5,
+        lr_bits in 1u32..16,
+        act in prop::sample::select(vec![Activation::Relu, Activation::None, Activation::Sigmoid, Activation::Tanh]),
+        sigmoid_out in any::<bool>(),
+    ) {
         let fx = FixedParams::default();
-        let (e, w, xs, ys) = random_setup(&hidden, seed, batch, fx);
+        let (e, w, xs, ys) = random_setup_with(&hidden, act, sigmoid_out, seed, batch, fx);
         let lr_fx = 1i64 << lr_bits; // lr in [2^-15, 0.5]
         let t = e.step(&w, &xs, &ys, lr_fx).unwrap();
         let mut fm = FloatModel::from_fixed(&e.arch, &fx, &w);

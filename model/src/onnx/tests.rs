@@ -56,28 +56,37 @@ fn imports_exporter_made_digits_mlp() {
 
 #[test]
 fn export_import_round_trip() {
-    let arch = Architecture::new(vec![
-        DenseSpec {
-            inputs: 3,
-            outputs: 4,
-            activation: Activation::Relu,
-        },
-        DenseSpec {
-            inputs: 4,
-            outputs: 2,
-            activation: Activation::None,
-        },
-    ])
-    .unwrap();
-    let fx = FixedParams::default();
-    let w = Weights::seeded(&arch, &fx, 11);
-    let d = tempfile::tempdir().unwrap();
-    let p = d.path().join("m.onnx");
-    export(&p, &arch, &fx, &w, "rt").unwrap();
-    let m = crate::spec::load_model(&p).unwrap();
-    assert_eq!(m.arch, arch);
-    let back = Weights::quantize(&arch, &fx, &m.initial.unwrap()).unwrap();
-    assert_eq!(back, w);
+    use Activation::*;
+    // Every hidden activation, and both losses (softmax and sigmoid outputs).
+    for (hidden, out_act, outputs) in [
+        (Relu, None, 2),
+        (Sigmoid, None, 3),
+        (Tanh, Sigmoid, 1),
+        (Relu, Sigmoid, 1),
+    ] {
+        let arch = Architecture::new(vec![
+            DenseSpec {
+                inputs: 3,
+                outputs: 4,
+                activation: hidden,
+            },
+            DenseSpec {
+                inputs: 4,
+                outputs,
+                activation: out_act,
+            },
+        ])
+        .unwrap();
+        let fx = FixedParams::default();
+        let w = Weights::seeded(&arch, &fx, 11);
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("m.onnx");
+        export(&p, &arch, &fx, &w, "rt").unwrap();
+        let m = crate::spec::load_model(&p).unwrap();
+        assert_eq!(m.arch, arch, "{}", arch.describe());
+        let back = Weights::quantize(&arch, &fx, &m.initial.unwrap()).unwrap();
+        assert_eq!(back, w);
+    }
 }
 
 #[test]
@@ -125,7 +134,7 @@ fn unsupported_op_names_node_and_op() {
     let d = tempfile::tempdir().unwrap();
     let nodes = vec![
         node("Gemm", "g0", &["x", "W0"], &["z0"], vec![]),
-        node("Sigmoid", "act", &["z0"], &["a0"], vec![]),
+        node("Elu", "act", &["z0"], &["a0"], vec![]),
         node("Gemm", "g1", &["a0", "W1"], &["y"], vec![]),
     ];
     let inits = vec![
@@ -144,7 +153,7 @@ fn unsupported_op_names_node_and_op() {
     );
     let e = crate::spec::load_model(&p).unwrap_err().to_string();
     assert!(
-        e.contains("node `act`") && e.contains("op Sigmoid") && e.contains("not supported"),
+        e.contains("node `act`") && e.contains("op Elu") && e.contains("not supported"),
         "{e}"
     );
 }
