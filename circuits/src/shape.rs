@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zkaudit_model::transcript::Transcript;
-use zkaudit_model::{Architecture, FixedParams};
+use zkaudit_model::{Activation, Architecture, FixedParams};
 
 use crate::hash::MerkleTree;
 use crate::Fr;
@@ -186,10 +186,15 @@ impl StepShape {
         // challenge checks (second phase), counted as `freivalds` lays them
         // out; `units` are the entries rounded afterwards.
         let (mut products, mut units) = (0u64, 0u64);
+        let last = self.arch.layers.len() - 1;
+        let mut smooth = 0u64;
         for (i, l) in self.arch.layers.iter().enumerate() {
             let (m, p) = (l.inputs as u64, l.outputs as u64);
             products += product_cells(b, m, p) + update_cells(m, b, p);
             units += b * p;
+            if i < last && matches!(l.activation, Activation::Sigmoid | Activation::Tanh) {
+                smooth += b * p;
+            }
             if i > 0 {
                 products += product_cells(b, p, m);
                 units += b * m;
@@ -200,6 +205,7 @@ impl StepShape {
         let perms = 2 * commit + s * (b * record + hash(2 + b)) + u64::from(s > 1) * hash(1 + s);
         let cells_per_step = products
             + CELLS_PER_UNIT * units
+            + CELLS_PER_SMOOTH_UNIT * smooth
             + CELLS_PER_FEATURE * b * d
             + CELLS_PER_RECORD * b
             + CELLS_PER_PARAM * params;
@@ -292,6 +298,10 @@ pub fn update_cells(n: u64, m: u64, p: u64) -> u64 {
 /// Cells per rounded product entry (rescale, sign, ReLU), fitted to measured
 /// circuits (`print_step_cost_points`).
 const CELLS_PER_UNIT: u64 = 81;
+/// Cells per hidden sigmoid or tanh unit and record besides those of a
+/// rounded entry: its 2-way softmax and its derivative's rounding, measured
+/// (317 and 325 at 30-8-1, batch 16).
+const CELLS_PER_SMOOTH_UNIT: u64 = 320;
 /// Cells per feature of a record (range check, packing), fitted.
 const CELLS_PER_FEATURE: u64 = 13;
 /// Cells per record besides its features and products (leaf, path,

@@ -14,9 +14,14 @@ fn root() -> PathBuf {
 }
 
 fn train_cancer(out: &Path) {
+    train_cancer_model("cancer_logreg", out);
+}
+
+/// Trains `examples/models/<model>.toml` on breast_cancer (2 epochs).
+fn train_cancer_model(model: &str, out: &Path) {
     let st = zkaudit()
         .args(["train", "--model"])
-        .arg(root().join("examples/models/cancer_logreg.toml"))
+        .arg(root().join(format!("examples/models/{model}.toml")))
         .arg("--data")
         .arg(root().join("examples/data/breast_cancer.csv"))
         .args([
@@ -148,9 +153,17 @@ fn onnxruntime_agrees_with_fixed_point_predictions() {
         eprintln!("skipped: python3 with onnxruntime and numpy is not available");
         return;
     }
+    // A softmax model, and a tanh layer with a sigmoid output.
+    for model in ["cancer_logreg", "cancer_tanh_mlp"] {
+        onnxruntime_agrees_on(model);
+    }
+}
+
+/// [`onnxruntime_agrees_with_fixed_point_predictions`] for one model.
+fn onnxruntime_agrees_on(model: &str) {
     let d = tempfile::tempdir().unwrap();
     let run = d.path().join("run");
-    train_cancer(&run);
+    train_cancer_model(model, &run);
     let onnx = d.path().join("m.onnx");
     assert!(zkaudit()
         .args(["export", "--run"])
@@ -202,7 +215,27 @@ fn onnxruntime_agrees_with_fixed_point_predictions() {
     // Float32 evaluation vs fixed-point rounding may flip a near-tie; allow at most 1%.
     assert!(
         agree * 100 >= ours.len() * 99,
-        "only {agree}/{} predictions agree",
+        "{model}: only {agree}/{} predictions agree",
         ours.len()
     );
+}
+
+/// A sigmoid-output logistic regression and a tanh MLP with a sigmoid output
+/// (binary cross-entropy) on breast_cancer reach the f64 reference's test
+/// accuracy within 2 points, and at least 90%.
+#[test]
+fn sigmoid_and_tanh_models_match_the_f64_reference() {
+    for model in ["cancer_sigmoid", "cancer_tanh_mlp"] {
+        let d = tempfile::tempdir().unwrap();
+        let run = d.path().join("run");
+        train_cancer_model(model, &run);
+        let s: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(run.join("summary.json")).unwrap()).unwrap();
+        let fixed = s["fixed"]["test_accuracy"].as_f64().unwrap();
+        let float = s["float"]["test_accuracy"].as_f64().unwrap();
+        assert!(
+            (fixed - float).abs() <= 0.02 && fixed >= 0.9,
+            "{model}: fixed {fixed}, f64 {float}"
+        );
+    }
 }

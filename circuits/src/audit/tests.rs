@@ -368,7 +368,8 @@ pub(super) fn test_set(t: &Transcript, n: usize) -> PublicRecords {
                 .collect()
         })
         .collect();
-    let labels = (0..n).map(|_| rng.below(3) as u32).collect();
+    let classes = t.config.arch.num_classes() as u64;
+    let labels = (0..n).map(|_| rng.below(classes) as u32).collect();
     PublicRecords { features, labels }
 }
 
@@ -534,4 +535,42 @@ fn raw_values_must_map_to_the_proven_fixed_point_values() {
         values[0] += 1;
     }
     assert!(check_raw(&edited, &scaling, &fx).is_err());
+}
+
+/// The accuracy audit runs a tanh layer and a sigmoid output as the engine
+/// does: the true count verifies, one more cannot be proven.
+#[test]
+fn accuracy_audit_of_a_tanh_model_with_a_sigmoid_output() {
+    let env = Env::new();
+    let t = synthetic_run(
+        &[
+            (4, Activation::None),
+            (3, Activation::Tanh),
+            (1, Activation::Sigmoid),
+        ],
+        12,
+        2,
+        3,
+        6,
+    );
+    let test = test_set(&t, 8);
+    let engine = Engine::new(t.config.arch.clone(), t.config.fx);
+    let w = &t.weights[t.num_steps()];
+    let truth = test
+        .features
+        .iter()
+        .zip(&test.labels)
+        .filter(|(x, y)| engine.forward(w, x).unwrap().prediction() == **y as usize)
+        .count() as u64;
+    let claim = |n| Claim::Accuracy {
+        test: test.clone(),
+        bound: Bound::AtLeast(n),
+        reveal: false,
+    };
+    let a = env.prove(&t, &claim(truth), 4).unwrap();
+    env.verify(&t, &a).unwrap();
+    unsatisfied(
+        env.prove(&t, &claim(truth + 1), 4),
+        "accuracy above the truth",
+    );
 }

@@ -39,3 +39,20 @@ fn rejects_a_wrong_tanh_value() {
         rejects_consistent_forgery(&t, Tamper::ActivationValue(n));
     }
 }
+
+/// A smooth unit costs its 2-way softmax and its derivative's rounding, far
+/// more than a ReLU: the size estimate counts them (measured 317 and 325
+/// cells per unit and record more than ReLU at 30-8-2, batch 16).
+#[test]
+fn size_estimate_counts_smooth_units() {
+    use zkaudit_model::Activation::Relu;
+    for act in [Relu, Sigmoid, Tanh] {
+        let (shape, cells, _) =
+            super::tests::built_step(&[(30, Linear), (8, act), (1, Sigmoid)], 16);
+        let ratio = shape.estimate().cells as f64 / cells as f64;
+        assert!(
+            (0.8..1.25).contains(&ratio),
+            "{act:?}: estimate off by {ratio}"
+        );
+    }
+}

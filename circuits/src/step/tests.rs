@@ -748,7 +748,7 @@ fn span_of_consecutive_steps_is_accepted_and_broken_spans_rejected() {
 
 /// The shape of a one-step synthetic run (64 records) and the advice cells
 /// and permutations of its step circuit, laid out.
-fn built_step(dims: &[(usize, Activation)], batch: usize) -> (StepShape, usize, usize) {
+pub(super) fn built_step(dims: &[(usize, Activation)], batch: usize) -> (StepShape, usize, usize) {
     let t = synthetic_run(dims, 64, batch, 1, 5);
     let tree = tree_of(&t);
     let shape = StepShape::for_run(&t, 20);
