@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ModelError, Result};
 use crate::fixed::FixedParams;
 use crate::seed::SeedRng;
+use crate::stage::{ConvSpec, Stage};
 
 /// Largest accumulator magnitude (in bits) any operation may produce. The
 /// native engine computes in `i128`; the circuit field (BN254, 254 bits) has
@@ -79,16 +80,57 @@ pub struct DenseSpec {
     pub activation: Activation,
 }
 
-/// A chain of dense layers ending in logits.
+/// Feature-extraction stages ([`Stage`]) then a chain of dense layers
+/// ending in logits.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Architecture {
-    /// The layers, input first.
+    /// Convolutions and poolings before the dense layers, input first (none
+    /// for a multi-layer perceptron).
+    #[serde(default)]
+    pub stages: Vec<Stage>,
+    /// The dense layers, input first.
     pub layers: Vec<DenseSpec>,
 }
 
 impl Architecture {
-    /// Validates a layer chain.
+    /// Validates a chain of dense layers.
     pub fn new(layers: Vec<DenseSpec>) -> Result<Self> {
+        Architecture::with_stages(Vec::new(), layers)
+    }
+
+    /// Validates feature-extraction stages followed by dense layers: each
+    /// stage takes the previous one's output shape, and the first dense
+    /// layer the last stage's output flattened.
+    pub fn with_stages(stages: Vec<Stage>, layers: Vec<DenseSpec>) -> Result<Self> {
+        if stages.len() > MAX_LAYERS {
+            return Err(ModelError::Shape(format!(
+                "a model has at most {MAX_LAYERS} convolution and pooling stages, got {}",
+                stages.len()
+            )));
+        }
+        for (i, st) in stages.iter().enumerate() {
+            st.validate(i)?;
+            if i > 0 && stages[i - 1].output_shape() != st.input_shape() {
+                let (a, b, c) = stages[i - 1].output_shape();
+                let (d, e, f) = st.input_shape();
+                return Err(ModelError::Shape(format!(
+                    "stage {i} ({}) takes {d}x{e}x{f} but stage {} produces {a}x{b}x{c}",
+                    st.describe(),
+                    i - 1
+                )));
+            }
+        }
+        if let (Some(st), Some(first)) = (stages.last(), layers.first()) {
+            let (_, out) = st.sizes();
+            if out != first.inputs {
+                let (a, b, c) = st.output_shape();
+                return Err(ModelError::Shape(format!(
+                    "layer 0 takes {} inputs but the last stage ({}) produces {a}x{b}x{c} = {out} values",
+                    first.inputs,
+                    st.describe()
+                )));
+            }
+        }
         if layers.is_empty() || layers.len() > MAX_LAYERS {
             return Err(ModelError::Shape(format!(
                 "a model needs 1..={MAX_LAYERS} dense layers, got {}",
@@ -136,7 +178,7 @@ impl Architecture {
                 )))
             }
         }
-        let arch = Architecture { layers };
+        let arch = Architecture { stages, layers };
         // Widths are at most 2^16 and layers at most 64: no overflow below.
         if arch.num_params() > MAX_PARAMS {
             return Err(ModelError::Shape(format!(
@@ -150,12 +192,24 @@ impl Architecture {
 
     /// Re-checks a deserialised architecture with the constructor's rules.
     pub fn validate(&self) -> Result<()> {
-        Architecture::new(self.layers.clone()).map(|_| ())
+        Architecture::with_stages(self.stages.clone(), self.layers.clone()).map(|_| ())
     }
 
-    /// Number of input features.
+    /// Number of input features (`C H W` of the first stage's input).
     pub fn input_dim(&self) -> usize {
-        self.layers[0].inputs
+        match self.stages.first() {
+            Some(st) => st.sizes().0,
+            None => self.layers[0].inputs,
+        }
+    }
+
+    /// The convolutions among the stages, in order: they own the
+    /// [`Weights::stages`] entries.
+    pub fn convs(&self) -> impl Iterator<Item = &ConvSpec> {
+        self.stages.iter().filter_map(|s| match s {
+            Stage::Conv(c) => Some(c),
+            Stage::AvgPool(_) => None,
+        })
     }
 
     /// The training loss, named by the last layer's activation.
@@ -176,15 +230,31 @@ impl Architecture {
 
     /// Number of trainable parameters.
     pub fn num_params(&self) -> usize {
-        self.layers
-            .iter()
-            .map(|l| l.inputs * l.outputs + l.outputs)
-            .sum()
+        self.convs().map(ConvSpec::num_params).sum::<usize>()
+            + self
+                .layers
+                .iter()
+                .map(|l| l.inputs * l.outputs + l.outputs)
+                .sum::<usize>()
     }
 
-    /// Compact description such as `64-16(relu)-10`.
+    /// Compact description such as `64-16(relu)-10` or
+    /// `1x8x8-conv3x3/8p1(relu)-avgpool2-128-10`.
     pub fn describe(&self) -> String {
-        let mut s = self.input_dim().to_string();
+        let mut s = match self.stages.first() {
+            Some(st) => {
+                let (c, h, w) = st.input_shape();
+                let mut s = format!("{c}x{h}x{w}");
+                for st in &self.stages {
+                    s.push('-');
+                    s.push_str(&st.describe());
+                }
+                s.push('-');
+                s.push_str(&self.layers[0].inputs.to_string());
+                s
+            }
+            None => self.input_dim().to_string(),
+        };
         for l in &self.layers {
             s.push('-');
             s.push_str(&l.outputs.to_string());
@@ -210,9 +280,14 @@ impl Architecture {
             .layers
             .iter()
             .map(|l| l.inputs.max(l.outputs))
+            .chain(self.convs().map(|c| c.patch_len().max(c.out_channels)))
+            // a convolution's input gradient sums over every patch covering a value
+            .chain(self.convs().map(|c| c.out_channels * c.kernel * c.kernel))
             .max()
             .unwrap_or(1) as f64;
-        let b = batch.max(1) as f64;
+        // a convolution's weight gradient sums over every position of every record
+        let positions = self.convs().map(ConvSpec::positions).max().unwrap_or(1);
+        let b = (batch.max(1) * positions) as f64;
         // forward/backward dot products: width * 2^vb * 2^vb + 2^(vb+f)
         let dot = width.log2() + 2.0 * vb + 1.0;
         // weight-gradient accumulator times learning rate: lr * batch * 2^(2 vb)
@@ -245,65 +320,99 @@ pub struct LayerWeights {
 /// All parameters of a model in fixed point.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Weights {
-    /// One entry per layer.
+    /// One entry per convolution stage: its kernel as the `[C k k][OC]`
+    /// matrix (see [`crate::stage`]) and its biases.
+    #[serde(default)]
+    pub stages: Vec<LayerWeights>,
+    /// One entry per dense layer.
     pub layers: Vec<LayerWeights>,
 }
 
+/// `(rows, columns)` of every parameter matrix of a model, convolutions
+/// first: the order of [`Weights::flatten`].
+fn matrices(arch: &Architecture) -> impl Iterator<Item = (usize, usize)> + '_ {
+    arch.convs()
+        .map(|c| (c.patch_len(), c.out_channels))
+        .chain(arch.layers.iter().map(|l| (l.inputs, l.outputs)))
+}
+
 impl Weights {
+    /// Weights from one list of parameter matrices in [`Weights::flatten`]'s
+    /// order (convolutions first).
+    fn split(arch: &Architecture, mut all: Vec<LayerWeights>) -> Self {
+        let layers = all.split_off(arch.convs().count().min(all.len()));
+        Weights {
+            stages: all,
+            layers,
+        }
+    }
+
+    /// The parameter matrices in order, convolutions first.
+    pub fn all(&self) -> impl Iterator<Item = &LayerWeights> {
+        self.stages.iter().chain(&self.layers)
+    }
+
     /// All-zero weights of the given architecture.
     pub fn zeros(arch: &Architecture) -> Self {
-        Weights {
-            layers: arch
-                .layers
-                .iter()
-                .map(|l| LayerWeights {
-                    w: vec![0; l.inputs * l.outputs],
-                    b: vec![0; l.outputs],
-                })
-                .collect(),
-        }
+        let all = matrices(arch)
+            .map(|(i, o)| LayerWeights {
+                w: vec![0; i * o],
+                b: vec![0; o],
+            })
+            .collect();
+        Weights::split(arch, all)
     }
 
     /// Deterministic initial weights from a public seed: Glorot-uniform
     /// integers `w ~ U{-A..=A}` with `A = round(sqrt(6 / (in + out)) * 2^f)`
     /// drawn by [`SeedRng`], biases zero. A verifier recomputes them exactly.
+    /// Convolutions draw theirs first, with fans `C k k` and `OC k k`.
     pub fn seeded(arch: &Architecture, fx: &FixedParams, seed: u64) -> Self {
         let mut rng = SeedRng::new(b"zkaudit/init/v1", seed, 0);
-        let layers = arch
-            .layers
-            .iter()
-            .map(|l| {
-                let limit = (6.0 / (l.inputs + l.outputs) as f64).sqrt();
+        let fans = arch
+            .convs()
+            .map(|c| (c.patch_len(), c.out_channels * c.kernel * c.kernel))
+            .chain(arch.layers.iter().map(|l| (l.inputs, l.outputs)));
+        let all = matrices(arch)
+            .zip(fans)
+            .map(|((rows, cols), (fan_in, fan_out))| {
+                let limit = (6.0 / (fan_in + fan_out) as f64).sqrt();
                 let a = (limit * fx.one() as f64 + 0.5).floor() as u64;
-                let w = (0..l.inputs * l.outputs)
+                let w = (0..rows * cols)
                     .map(|_| rng.below(2 * a + 1) as i64 - a as i64)
                     .collect();
                 LayerWeights {
                     w,
-                    b: vec![0; l.outputs],
+                    b: vec![0; cols],
                 }
             })
             .collect();
-        Weights { layers }
+        Weights::split(arch, all)
     }
 
-    /// Quantizes real-valued weights (e.g. ONNX initializers) layer by layer.
+    /// Quantizes real-valued weights (e.g. ONNX initializers) matrix by
+    /// matrix, convolutions first.
     pub fn quantize(
         arch: &Architecture,
         fx: &FixedParams,
         real: &[(Vec<f64>, Vec<f64>)],
     ) -> Result<Self> {
-        if real.len() != arch.layers.len() {
+        let shapes: Vec<(usize, usize)> = matrices(arch).collect();
+        if real.len() != shapes.len() {
             return Err(ModelError::Shape(format!(
-                "{} weight sets for {} layers",
+                "{} weight sets for {} parameterised layers",
                 real.len(),
-                arch.layers.len()
+                shapes.len()
             )));
         }
+        let convs = arch.convs().count();
         let mut layers = Vec::with_capacity(real.len());
-        for (i, ((w, b), spec)) in real.iter().zip(&arch.layers).enumerate() {
-            let name = arch.layer_name(i);
-            if w.len() != spec.inputs * spec.outputs || b.len() != spec.outputs {
+        for (i, ((w, b), &(rows, cols))) in real.iter().zip(&shapes).enumerate() {
+            let name = match i.checked_sub(convs) {
+                Some(l) => arch.layer_name(l),
+                None => format!("convolution {i}"),
+            };
+            if w.len() != rows * cols || b.len() != cols {
                 return Err(ModelError::Shape(format!(
                     "{name}: weight or bias has the wrong size"
                 )));
@@ -331,14 +440,14 @@ impl Weights {
                 b: q(b, "bias")?,
             });
         }
-        Ok(Weights { layers })
+        Ok(Weights::split(arch, layers))
     }
 
     /// All parameters in canonical order: per layer, `w` row-major then `b`.
     /// This is the order the weight commitment packs and hashes.
     pub fn flatten(&self) -> Vec<i64> {
         let mut out = Vec::new();
-        for l in &self.layers {
+        for l in self.all() {
             out.extend_from_slice(&l.w);
             out.extend_from_slice(&l.b);
         }
@@ -347,12 +456,25 @@ impl Weights {
 
     /// Checks that the weights have the architecture's shapes.
     pub fn check_shape(&self, arch: &Architecture) -> Result<()> {
-        if self.layers.len() != arch.layers.len() {
+        if self.layers.len() != arch.layers.len() || self.stages.len() != arch.convs().count() {
             return Err(ModelError::Shape(format!(
-                "weights have {} layers, architecture {}",
+                "weights have {} dense layers and {} convolutions, architecture {} and {}",
                 self.layers.len(),
-                arch.layers.len()
+                self.stages.len(),
+                arch.layers.len(),
+                arch.convs().count()
             )));
+        }
+        for (i, (l, c)) in self.stages.iter().zip(arch.convs()).enumerate() {
+            if l.w.len() != c.patch_len() * c.out_channels || l.b.len() != c.out_channels {
+                return Err(ModelError::Shape(format!(
+                    "convolution {i}: kernel has {} entries and bias {}, expected {} and {}",
+                    l.w.len(),
+                    l.b.len(),
+                    c.patch_len() * c.out_channels,
+                    c.out_channels
+                )));
+            }
         }
         for (i, (l, s)) in self.layers.iter().zip(&arch.layers).enumerate() {
             if l.w.len() != s.inputs * s.outputs || l.b.len() != s.outputs {

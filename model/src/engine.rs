@@ -57,7 +57,15 @@ pub struct SoftmaxTrace {
 /// Forward intermediates of one sample.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SampleForward {
-    /// `inputs[l]` is the input of layer `l` (`inputs[0]` is the record).
+    /// `stage_inputs[i]` is the input of stage `i` (`stage_inputs[0]` is the
+    /// record; empty without stages).
+    #[serde(default)]
+    pub stage_inputs: Vec<Vec<i64>>,
+    /// `stage_z[i]`: a convolution's pre-activation output (NCHW; empty for a pooling).
+    #[serde(default)]
+    pub stage_z: Vec<Vec<i64>>,
+    /// `inputs[l]` is the input of layer `l` (`inputs[0]` is the record, or
+    /// the last stage's output).
     pub inputs: Vec<Vec<i64>>,
     /// `z[l]` is the pre-activation output of layer `l`.
     pub z: Vec<Vec<i64>>,
@@ -171,18 +179,23 @@ impl Engine {
         Ok(2 * self.softmax(&[neg, z]).p[1] - self.fx.one())
     }
 
+    /// An activation of one value; `name` and `index` name it in errors.
+    pub fn apply(&self, act: Activation, z: i64, name: &str, index: usize) -> Result<i64> {
+        match act {
+            Activation::Relu => Ok(z.max(0)),
+            Activation::None => Ok(z),
+            Activation::Sigmoid => Ok(self.sigmoid(z)),
+            Activation::Tanh => self.tanh(z, name, index),
+        }
+    }
+
     /// The activation of hidden layer `layer` applied to its outputs `z`.
     pub fn activate(&self, layer: usize, z: &[i64]) -> Result<Vec<i64>> {
         let act = self.arch.layers[layer].activation;
         let name = self.arch.layer_name(layer);
         z.iter()
             .enumerate()
-            .map(|(j, &v)| match act {
-                Activation::Relu => Ok(v.max(0)),
-                Activation::None => Ok(v),
-                Activation::Sigmoid => Ok(self.sigmoid(v)),
-                Activation::Tanh => self.tanh(v, &name, j),
-            })
+            .map(|(j, &v)| self.apply(act, v, &name, j))
             .collect()
     }
 
@@ -195,27 +208,26 @@ impl Engine {
         }
     }
 
-    /// The gradient with respect to a hidden layer's output `z` from the
-    /// rescaled gradient `da` of its activation `a` (see the module docs).
+    /// The gradient with respect to an output `z` of activation `act` from
+    /// the rescaled gradient `da` of its activation `a` (see the module
+    /// docs); `name` and `index` name it in errors.
     pub fn activation_grad(
         &self,
-        layer: usize,
-        z: i64,
-        a: i64,
-        da: i64,
+        act: Activation,
+        (z, a, da): (i64, i64, i64),
+        name: &str,
         index: usize,
     ) -> Result<i64> {
         let f2 = 2 * self.fx.frac_bits;
         let one = self.fx.one() as i128;
         let (da, a) = (da as i128, a as i128);
-        let v = match self.arch.layers[layer].activation {
+        let v = match act {
             Activation::Relu => return Ok(if z >= 0 { da as i64 } else { 0 }),
             Activation::None => return Ok(da as i64),
             Activation::Sigmoid => div_round(da * (a * (one - a)), 1i128 << f2).0,
             Activation::Tanh => div_round(da * (one * one - a * a), 1i128 << f2).0,
         };
-        self.fx
-            .check(v, &self.arch.layer_name(layer), "activation_grad", index)
+        self.fx.check(v, name, "activation_grad", index)
     }
 
     /// Forward pass of one record.
@@ -223,7 +235,7 @@ impl Engine {
         let nl = self.arch.layers.len();
         let mut inputs = Vec::with_capacity(nl);
         let mut zs = Vec::with_capacity(nl);
-        let mut a = x.to_vec();
+        let (stage_inputs, stage_z, mut a) = self.stages_forward(w, x)?;
         for l in 0..nl {
             let z = self.dense(l, &w.layers[l], &a)?;
             inputs.push(std::mem::take(&mut a));
@@ -236,6 +248,8 @@ impl Engine {
         }
         let softmax = self.softmax(&a);
         Ok(SampleForward {
+            stage_inputs,
+            stage_z,
             inputs,
             z: zs,
             softmax,
@@ -258,7 +272,6 @@ impl Engine {
         }
         let nl = self.arch.layers.len();
         let batch = xs.len();
-        let f = self.fx.frac_bits;
         let one = self.fx.one();
         let classes = self.arch.num_classes();
         let samples = xs
@@ -281,47 +294,39 @@ impl Engine {
             .collect();
         for l in (1..nl).rev() {
             let spec = self.arch.layers[l];
-            let name = self.arch.layer_name(l);
-            let lw = &w.layers[l];
+            let name = self.arch.layer_name(l - 1);
+            let act = self.arch.layers[l - 1].activation;
             let mut da_l = Vec::with_capacity(batch);
             let mut dz_prev = Vec::with_capacity(batch);
             for (s, sample) in samples.iter().enumerate() {
-                let mut row = Vec::with_capacity(spec.inputs);
-                let mut prev = Vec::with_capacity(spec.inputs);
-                for i in 0..spec.inputs {
-                    let row_w = &lw.w[i * spec.outputs..(i + 1) * spec.outputs];
-                    let acc: i128 = dz[l][s]
-                        .iter()
-                        .zip(row_w)
-                        .map(|(&d, &wv)| d as i128 * wv as i128)
-                        .sum();
-                    let v = self.fx.check(
-                        div_round(acc, 1i128 << f).0,
-                        &name,
-                        "input_grad",
-                        s * spec.inputs + i,
-                    )?;
-                    row.push(v);
-                    prev.push(self.activation_grad(
-                        l - 1,
-                        sample.z[l - 1][i],
-                        sample.inputs[l][i],
-                        v,
-                        s * spec.inputs + i,
-                    )?);
-                }
+                let row = self.input_grad(l, &w.layers[l], &dz[l][s], s)?;
+                let prev = (0..spec.inputs)
+                    .map(|i| {
+                        let zai = (sample.z[l - 1][i], sample.inputs[l][i], row[i]);
+                        self.activation_grad(act, zai, &name, s * spec.inputs + i)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
                 da_l.push(row);
                 dz_prev.push(prev);
             }
             da[l] = da_l;
             dz[l - 1] = dz_prev;
         }
+        // Into the stages, from the gradient of the first dense layer's input.
+        let new_stages = if self.arch.stages.is_empty() {
+            Vec::new()
+        } else {
+            let d_out = (0..batch)
+                .map(|s| self.input_grad(0, &w.layers[0], &dz[0][s], s))
+                .collect::<Result<Vec<_>>>()?;
+            da[0] = d_out.clone();
+            self.stages_backward(w, &samples, d_out, lr_fx)?
+        };
 
         let mut weight_acc = Vec::with_capacity(nl);
         let mut bias_acc = Vec::with_capacity(nl);
         let mut new_layers = Vec::with_capacity(nl);
         for (l, spec) in self.arch.layers.iter().enumerate() {
-            let name = self.arch.layer_name(l);
             let mut g = vec![0i128; spec.inputs * spec.outputs];
             let mut gb = vec![0i128; spec.outputs];
             for (s, sample) in samples.iter().enumerate() {
@@ -335,28 +340,8 @@ impl Engine {
                     }
                 }
             }
-            let lw = &w.layers[l];
-            let wdiv = (batch as i128) << (2 * f);
-            let bdiv = (batch as i128) << f;
-            let new_w =
-                lw.w.iter()
-                    .zip(&g)
-                    .enumerate()
-                    .map(|(k, (&wk, &gk))| {
-                        let upd = div_round(lr_fx as i128 * gk, wdiv).0;
-                        self.fx.check(wk as i128 - upd, &name, "weight", k)
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-            let new_b =
-                lw.b.iter()
-                    .zip(&gb)
-                    .enumerate()
-                    .map(|(k, (&bk, &gk))| {
-                        let upd = div_round(lr_fx as i128 * gk, bdiv).0;
-                        self.fx.check(bk as i128 - upd, &name, "bias", k)
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-            new_layers.push(LayerWeights { w: new_w, b: new_b });
+            let name = self.arch.layer_name(l);
+            new_layers.push(self.sgd(&name, &w.layers[l], (&g, &gb), batch, lr_fx)?);
             weight_acc.push(g);
             bias_acc.push(gb);
         }
@@ -366,7 +351,58 @@ impl Engine {
             da,
             weight_acc,
             bias_acc,
-            new_weights: Weights { layers: new_layers },
+            new_weights: Weights {
+                stages: new_stages,
+                layers: new_layers,
+            },
+        })
+    }
+
+    /// `da_l[i] = div_round(sum_j dz_l[j] w_l[i][j], 2^f)` of one sample
+    /// `s` (the gradient of layer `l`'s input), range-checked.
+    fn input_grad(&self, l: usize, lw: &LayerWeights, dz: &[i64], s: usize) -> Result<Vec<i64>> {
+        let spec = self.arch.layers[l];
+        let name = self.arch.layer_name(l);
+        (0..spec.inputs)
+            .map(|i| {
+                let row_w = &lw.w[i * spec.outputs..(i + 1) * spec.outputs];
+                let acc: i128 = dz
+                    .iter()
+                    .zip(row_w)
+                    .map(|(&d, &wv)| d as i128 * wv as i128)
+                    .sum();
+                let v = div_round(acc, 1i128 << self.fx.frac_bits).0;
+                self.fx.check(v, &name, "input_grad", s * spec.inputs + i)
+            })
+            .collect()
+    }
+
+    /// The SGD update of one parameter matrix from its unrounded gradient
+    /// sums `(G, g)` (see the module docs).
+    fn sgd(
+        &self,
+        name: &str,
+        lw: &LayerWeights,
+        (g, gb): (&[i128], &[i128]),
+        batch: usize,
+        lr_fx: i64,
+    ) -> Result<LayerWeights> {
+        let f = self.fx.frac_bits;
+        let wdiv = (batch as i128) << (2 * f);
+        let bdiv = (batch as i128) << f;
+        let step = |v: &[i64], g: &[i128], d: i128, tensor: &'static str| {
+            v.iter()
+                .zip(g)
+                .enumerate()
+                .map(|(k, (&wk, &gk))| {
+                    let upd = div_round(lr_fx as i128 * gk, d).0;
+                    self.fx.check(wk as i128 - upd, name, tensor, k)
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        Ok(LayerWeights {
+            w: step(&lw.w, g, wdiv, "weight")?,
+            b: step(&lw.b, gb, bdiv, "bias")?,
         })
     }
 
@@ -376,6 +412,8 @@ impl Engine {
         -p.ln()
     }
 }
+
+mod stages;
 
 #[cfg(test)]
 mod tests;

@@ -26,6 +26,7 @@ pub mod onnx;
 pub mod schedule;
 pub mod seed;
 pub mod spec;
+pub mod stage;
 pub mod train;
 pub mod transcript;
 
@@ -33,3 +34,4 @@ pub use arch::{Activation, Architecture, DenseSpec, LayerWeights, Weights};
 pub use engine::{Engine, StepTrace};
 pub use error::{ModelError, Result};
 pub use fixed::FixedParams;
+pub use stage::{ConvSpec, PoolSpec, Stage};

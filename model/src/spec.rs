@@ -12,6 +12,26 @@
 //! [[layers]]
 //! outputs = 10            # logits; softmax cross-entropy is the loss
 //! ```
+//!
+//! A convolutional model gives its input shape (channels, height, width)
+//! and its stages before the dense layers; each stage's input shape follows
+//! from the previous one:
+//!
+//! ```toml
+//! name = "digits-cnn"
+//! input_shape = [1, 8, 8]
+//! [[stages]]
+//! kind = "conv"
+//! out_channels = 8
+//! kernel = 3
+//! padding = 1              # stride 1 by default
+//! activation = "relu"
+//! [[stages]]
+//! kind = "avgpool"
+//! kernel = 2
+//! [[layers]]
+//! outputs = 10
+//! ```
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +39,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::arch::{Activation, Architecture, DenseSpec};
 use crate::error::{ModelError, Result};
+use crate::stage::{ConvSpec, PoolSpec, Stage};
 
 /// Largest accepted model file.
 pub const MAX_MODEL_BYTES: u64 = 256 << 20;
@@ -38,6 +59,37 @@ fn default_activation() -> Activation {
     Activation::None
 }
 
+/// One convolution or pooling stage of a native spec.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StageSpec {
+    /// A convolution.
+    Conv {
+        /// Output channels.
+        out_channels: usize,
+        /// Kernel size (square).
+        kernel: usize,
+        /// Stride (default 1).
+        #[serde(default = "one")]
+        stride: usize,
+        /// Zero padding (default 0).
+        #[serde(default)]
+        padding: usize,
+        /// Activation (default `none`).
+        #[serde(default = "default_activation")]
+        activation: Activation,
+    },
+    /// An average pooling over `kernel x kernel` windows.
+    Avgpool {
+        /// Window size and stride.
+        kernel: usize,
+    },
+}
+
+fn one() -> usize {
+    1
+}
+
 /// A native model spec file.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -45,8 +97,15 @@ pub struct ModelSpec {
     /// Display name.
     #[serde(default)]
     pub name: Option<String>,
-    /// Number of input features.
-    pub inputs: usize,
+    /// Number of input features (a dense model's; implied by `input_shape`).
+    #[serde(default)]
+    pub inputs: Option<usize>,
+    /// Input shape `[channels, height, width]` of a model with stages.
+    #[serde(default)]
+    pub input_shape: Option<[usize; 3]>,
+    /// Convolution and pooling stages before the dense layers.
+    #[serde(default)]
+    pub stages: Vec<StageSpec>,
     /// The dense layers, input first.
     pub layers: Vec<LayerSpec>,
 }
@@ -102,9 +161,63 @@ pub fn load_model(path: &Path) -> Result<ImportedModel> {
     }
 }
 
+/// The stages of a spec, each taking the previous one's output shape.
+fn stages_of(spec: &ModelSpec) -> std::result::Result<(Vec<Stage>, usize), String> {
+    let Some([mut c, mut h, mut w]) = spec.input_shape else {
+        if !spec.stages.is_empty() {
+            return Err("a model with stages needs input_shape = [channels, height, width]".into());
+        }
+        return spec
+            .inputs
+            .map(|n| (Vec::new(), n))
+            .ok_or_else(|| "the spec needs `inputs` (or `input_shape` with stages)".into());
+    };
+    let mut stages = Vec::with_capacity(spec.stages.len());
+    for (i, st) in spec.stages.iter().enumerate() {
+        let stage = match *st {
+            StageSpec::Conv {
+                out_channels,
+                kernel,
+                stride,
+                padding,
+                activation,
+            } => Stage::Conv(ConvSpec {
+                in_channels: c,
+                height: h,
+                width: w,
+                out_channels,
+                kernel,
+                stride,
+                padding,
+                activation,
+            }),
+            StageSpec::Avgpool { kernel } => Stage::AvgPool(PoolSpec {
+                channels: c,
+                height: h,
+                width: w,
+                kernel,
+            }),
+        };
+        stage.validate(i).map_err(|e| e.to_string())?;
+        (c, h, w) = stage.output_shape();
+        stages.push(stage);
+    }
+    let n = c * h * w;
+    match spec.inputs {
+        Some(i) if i != n => Err(format!(
+            "inputs = {i} but input_shape and stages give {c}x{h}x{w} = {n} values to the first layer"
+        )),
+        _ => Ok((stages, n)),
+    }
+}
+
 fn from_spec(path: &Path, spec: ModelSpec) -> Result<ImportedModel> {
+    let spec_err = |message: String| ModelError::Spec {
+        path: path.to_path_buf(),
+        message,
+    };
+    let (stages, mut width) = stages_of(&spec).map_err(spec_err)?;
     let mut layers = Vec::with_capacity(spec.layers.len());
-    let mut width = spec.inputs;
     for l in &spec.layers {
         layers.push(DenseSpec {
             inputs: width,
@@ -113,10 +226,7 @@ fn from_spec(path: &Path, spec: ModelSpec) -> Result<ImportedModel> {
         });
         width = l.outputs;
     }
-    let arch = Architecture::new(layers).map_err(|e| ModelError::Spec {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let arch = Architecture::with_stages(stages, layers).map_err(|e| spec_err(e.to_string()))?;
     let name = spec.name.unwrap_or_else(|| {
         path.file_stem()
             .map(|s| s.to_string_lossy().into_owned())

@@ -32,7 +32,7 @@ use crate::schedule::Schedule;
 /// File magic.
 pub const MAGIC: [u8; 8] = *b"ZKAUDTR\0";
 /// Current format version.
-pub const TRANSCRIPT_VERSION: u32 = 1;
+pub const TRANSCRIPT_VERSION: u32 = 2;
 /// Largest transcript accepted when reading.
 pub const MAX_TRANSCRIPT_BYTES: u64 = 4 << 30;
 const HEADER_LEN: usize = 8 + 4 + 8 + 32;

@@ -54,6 +54,7 @@ fn update_overflow_names_weight_tensor() {
     let fx = FixedParams::new(4, 8).unwrap();
     let e = tiny(fx);
     let w = Weights {
+        stages: vec![],
         layers: vec![
             LayerWeights {
                 w: vec![16, 0, 0, 16],
@@ -200,6 +201,7 @@ fn random_setup_with(
     let one = fx.one() as u64;
     let mut r = |lo: i64, span: u64| lo + rng.below(span) as i64;
     let w = Weights {
+        stages: vec![],
         layers: arch
             .layers
             .iter()

@@ -263,6 +263,7 @@ fn exported_model_has_expected_nodes() {
     }])
     .unwrap();
     let w = Weights {
+        stages: vec![],
         layers: vec![LayerWeights {
             w: vec![65536, 0, 0, 65536],
             b: vec![0, 0],

@@ -116,10 +116,10 @@ fn transcript_round_trip_and_corruption() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("truncated"), "{e}");
-    let mut v2 = good.clone();
-    v2[8] = 2;
-    let e = Transcript::from_bytes(&v2, &path).unwrap_err().to_string();
-    assert!(e.contains("version 2 is not supported"), "{e}");
+    let mut v1 = good.clone();
+    v1[8] = 1;
+    let e = Transcript::from_bytes(&v1, &path).unwrap_err().to_string();
+    assert!(e.contains("version 1 is not supported"), "{e}");
     let e = Transcript::from_bytes(b"PK\x03\x04 a zip file", &path)
         .unwrap_err()
         .to_string();
