@@ -80,6 +80,9 @@ pub enum Tamper {
     /// The `n`-th sigmoid or tanh probability is one more, its remainder
     /// `S` less (the division's linear equation still holds).
     ActivationValue(usize),
+    /// The `n`-th convolution's patch matrix has two entries of its first
+    /// patch that hold different values swapped (a wrong im2col arrangement).
+    Im2col(usize),
 }
 
 /// Counts of each operation, to address [`Tamper`] targets.
@@ -148,6 +151,12 @@ impl FixedChip {
             tamper,
             counters: RefCell::new(Counters::default()),
         }
+    }
+
+    /// The witness corruption the soundness tests asked for (never set in
+    /// production).
+    pub(crate) fn tamper(&self) -> Option<Tamper> {
+        self.tamper
     }
 
     /// The gate.

@@ -613,16 +613,20 @@ fn synthesize_step(
 
     // 1. Weights before: loaded, range-checked and committed, or (inside a
     //    span) the previous step's updated cells themselves.
-    let layers: Vec<Layer> = match chain.carried {
+    let params: Vec<Layer> = match chain.carried {
         None => {
-            let layers: Vec<Layer> = w
+            let shapes = shape
+                .arch
+                .convs()
+                .map(|c| c.out_channels)
+                .chain(shape.arch.layers.iter().map(|l| l.outputs));
+            let params: Vec<Layer> = w
                 .weights
-                .layers
-                .iter()
-                .zip(&shape.arch.layers)
-                .map(|(l, spec)| {
+                .all()
+                .zip(shapes)
+                .map(|(l, cols)| {
                     let rows: Matrix =
-                        l.w.chunks(spec.outputs.max(1))
+                        l.w.chunks(cols.max(1))
                             .map(|row| row.iter().map(|&v| chip.load_value(ctx, v)).collect())
                             .collect();
                     let b = l.b.iter().map(|&v| chip.load_value(ctx, v)).collect();
@@ -630,12 +634,14 @@ fn synthesize_step(
                 })
                 .collect();
             let salt_before = ctx.load_witness(fe_u128(w.salt_before));
-            let c = hash::commit_weights(ctx, &gate, h, salt_before, &flatten(&layers), vb);
+            let c = hash::commit_weights(ctx, &gate, h, salt_before, &flatten(&params), vb);
             ctx.constrain_equal(&c, &c_before);
-            layers
+            params
         }
-        Some(layers) => layers,
+        Some(params) => params,
     };
+    // The convolutions' weights come first (the commitment's order).
+    let (convs, layers) = params.split_at(shape.arch.convs().count());
 
     // 2. Records and their Merkle membership at the scheduled indices.
     let mut xs = Vec::with_capacity(shape.batch);
@@ -656,10 +662,11 @@ fn synthesize_step(
         ys.push(y);
     }
 
-    // 3. Forward pass.
+    // 3. Forward pass: the stages, then the dense layers.
+    let (stage_traces, features) = stages::forward(ctx, (chip, products), shape, convs, xs);
     let nl = shape.arch.layers.len();
     // inputs[l][s], z[l][s], mask[l][s]
-    let mut inputs: Vec<Vec<Vec<AssignedValue<Fr>>>> = vec![xs];
+    let mut inputs: Vec<Vec<Vec<AssignedValue<Fr>>>> = vec![features];
     let mut masks: Vec<Vec<Vec<AssignedValue<Fr>>>> = Vec::with_capacity(nl);
     let mut logits = Vec::with_capacity(shape.batch);
     for (l, spec) in shape.arch.layers.iter().enumerate() {
@@ -712,32 +719,37 @@ fn synthesize_step(
         let spec = shape.arch.layers[l];
         let (wl, bl) = &layers[l];
         // Input gradients with the weights before the update: dX = dZ.W^T
-        // exactly (checked with the challenge), then rounding and the mask.
-        let dz_prev: Option<Vec<Vec<AssignedValue<Fr>>>> = (l > 0).then(|| {
-            let w_t: Matrix = (0..spec.outputs)
-                .map(|j| (0..spec.inputs).map(|i| wl[i][j]).collect())
-                .collect();
-            let exact = products.matmul(ctx, &dz, &Shared::new(w_t));
-            exact
-                .into_iter()
-                .enumerate()
-                .map(|(s, row)| {
-                    row.into_iter()
-                        .enumerate()
-                        .map(|(i, acc)| {
-                            let (da, _) = chip.rescale(ctx, acc, f);
-                            chip.activation_grad(
-                                ctx,
-                                shape.arch.layers[l - 1].activation,
-                                inputs[l][s][i],
-                                masks[l - 1][s][i],
-                                da,
-                            )
-                        })
-                        .collect()
-                })
-                .collect()
-        });
+        // exactly (checked with the challenge), then rounding and the mask
+        // (for the first layer, only into stages, which apply their own).
+        let dz_prev: Option<Vec<Vec<AssignedValue<Fr>>>> = (l > 0 || !shape.arch.stages.is_empty())
+            .then(|| {
+                let w_t: Matrix = (0..spec.outputs)
+                    .map(|j| (0..spec.inputs).map(|i| wl[i][j]).collect())
+                    .collect();
+                let exact = products.matmul(ctx, &dz, &Shared::new(w_t));
+                exact
+                    .into_iter()
+                    .enumerate()
+                    .map(|(s, row)| {
+                        row.into_iter()
+                            .enumerate()
+                            .map(|(i, acc)| {
+                                let (da, _) = chip.rescale(ctx, acc, f);
+                                if l == 0 {
+                                    return da;
+                                }
+                                chip.activation_grad(
+                                    ctx,
+                                    shape.arch.layers[l - 1].activation,
+                                    inputs[l][s][i],
+                                    masks[l - 1][s][i],
+                                    da,
+                                )
+                            })
+                            .collect()
+                    })
+                    .collect()
+            });
         let wdiv = (shape.batch as u128) << (2 * f);
         let bdiv = (shape.batch as u128) << f;
         // The update by the weight gradient dW = X^T.dZ, checked with the
@@ -760,8 +772,16 @@ fn synthesize_step(
         }
     }
 
+    // The stages' backward pass and updates, from the first layer's input gradient.
+    let mut new_params = if shape.arch.stages.is_empty() {
+        Vec::new()
+    } else {
+        stages::backward(ctx, (chip, products), shape, convs, stage_traces, dz)
+    };
+
     // 7. Commitment to the updated weights (the last step of a proof).
-    let new_layers: Vec<Layer> = new_layers.into_iter().flatten().collect();
+    new_params.extend(new_layers.into_iter().flatten());
+    let new_layers = new_params;
     let computed_after = if chain.commit_after {
         let salt_after = ctx.load_witness(fe_u128(w.salt_after));
         let c = hash::commit_weights(ctx, &gate, h, salt_after, &flatten(&new_layers), vb);
@@ -1024,5 +1044,9 @@ impl CircuitExt<Fr> for StepCircuit {
 
 #[cfg(test)]
 mod activation_tests;
+mod stages;
+
+#[cfg(test)]
+mod stage_tests;
 #[cfg(test)]
 pub(crate) mod tests;

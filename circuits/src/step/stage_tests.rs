@@ -1,0 +1,177 @@
+//! Step circuit tests of convolution and pooling stages: honest CNN steps
+//! accepted (the circuit's updated weights are the engine's, since the
+//! statement's commitment is the transcript's), a forged pooling quotient
+//! and a forged convolution product rejected even with a consistent
+//! commitment, and a proof whose patch matrix is arranged otherwise
+//! rejected by the honest verifying key.
+
+use halo2_base::halo2_proofs::plonk::create_proof;
+use halo2_base::halo2_proofs::poly::kzg::commitment::KZGCommitmentScheme;
+use halo2_base::halo2_proofs::poly::kzg::multiopen::ProverSHPLONK;
+use snark_verifier_sdk::halo2::{PoseidonTranscript, POSEIDON_SPEC};
+use snark_verifier_sdk::NativeLoader;
+use zkaudit_model::transcript::Transcript;
+use zkaudit_model::{Activation, Architecture, ConvSpec, DenseSpec, PoolSpec, Stage, Weights};
+
+use super::tests::{mock, rejects_consistent_forgery, synthetic_run};
+use super::*;
+use crate::fixed_chip::Tamper;
+use crate::keys::step_key;
+use crate::prover::verify_snark;
+use crate::srs;
+
+/// A synthetic run of `arch` (the dense spec of [`synthetic_run`] with
+/// `arch`'s shape swapped in): `n` records, `steps` steps.
+fn cnn_run(arch: Architecture, batch: usize, steps: usize, seed: u64) -> Transcript {
+    let dims = [(arch.input_dim(), Activation::None), (3, Activation::None)];
+    let mut t = synthetic_run(&dims, 10, batch, 0, seed);
+    let engine = zkaudit_model::Engine::new(arch.clone(), t.config.fx);
+    t.config.arch = arch.clone();
+    t.weights = vec![Weights::seeded(&arch, &t.config.fx, seed)];
+    let sched = zkaudit_model::schedule::Schedule::new(seed, t.train.len(), batch).unwrap();
+    for s in 0..steps {
+        let idx = sched.batch(s as u64);
+        let xs: Vec<_> = idx
+            .iter()
+            .map(|&i| t.train.features[i as usize].clone())
+            .collect();
+        let ys: Vec<_> = idx.iter().map(|&i| t.train.labels[i as usize]).collect();
+        let next = engine
+            .step(&t.weights[s], &xs, &ys, t.config.lr_fx)
+            .unwrap();
+        t.weights.push(next.new_weights);
+    }
+    t.weight_salts = (0..=steps as u128).map(|i| 1000 + i).collect();
+    t
+}
+
+/// 1x4x4 -> conv 3x3/2 (padding 1, `act`) -> avgpool 2 -> dense 3.
+fn small_cnn(act: Activation) -> Architecture {
+    let conv = ConvSpec {
+        in_channels: 1,
+        height: 4,
+        width: 4,
+        out_channels: 2,
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+        activation: act,
+    };
+    let pool = PoolSpec {
+        channels: 2,
+        height: 4,
+        width: 4,
+        kernel: 2,
+    };
+    Architecture::with_stages(
+        vec![Stage::Conv(conv), Stage::AvgPool(pool)],
+        vec![DenseSpec {
+            inputs: 8,
+            outputs: 3,
+            activation: Activation::None,
+        }],
+    )
+    .unwrap()
+}
+
+/// 2x5x5 -> conv 3x3/3 stride 2 (tanh) -> conv 2x2/2 (relu) -> dense 3:
+/// a second convolution, so an input gradient through col2im.
+fn two_convs() -> Architecture {
+    let a = ConvSpec {
+        in_channels: 2,
+        height: 5,
+        width: 5,
+        out_channels: 3,
+        kernel: 3,
+        stride: 2,
+        padding: 1,
+        activation: Activation::Tanh,
+    };
+    let b = ConvSpec {
+        in_channels: 3,
+        height: 3,
+        width: 3,
+        out_channels: 2,
+        kernel: 2,
+        stride: 1,
+        padding: 0,
+        activation: Activation::Relu,
+    };
+    Architecture::with_stages(
+        vec![Stage::Conv(a), Stage::Conv(b)],
+        vec![DenseSpec {
+            inputs: 8,
+            outputs: 3,
+            activation: Activation::None,
+        }],
+    )
+    .unwrap()
+}
+
+#[test]
+fn accepts_cnn_steps() {
+    let t = cnn_run(small_cnn(Activation::Relu), 2, 2, 3);
+    assert!(mock(&t, 1, |_, _| {}, None));
+    let t = cnn_run(two_convs(), 2, 2, 4);
+    assert!(mock(&t, 1, |_, _| {}, None));
+}
+
+#[test]
+fn rejects_a_forged_pooling_quotient_and_convolution_product() {
+    let t = cnn_run(small_cnn(Activation::None), 2, 1, 5);
+    // The first constant divisions are the forward pass's averages.
+    rejects_consistent_forgery(&t, Tamper::UpdateQuotient(0));
+    rejects_consistent_forgery(&t, Tamper::UpdateQuotientLow(3));
+    // The first product is the convolution's.
+    rejects_consistent_forgery(&t, Tamper::ProductEntry(0));
+    let t = cnn_run(two_convs(), 2, 1, 6);
+    // The second convolution's input gradient (products: 2 forward, dense dX, then it).
+    rejects_consistent_forgery(&t, Tamper::ProductEntry(3));
+}
+
+/// The arrangement of the patches is wiring: a prover who lays the patch
+/// matrix out otherwise (and computes everything else consistently) makes a
+/// proof the honest verifying key rejects.
+#[test]
+fn a_patch_matrix_arranged_otherwise_is_rejected_by_the_honest_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = cnn_run(small_cnn(Activation::Relu), 2, 1, 7);
+    let tree = MerkleTree::of_dataset(&t.train.features, &t.train.labels, &t.leaf_salts, 32);
+    let k = 14;
+    let params = srs::generate_insecure(k, &dir.path().join("srs.bin")).unwrap();
+    let shape = StepShape::for_run(&t, k);
+    let key = step_key(&dir.path().join("keys"), &shape, &params).unwrap();
+    let (mut st, w) = step_inputs(&t, &tree, 0).unwrap();
+    for tamper in [None, Some(Tamper::Im2col(0))] {
+        // The claim is what the (possibly re-arranged) computation produces.
+        let probe = StepCircuit::build(
+            &shape,
+            &st,
+            &w,
+            CircuitBuilderStage::Mock,
+            None,
+            None,
+            tamper,
+        )
+        .unwrap();
+        st.c_after = probe.computed_c_after;
+        let circuit = key.prover_circuit(&shape, &st, &w, tamper).unwrap();
+        let instances = st.instances();
+        let mut transcript =
+            PoseidonTranscript::<NativeLoader, Vec<u8>>::from_spec(vec![], POSEIDON_SPEC.clone());
+        create_proof::<KZGCommitmentScheme<_>, ProverSHPLONK<'_, _>, _, _, _, _>(
+            &params,
+            &key.pk,
+            &[circuit],
+            &[&[&instances]],
+            rand_core::OsRng,
+            &mut transcript,
+        )
+        .unwrap();
+        let res = verify_snark(&params, key.pk.get_vk(), &instances, &transcript.finalize());
+        match tamper {
+            None => res.unwrap(),
+            Some(tm) => assert!(res.is_err(), "{tm:?} accepted by the verifier"),
+        }
+    }
+}
