@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zkaudit_model::transcript::Transcript;
-use zkaudit_model::{Activation, Architecture, FixedParams};
+use zkaudit_model::{Activation, Architecture, FixedParams, Stage};
 
 use crate::hash::MerkleTree;
 use crate::Fr;
@@ -195,9 +195,34 @@ impl StepShape {
             if i < last && matches!(l.activation, Activation::Sigmoid | Activation::Tanh) {
                 smooth += b * p;
             }
-            if i > 0 {
+            if i > 0 || !self.arch.stages.is_empty() {
                 products += product_cells(b, p, m);
                 units += b * m;
+            }
+        }
+        // The stages: a convolution as a dense layer over the batch's
+        // patches (its input gradient summed back and rounded per value),
+        // a pooling's divisions per output forward and backward.
+        let (mut pooled, mut conv_units) = (0u64, 0u64);
+        for (i, st) in self.arch.stages.iter().enumerate() {
+            let (n_in, n_out) = st.sizes();
+            match st {
+                Stage::Conv(c) => {
+                    let (rows, e, oc) = (b * c.positions() as u64, c.patch_len() as u64, c.out_channels as u64);
+                    products += product_cells(rows, e, oc) + update_cells(e, rows, oc);
+                    conv_units += rows * oc;
+                    if matches!(c.activation, Activation::Sigmoid | Activation::Tanh) {
+                        smooth += rows * oc;
+                    }
+                    if i > 0 {
+                        products += product_cells(rows, oc, e) + rows * e;
+                        units += b * n_in as u64;
+                    }
+                }
+                Stage::AvgPool(p) => {
+                    pooled += b * n_out as u64;
+                    products += b * n_out as u64 * (p.kernel * p.kernel) as u64;
+                }
             }
         }
         let commit = hash(2 + params.div_ceil(lanes));
@@ -206,6 +231,8 @@ impl StepShape {
         let cells_per_step = products
             + CELLS_PER_UNIT * units
             + CELLS_PER_SMOOTH_UNIT * smooth
+            + CELLS_PER_POOLED * pooled
+            + CELLS_PER_CONV_UNIT * conv_units
             + CELLS_PER_FEATURE * b * d
             + CELLS_PER_RECORD * b
             + CELLS_PER_PARAM * params;
@@ -302,6 +329,12 @@ const CELLS_PER_UNIT: u64 = 81;
 /// rounded entry: its 2-way softmax and its derivative's rounding, measured
 /// (317 and 325 at 30-8-1, batch 16).
 const CELLS_PER_SMOOTH_UNIT: u64 = 320;
+/// Cells per convolution output and record (rounding, sign, activation and
+/// its derivative), fitted to the digits CNN (1x8x8, conv 3x3/8, batch 8).
+const CELLS_PER_CONV_UNIT: u64 = 46;
+/// Cells per pooled value and record: its average's and its gradient's
+/// divisions and range checks, measured.
+const CELLS_PER_POOLED: u64 = 40;
 /// Cells per feature of a record (range check, packing), fitted.
 const CELLS_PER_FEATURE: u64 = 13;
 /// Cells per record besides its features and products (leaf, path,

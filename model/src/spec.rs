@@ -259,6 +259,35 @@ mod tests {
         assert_eq!(c.arch.describe(), "30-2");
     }
 
+    /// The bundled CNN spec: stages chained from the input shape, and an
+    /// architecture that survives bincode (the transcript's encoding).
+    #[test]
+    fn cnn_spec_and_its_encoding() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/models/digits_cnn.toml");
+        let m = load_model(&p).unwrap();
+        assert_eq!(m.arch.describe(), "1x8x8-conv3x3/8p1(relu)-avgpool2-128-10");
+        assert_eq!(m.arch.input_dim(), 64);
+        assert_eq!(m.arch.num_params(), 8 * 9 + 8 + 128 * 10 + 10);
+        let bytes = bincode::serialize(&m.arch).unwrap();
+        let back: Architecture = bincode::deserialize(&bytes).unwrap();
+        assert_eq!(back, m.arch);
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            &d,
+            "bad.toml",
+            "input_shape = [1, 8, 8]\n[[stages]]\nkind = \"conv\"\nout_channels = 2\nkernel = 3\n[[layers]]\noutputs = 10\ninputs = 5\n",
+        );
+        let e = load_model(&p).unwrap_err().to_string();
+        assert!(e.contains("bad.toml"), "{e}");
+        let p = write(
+            &d,
+            "big.toml",
+            "input_shape = [1, 4, 4]\n[[stages]]\nkind = \"conv\"\nout_channels = 2\nkernel = 5\n[[layers]]\noutputs = 10\n",
+        );
+        let e = load_model(&p).unwrap_err().to_string();
+        assert!(e.contains("stage 0") && e.contains("larger than the padded input"), "{e}");
+    }
+
     #[test]
     fn json_spec() {
         let d = tempfile::tempdir().unwrap();

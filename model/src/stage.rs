@@ -65,9 +65,10 @@ pub struct PoolSpec {
     pub kernel: usize,
 }
 
-/// One feature-extraction stage.
+/// One feature-extraction stage (externally tagged: transcripts are
+/// bincode, which cannot read internally tagged enums).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
 pub enum Stage {
     /// A convolution.
     Conv(ConvSpec),

@@ -175,3 +175,25 @@ fn a_patch_matrix_arranged_otherwise_is_rejected_by_the_honest_key() {
         }
     }
 }
+
+/// The size estimate (which sizes `k` and refuses what does not fit)
+/// counts the stages: within the band of the dense shapes' fit.
+#[test]
+fn size_estimate_counts_stages() {
+    let digits = {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/models/digits_cnn.toml");
+        zkaudit_model::spec::load_model(&p).unwrap().arch
+    };
+    for (arch, batch) in [(digits, 8), (two_convs(), 4), (small_cnn(Activation::Tanh), 2)] {
+        let t = cnn_run(arch, batch, 1, 8);
+        let tree = MerkleTree::of_dataset(&t.train.features, &t.train.labels, &t.leaf_salts, 32);
+        let shape = StepShape::for_run(&t, 20);
+        let (st, w) = step_inputs(&t, &tree, 0).unwrap();
+        let c = StepCircuit::build(&shape, &st, &w, CircuitBuilderStage::Keygen, None, None, None)
+            .unwrap();
+        let ratio = shape.estimate().cells as f64 / c.advice_cells() as f64;
+        eprintln!("{}: {} cells, estimate ratio {ratio:.3}", shape.arch.describe(), c.advice_cells());
+        assert!((0.8..1.25).contains(&ratio), "{}: estimate off by {ratio}", shape.arch.describe());
+    }
+}
