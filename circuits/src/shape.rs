@@ -208,7 +208,11 @@ impl StepShape {
             let (n_in, n_out) = st.sizes();
             match st {
                 Stage::Conv(c) => {
-                    let (rows, e, oc) = (b * c.positions() as u64, c.patch_len() as u64, c.out_channels as u64);
+                    let (rows, e, oc) = (
+                        b * c.positions() as u64,
+                        c.patch_len() as u64,
+                        c.out_channels as u64,
+                    );
                     products += product_cells(rows, e, oc) + update_cells(e, rows, oc);
                     conv_units += rows * oc;
                     if matches!(c.activation, Activation::Sigmoid | Activation::Tanh) {

@@ -1042,11 +1042,11 @@ impl CircuitExt<Fr> for StepCircuit {
     }
 }
 
-#[cfg(test)]
-mod activation_tests;
-mod stages;
+pub(crate) mod stages;
 
 #[cfg(test)]
-mod stage_tests;
+mod activation_tests;
+#[cfg(test)]
+pub(crate) mod stage_tests;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -285,7 +285,10 @@ mod tests {
             "input_shape = [1, 4, 4]\n[[stages]]\nkind = \"conv\"\nout_channels = 2\nkernel = 5\n[[layers]]\noutputs = 10\n",
         );
         let e = load_model(&p).unwrap_err().to_string();
-        assert!(e.contains("stage 0") && e.contains("larger than the padded input"), "{e}");
+        assert!(
+            e.contains("stage 0") && e.contains("larger than the padded input"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -19,7 +19,9 @@ use halo2_base::gates::circuit::CircuitBuilderStage;
 use halo2_base::gates::{GateChip, GateInstructions, RangeInstructions};
 use halo2_base::{AssignedValue, Context, QuantumCell};
 use zkaudit_model::arch::Loss;
-use zkaudit_model::Weights;
+use zkaudit_model::{Stage, Weights};
+
+use crate::step::stages::{avg_pool, im2col};
 
 use super::{AuditShape, ChunkKind, RuleKind, TAG_CONTENT, TAG_COUNT};
 use crate::field::{fe, fe_u128, to_i128};
@@ -529,7 +531,8 @@ fn commit_counts(
     h.hash_fix_len(ctx, gate, &input)
 }
 
-/// Per layer: weight columns (`cols[j]` = inputs of unit `j`) and biases.
+/// Per parameter matrix (convolutions first): weight columns (`cols[j]`
+/// = the inputs of unit `j`) and biases.
 type LoadedLayer = (Vec<Vec<AssignedValue<Fr>>>, Vec<AssignedValue<Fr>>);
 
 /// Loads the weights (range-checked), checks `c_T = H(TAG_WEIGHTS, salt, pack(W))`.
@@ -543,14 +546,20 @@ fn load_model(
     c_t: AssignedValue<Fr>,
 ) -> Result<Vec<LoadedLayer>> {
     w.check_shape(&shape.arch)?;
+    let widths = shape
+        .arch
+        .convs()
+        .map(|c| c.out_channels)
+        .chain(shape.arch.layers.iter().map(|l| l.outputs));
     let mut flat = Vec::new();
     let mut layers = Vec::new();
-    for (l, spec) in w.layers.iter().zip(&shape.arch.layers) {
+    for (l, outputs) in w.all().zip(widths) {
         let wl: Vec<_> = l.w.iter().map(|&v| chip.load_value(ctx, v)).collect();
         let bl: Vec<_> = l.b.iter().map(|&v| chip.load_value(ctx, v)).collect();
         flat.extend(wl.iter().chain(&bl).copied());
-        let cols = (0..spec.outputs)
-            .map(|j| (0..spec.inputs).map(|i| wl[i * spec.outputs + j]).collect())
+        let inputs = wl.len() / outputs.max(1);
+        let cols = (0..outputs)
+            .map(|j| (0..inputs).map(|i| wl[i * outputs + j]).collect())
             .collect();
         layers.push((cols, bl));
     }
@@ -560,7 +569,9 @@ fn load_model(
     Ok(layers)
 }
 
-/// The engine's prediction: the first index of the largest logit.
+/// The engine's prediction: the first index of the largest logit. The
+/// stages run record by record (a convolution as one dot product per
+/// output: audits are single-phase).
 fn predict(
     ctx: &mut Context<Fr>,
     chip: &FixedChip,
@@ -569,7 +580,28 @@ fn predict(
     x: &[AssignedValue<Fr>],
 ) -> AssignedValue<Fr> {
     let gate = chip.gate();
+    let (convs, layers) = layers.split_at(shape.arch.convs().count());
     let mut a = x.to_vec();
+    let mut conv = convs.iter();
+    for st in &shape.arch.stages {
+        a = match st {
+            Stage::Conv(c) => {
+                let Some((cols, bl)) = conv.next() else {
+                    unreachable!("one loaded matrix per convolution")
+                };
+                let patches = im2col(ctx, c, std::slice::from_ref(&a));
+                let mut out = Vec::with_capacity(c.out_channels * patches.len());
+                for (col, b) in cols.iter().zip(bl) {
+                    for patch in &patches {
+                        let (z, bit) = chip.dense_unit(ctx, patch, col, *b);
+                        out.push(chip.activate(ctx, c.activation, z, bit));
+                    }
+                }
+                out
+            }
+            Stage::AvgPool(p) => avg_pool(ctx, chip, p, &a),
+        };
+    }
     let nl = shape.arch.layers.len();
     for (l, (spec, (cols, bl))) in shape.arch.layers.iter().zip(layers).enumerate() {
         a = cols

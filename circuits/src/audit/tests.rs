@@ -574,3 +574,39 @@ fn accuracy_audit_of_a_tanh_model_with_a_sigmoid_output() {
         "accuracy above the truth",
     );
 }
+
+/// The accuracy audit runs convolution and pooling stages as the engine
+/// does: the true count verifies, one more cannot be proven.
+#[test]
+fn accuracy_audit_of_a_cnn() {
+    use crate::step::stage_tests::{cnn_run, small_cnn};
+    let env = Env::new();
+    let t = cnn_run(small_cnn(Activation::Relu), 2, 3, 9);
+    let mut rng = zkaudit_model::seed::SeedRng::new(b"audit-cnn", 1, 0);
+    let one = t.config.fx.one() as u64;
+    let test = PublicRecords {
+        features: (0..6)
+            .map(|_| (0..16).map(|_| rng.below(one + 1) as i64).collect())
+            .collect(),
+        labels: (0..6).map(|_| rng.below(3) as u32).collect(),
+    };
+    let engine = Engine::new(t.config.arch.clone(), t.config.fx);
+    let w = &t.weights[t.num_steps()];
+    let truth = test
+        .features
+        .iter()
+        .zip(&test.labels)
+        .filter(|(x, y)| engine.forward(w, x).unwrap().prediction() == **y as usize)
+        .count() as u64;
+    let claim = |n| Claim::Accuracy {
+        test: test.clone(),
+        bound: Bound::AtLeast(n),
+        reveal: false,
+    };
+    let a = env.prove(&t, &claim(truth), 3).unwrap();
+    env.verify(&t, &a).unwrap();
+    unsatisfied(
+        env.prove(&t, &claim(truth + 1), 3),
+        "accuracy above the truth",
+    );
+}

@@ -22,7 +22,7 @@ use crate::srs;
 
 /// A synthetic run of `arch` (the dense spec of [`synthetic_run`] with
 /// `arch`'s shape swapped in): `n` records, `steps` steps.
-fn cnn_run(arch: Architecture, batch: usize, steps: usize, seed: u64) -> Transcript {
+pub(crate) fn cnn_run(arch: Architecture, batch: usize, steps: usize, seed: u64) -> Transcript {
     let dims = [(arch.input_dim(), Activation::None), (3, Activation::None)];
     let mut t = synthetic_run(&dims, 10, batch, 0, seed);
     let engine = zkaudit_model::Engine::new(arch.clone(), t.config.fx);
@@ -46,7 +46,7 @@ fn cnn_run(arch: Architecture, batch: usize, steps: usize, seed: u64) -> Transcr
 }
 
 /// 1x4x4 -> conv 3x3/2 (padding 1, `act`) -> avgpool 2 -> dense 3.
-fn small_cnn(act: Activation) -> Architecture {
+pub(crate) fn small_cnn(act: Activation) -> Architecture {
     let conv = ConvSpec {
         in_channels: 1,
         height: 4,
@@ -185,15 +185,35 @@ fn size_estimate_counts_stages() {
             .join("../examples/models/digits_cnn.toml");
         zkaudit_model::spec::load_model(&p).unwrap().arch
     };
-    for (arch, batch) in [(digits, 8), (two_convs(), 4), (small_cnn(Activation::Tanh), 2)] {
+    for (arch, batch) in [
+        (digits, 8),
+        (two_convs(), 4),
+        (small_cnn(Activation::Tanh), 2),
+    ] {
         let t = cnn_run(arch, batch, 1, 8);
         let tree = MerkleTree::of_dataset(&t.train.features, &t.train.labels, &t.leaf_salts, 32);
         let shape = StepShape::for_run(&t, 20);
         let (st, w) = step_inputs(&t, &tree, 0).unwrap();
-        let c = StepCircuit::build(&shape, &st, &w, CircuitBuilderStage::Keygen, None, None, None)
-            .unwrap();
+        let c = StepCircuit::build(
+            &shape,
+            &st,
+            &w,
+            CircuitBuilderStage::Keygen,
+            None,
+            None,
+            None,
+        )
+        .unwrap();
         let ratio = shape.estimate().cells as f64 / c.advice_cells() as f64;
-        eprintln!("{}: {} cells, estimate ratio {ratio:.3}", shape.arch.describe(), c.advice_cells());
-        assert!((0.8..1.25).contains(&ratio), "{}: estimate off by {ratio}", shape.arch.describe());
+        eprintln!(
+            "{}: {} cells, estimate ratio {ratio:.3}",
+            shape.arch.describe(),
+            c.advice_cells()
+        );
+        assert!(
+            (0.8..1.25).contains(&ratio),
+            "{}: estimate off by {ratio}",
+            shape.arch.describe()
+        );
     }
 }

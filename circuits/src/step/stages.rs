@@ -26,7 +26,7 @@
 
 use halo2_base::gates::GateInstructions;
 use halo2_base::{AssignedValue, Context};
-use zkaudit_model::{ConvSpec, Stage};
+use zkaudit_model::{ConvSpec, PoolSpec, Stage};
 
 use super::{Cells, Layer};
 use crate::fixed_chip::{FixedChip, Tamper};
@@ -100,22 +100,7 @@ pub(super) fn forward(
                 });
             }
             Stage::AvgPool(p) => {
-                let d = (p.kernel * p.kernel) as u128;
-                let windows = p.windows();
-                cur = cur
-                    .iter()
-                    .map(|x| {
-                        windows
-                            .iter()
-                            .map(|w| {
-                                let sum = chip.gate().sum(ctx, w.iter().map(|&i| x[i]));
-                                let q = chip.div_const(ctx, sum, 1, d);
-                                chip.check_value(ctx, q);
-                                q
-                            })
-                            .collect()
-                    })
-                    .collect();
+                cur = cur.iter().map(|x| avg_pool(ctx, chip, p, x)).collect();
                 traces.push(StageTrace::Pool);
             }
         }
@@ -219,9 +204,29 @@ pub(super) fn backward(
     new.into_iter().flatten().collect()
 }
 
+/// The average pooling of one record: per window `div_round(sum, k^2)`,
+/// range-checked as a value.
+pub(crate) fn avg_pool(
+    ctx: &mut Context<Fr>,
+    chip: &FixedChip,
+    p: &PoolSpec,
+    x: &[AssignedValue<Fr>],
+) -> Cells {
+    let d = (p.kernel * p.kernel) as u128;
+    p.windows()
+        .iter()
+        .map(|w| {
+            let sum = chip.gate().sum(ctx, w.iter().map(|&i| x[i]));
+            let q = chip.div_const(ctx, sum, 1, d);
+            chip.check_value(ctx, q);
+            q
+        })
+        .collect()
+}
+
 /// The patch matrix of a batch: per record and output position, the input
 /// cells [`ConvSpec::im2col`] names, constant zeros in the padding.
-fn im2col(ctx: &mut Context<Fr>, c: &ConvSpec, xs: &[Cells]) -> Matrix {
+pub(crate) fn im2col(ctx: &mut Context<Fr>, c: &ConvSpec, xs: &[Cells]) -> Matrix {
     let cols = c.im2col();
     let zero = ctx.load_zero();
     xs.iter()
