@@ -15,6 +15,10 @@ import onnxruntime as ort
 model, inp, out = sys.argv[1:4]
 x = np.asarray(json.load(open(inp))["features"], dtype=np.float32)
 sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+shape = sess.get_inputs()[0].shape
+if len(shape) == 4:
+    # A convolutional model reads NCHW feature maps: the records are flattened NCHW.
+    x = x.reshape((x.shape[0], shape[1], shape[2], shape[3]))
 logits = sess.run(["logits"], {"input": x})[0]
 if logits.shape[1] == 1:
     # A sigmoid output (binary cross-entropy): class 1 when its logit is positive.

@@ -19,11 +19,16 @@ fn train_cancer(out: &Path) {
 
 /// Trains `examples/models/<model>.toml` on breast_cancer (2 epochs).
 fn train_cancer_model(model: &str, out: &Path) {
+    train_model(model, "breast_cancer.csv", out);
+}
+
+/// Trains `examples/models/<model>.toml` on `examples/data/<data>` (2 epochs).
+fn train_model(model: &str, data: &str, out: &Path) {
     let st = zkaudit()
         .args(["train", "--model"])
         .arg(root().join(format!("examples/models/{model}.toml")))
         .arg("--data")
-        .arg(root().join("examples/data/breast_cancer.csv"))
+        .arg(root().join(format!("examples/data/{data}")))
         .args([
             "--epochs",
             "2",
@@ -153,17 +158,21 @@ fn onnxruntime_agrees_with_fixed_point_predictions() {
         eprintln!("skipped: python3 with onnxruntime and numpy is not available");
         return;
     }
-    // A softmax model, and a tanh layer with a sigmoid output.
-    for model in ["cancer_logreg", "cancer_tanh_mlp"] {
-        onnxruntime_agrees_on(model);
+    // A softmax model, a tanh layer with a sigmoid output, and a CNN.
+    for (model, data) in [
+        ("cancer_logreg", "breast_cancer.csv"),
+        ("cancer_tanh_mlp", "breast_cancer.csv"),
+        ("digits_cnn", "digits.csv.gz"),
+    ] {
+        onnxruntime_agrees_on(model, data);
     }
 }
 
 /// [`onnxruntime_agrees_with_fixed_point_predictions`] for one model.
-fn onnxruntime_agrees_on(model: &str) {
+fn onnxruntime_agrees_on(model: &str, data: &str) {
     let d = tempfile::tempdir().unwrap();
     let run = d.path().join("run");
-    train_cancer_model(model, &run);
+    train_model(model, data, &run);
     let onnx = d.path().join("m.onnx");
     assert!(zkaudit()
         .args(["export", "--run"])

@@ -25,6 +25,7 @@ use crate::arch::{Activation, Architecture, DenseSpec, Loss, Weights};
 use crate::error::{ModelError, Result};
 use crate::fixed::FixedParams;
 use crate::spec::ImportedModel;
+use crate::stage::Stage;
 
 /// Generated prost types for the ONNX subset (see `proto/onnx_subset.proto`).
 #[allow(missing_docs, clippy::all)]
@@ -170,9 +171,29 @@ pub fn import(path: &Path) -> Result<ImportedModel> {
             data_inputs.iter().map(|i| i.name()).collect::<Vec<_>>()
         )));
     };
+    // A 4-D input with concrete C, H, W is a feature map for the stages.
+    let mut fmap: Option<(usize, usize, usize)> = None;
     if let Some(pb::type_proto::Value::TensorType(tt)) =
         input.r#type.as_ref().and_then(|t| t.value.as_ref())
     {
+        let dims: Vec<Option<i64>> = tt
+            .shape
+            .as_ref()
+            .map(|s| {
+                s.dim
+                    .iter()
+                    .map(|d| match d.value {
+                        Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) if v > 0 => {
+                            Some(v)
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let [_, Some(c), Some(h), Some(w)] = dims.as_slice() {
+            fmap = Some((*c as usize, *h as usize, *w as usize));
+        }
         let et = tt.elem_type();
         if et != DataType::Float as i32 && et != DataType::Double as i32 {
             return Err(ctx.err(format!(
@@ -222,6 +243,8 @@ pub fn import(path: &Path) -> Result<ImportedModel> {
     }
 
     let mut cur = input.name().to_string();
+    let mut stages: Vec<Stage> = Vec::new();
+    let mut stage_weights: Vec<(Vec<f64>, Vec<f64>)> = Vec::new();
     let mut layers: Vec<DenseSpec> = Vec::new();
     let mut weights: Vec<(Vec<f64>, Vec<f64>)> = Vec::new();
     let mut pending_matmul = false; // last layer came from MatMul and may take an Add
@@ -268,7 +291,30 @@ pub fn import(path: &Path) -> Result<ImportedModel> {
                     return Err(ctx.node_err(n, format!("Cast to dtype {to} is not supported (only to float)")));
                 }
             }
+            "Conv" | "AveragePool" | "GlobalAveragePool" => {
+                let Some(shape) = fmap.filter(|_| layers.is_empty()) else {
+                    return Err(ctx.node_err(n, format!("{op} needs an NCHW feature map with concrete channels, height and width (the graph input, before any Flatten or dense layer)")));
+                };
+                let stage = if op == "Conv" {
+                    let w = get_init(n, n.input.get(1).map(String::as_str).unwrap_or(""))?;
+                    let b = match n.input.get(2).filter(|s| !s.is_empty()) {
+                        Some(b) => Some(get_init(n, b)?),
+                        None => None,
+                    };
+                    let (stage, wb) = stages::conv(&ctx, n, shape, w, b)?;
+                    stage_weights.push(wb);
+                    stage
+                } else {
+                    stages::avg_pool(&ctx, n, shape)?
+                };
+                stage.validate(stages.len()).map_err(|e| ctx.node_err(n, e.to_string()))?;
+                fmap = Some(stage.output_shape());
+                stages.push(stage);
+            }
             "Flatten" | "Reshape" => {
+                if let (Some((c, h, w)), "Flatten") = (fmap.take(), op) {
+                    in_width = Some(c * h * w);
+                }
                 if !layers.is_empty() {
                     return Err(ctx.node_err(n, "reshaping between dense layers is not supported"));
                 }
@@ -360,17 +406,20 @@ pub fn import(path: &Path) -> Result<ImportedModel> {
                 pending_matmul = false;
             }
             op @ ("Relu" | "Sigmoid" | "Tanh") => {
-                let Some(last) = layers.last_mut() else {
-                    return Err(ctx.node_err(n, format!("{op} before any dense layer is not supported")));
-                };
-                if last.activation != Activation::None {
-                    return Err(ctx.node_err(n, "two activations in a row"));
-                }
-                last.activation = match op {
+                let act = match op {
                     "Relu" => Activation::Relu,
                     "Sigmoid" => Activation::Sigmoid,
                     _ => Activation::Tanh,
                 };
+                let slot = match (layers.last_mut(), stages.last_mut()) {
+                    (Some(last), _) => &mut last.activation,
+                    (None, Some(Stage::Conv(c))) => &mut c.activation,
+                    _ => return Err(ctx.node_err(n, format!("{op} is supported after a dense layer or a convolution only"))),
+                };
+                if *slot != Activation::None {
+                    return Err(ctx.node_err(n, "two activations in a row"));
+                }
+                *slot = act;
                 pending_matmul = false;
             }
             "Softmax" => {
@@ -384,7 +433,7 @@ pub fn import(path: &Path) -> Result<ImportedModel> {
             other => {
                 return Err(ctx.node_err(
                     n,
-                    format!("operator {other} is not supported (supported: Gemm, MatMul+Add, Relu, Sigmoid, Tanh, Flatten, Reshape, Identity, Cast, trailing Softmax)"),
+                    format!("operator {other} is not supported (supported: Conv, AveragePool, GlobalAveragePool, Gemm, MatMul+Add, Relu, Sigmoid, Tanh, Flatten, Reshape, Identity, Cast, trailing Softmax)"),
                 ))
             }
         }
@@ -403,7 +452,9 @@ pub fn import(path: &Path) -> Result<ImportedModel> {
             )));
         }
     }
-    let arch = Architecture::new(layers).map_err(|e| ctx.err(e.to_string()))?;
+    let arch = Architecture::with_stages(stages, layers).map_err(|e| ctx.err(e.to_string()))?;
+    stage_weights.extend(weights);
+    let weights = stage_weights;
     let name = match model.graph.as_ref().map(|g| g.name()).unwrap_or("") {
         "" => path
             .file_stem()
@@ -480,6 +531,24 @@ pub fn to_onnx(
     let mut nodes = Vec::new();
     let mut inits = Vec::new();
     let mut cur = "input".to_string();
+    if !arch.stages.is_empty() {
+        let real: Vec<(Vec<f32>, Vec<f32>)> = w
+            .stages
+            .iter()
+            .map(|l| {
+                let f = |v: &[i64]| v.iter().map(|&x| fx.dequantize(x) as f32).collect();
+                (f(&l.w), f(&l.b))
+            })
+            .collect();
+        cur = stages::export(&arch.stages, &real, cur, &mut nodes, &mut inits);
+    }
+    let input_dims: Vec<Option<i64>> = match arch.stages.first() {
+        Some(st) => {
+            let (c, h, w) = st.input_shape();
+            vec![None, Some(c as i64), Some(h as i64), Some(w as i64)]
+        }
+        None => vec![None, Some(arch.input_dim() as i64)],
+    };
     let nl = arch.layers.len();
     for (l, (spec, lw)) in arch.layers.iter().zip(&w.layers).enumerate() {
         let wn = format!("dense{l}.weight");
@@ -561,7 +630,7 @@ pub fn to_onnx(
             node: nodes,
             name: Some(graph_name.to_string()),
             initializer: inits,
-            input: vec![value_info("input", &[None, Some(arch.input_dim() as i64)])],
+            input: vec![value_info("input", &input_dims)],
             output: vec![
                 value_info("logits", &[None, Some(width)]),
                 value_info("probabilities", &[None, Some(width)]),
@@ -589,6 +658,8 @@ pub fn export(
 fn bundled_example() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/models/digits_mlp.onnx")
 }
+
+mod stages;
 
 #[cfg(test)]
 mod tests;

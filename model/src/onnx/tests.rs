@@ -280,3 +280,69 @@ fn exported_model_has_expected_nodes() {
         .collect();
     assert_eq!(ops, vec!["Gemm", "Softmax"]);
 }
+
+/// The digits CNN (conv, ReLU, average pooling, flatten, dense) exported
+/// and imported back: same architecture, same weights.
+#[test]
+fn cnn_export_import_round_trip() {
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/models/digits_cnn.toml");
+    let arch = crate::spec::load_model(&spec).unwrap().arch;
+    let fx = FixedParams::default();
+    let w = Weights::seeded(&arch, &fx, 5);
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("cnn.onnx");
+    export(&p, &arch, &fx, &w, "cnn").unwrap();
+    let m = crate::spec::load_model(&p).unwrap();
+    assert_eq!(m.arch, arch);
+    let back = Weights::quantize(&arch, &fx, &m.initial.unwrap()).unwrap();
+    assert_eq!(back, w);
+    let ops: Vec<String> = to_onnx(&arch, &fx, &w, "cnn")
+        .graph
+        .unwrap()
+        .node
+        .iter()
+        .map(|n| n.op_type().to_string())
+        .collect();
+    assert_eq!(
+        ops,
+        ["Conv", "Relu", "AveragePool", "Flatten", "Gemm", "Softmax"]
+    );
+}
+
+/// Convolution attributes the engine does not implement are refused by
+/// node and attribute name.
+#[test]
+fn unsupported_conv_attributes_are_named() {
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/models/digits_cnn.toml");
+    let arch = crate::spec::load_model(&spec).unwrap().arch;
+    let fx = FixedParams::default();
+    let good = to_onnx(&arch, &fx, &Weights::seeded(&arch, &fx, 5), "cnn");
+    let d = tempfile::tempdir().unwrap();
+    for (name, op, value) in [
+        ("dilations", "Conv", vec![2, 2]),
+        ("group", "Conv", vec![]),
+        ("ceil_mode", "AveragePool", vec![]),
+        ("strides", "Conv", vec![1, 2]),
+    ] {
+        let mut m = good.clone();
+        let g = m.graph.as_mut().unwrap();
+        let node = g.node.iter_mut().find(|n| n.op_type() == op).unwrap();
+        node.attribute.retain(|a| a.name() != name);
+        node.attribute.push(if value.is_empty() {
+            int_attr(name, 2)
+        } else {
+            pb::AttributeProto {
+                name: Some(name.into()),
+                r#type: Some(pb::attribute_proto::AttributeType::Ints as i32),
+                ints: value,
+                ..Default::default()
+            }
+        });
+        let p = write_model(&d, &format!("{name}.onnx"), &m);
+        let e = crate::spec::load_model(&p).unwrap_err().to_string();
+        assert!(
+            e.contains(name) && e.contains(&format!("op {op}")),
+            "{name}: {e}"
+        );
+    }
+}
