@@ -46,6 +46,7 @@ use crate::field::{fe, to_i128};
 use crate::Fr;
 
 mod activation;
+mod select;
 
 /// Which witness the soundness tests corrupt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +81,9 @@ pub enum Tamper {
     /// The `n`-th sigmoid or tanh probability is one more, its remainder
     /// `S` less (the division's linear equation still holds).
     ActivationValue(usize),
+    /// The `n`-th first-maximum selection (a max pooling window, a
+    /// prediction) selects another entry.
+    MaxSelect(usize),
     /// The `n`-th convolution's patch matrix has two entries of its first
     /// patch that hold different values swapped (a wrong im2col arrangement).
     Im2col(usize),
@@ -95,6 +99,7 @@ struct Counters {
     exp: usize,
     scaled: usize,
     activation: usize,
+    select: usize,
 }
 
 /// A softmax's exponentials `e`, normaliser `S`, `floor(S/2)` and the bits

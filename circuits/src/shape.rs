@@ -203,7 +203,7 @@ impl StepShape {
         // The stages: a convolution as a dense layer over the batch's
         // patches (its input gradient summed back and rounded per value),
         // a pooling's divisions per output forward and backward.
-        let (mut pooled, mut conv_units) = (0u64, 0u64);
+        let (mut pooled, mut conv_units, mut maxed) = (0u64, 0u64, 0u64);
         for (i, st) in self.arch.stages.iter().enumerate() {
             let (n_in, n_out) = st.sizes();
             match st {
@@ -227,6 +227,7 @@ impl StepShape {
                     pooled += b * n_out as u64;
                     products += b * n_out as u64 * (p.kernel * p.kernel) as u64;
                 }
+                Stage::MaxPool(p) => maxed += b * n_out as u64 * (p.kernel * p.kernel) as u64,
             }
         }
         let commit = hash(2 + params.div_ceil(lanes));
@@ -237,6 +238,7 @@ impl StepShape {
             + CELLS_PER_SMOOTH_UNIT * smooth
             + CELLS_PER_POOLED * pooled
             + CELLS_PER_CONV_UNIT * conv_units
+            + CELLS_PER_MAX_ENTRY * maxed
             + CELLS_PER_FEATURE * b * d
             + CELLS_PER_RECORD * b
             + CELLS_PER_PARAM * params;
@@ -336,6 +338,9 @@ const CELLS_PER_SMOOTH_UNIT: u64 = 320;
 /// Cells per convolution output and record (rounding, sign, activation and
 /// its derivative), fitted to the digits CNN (1x8x8, conv 3x3/8, batch 8).
 const CELLS_PER_CONV_UNIT: u64 = 46;
+/// Cells per entry of a max pooling window and record: its selector bit,
+/// its range-checked distance to the maximum, its gradient routing.
+const CELLS_PER_MAX_ENTRY: u64 = 24;
 /// Cells per pooled value and record: its average's and its gradient's
 /// divisions and range checks, measured.
 const CELLS_PER_POOLED: u64 = 40;

@@ -208,7 +208,7 @@ impl Architecture {
     pub fn convs(&self) -> impl Iterator<Item = &ConvSpec> {
         self.stages.iter().filter_map(|s| match s {
             Stage::Conv(c) => Some(c),
-            Stage::AvgPool(_) => None,
+            Stage::AvgPool(_) | Stage::MaxPool(_) => None,
         })
     }
 

@@ -78,6 +78,11 @@ impl FloatModel {
                         .collect();
                     (out.clone(), out)
                 }
+                Stage::MaxPool(p) => {
+                    let out: Vec<f64> =
+                        p.windows().iter().map(|w| a[w[first_max(&a, w)]]).collect();
+                    (out.clone(), out)
+                }
             };
             f.stage_inputs.push(std::mem::replace(&mut a, out));
             f.stage_z.push(z);
@@ -183,6 +188,14 @@ impl FloatModel {
                         }
                         dx
                     }
+                    Stage::MaxPool(p) => {
+                        let x = &f.stage_inputs[i];
+                        let mut dx = vec![0.0; st.sizes().0];
+                        for (win, g) in p.windows().iter().zip(&dz) {
+                            dx[win[first_max(x, win)]] = *g;
+                        }
+                        dx
+                    }
                     Stage::Conv(c) => {
                         conv -= 1;
                         let a = f.stage_inputs.get(i + 1).unwrap_or(&f.inputs[0]);
@@ -282,6 +295,17 @@ pub fn softmax(z: &[f64]) -> Vec<f64> {
     let e: Vec<f64> = z.iter().map(|&v| (v - m).exp()).collect();
     let s: f64 = e.iter().sum();
     e.iter().map(|&v| v / s).collect()
+}
+
+/// The position in `win` of the first maximal entry of `x` among `win`.
+fn first_max(x: &[f64], win: &[usize]) -> usize {
+    let mut best = 0;
+    for (j, &i) in win.iter().enumerate() {
+        if x[i] > x[win[best]] {
+            best = j;
+        }
+    }
+    best
 }
 
 /// Index of the first maximal element.

@@ -291,7 +291,7 @@ pub fn import(path: &Path) -> Result<ImportedModel> {
                     return Err(ctx.node_err(n, format!("Cast to dtype {to} is not supported (only to float)")));
                 }
             }
-            "Conv" | "AveragePool" | "GlobalAveragePool" => {
+            "Conv" | "AveragePool" | "MaxPool" | "GlobalAveragePool" => {
                 let Some(shape) = fmap.filter(|_| layers.is_empty()) else {
                     return Err(ctx.node_err(n, format!("{op} needs an NCHW feature map with concrete channels, height and width (the graph input, before any Flatten or dense layer)")));
                 };
@@ -305,7 +305,7 @@ pub fn import(path: &Path) -> Result<ImportedModel> {
                     stage_weights.push(wb);
                     stage
                 } else {
-                    stages::avg_pool(&ctx, n, shape)?
+                    stages::pool(&ctx, n, shape)?
                 };
                 stage.validate(stages.len()).map_err(|e| ctx.node_err(n, e.to_string()))?;
                 fmap = Some(stage.output_shape());
@@ -433,7 +433,7 @@ pub fn import(path: &Path) -> Result<ImportedModel> {
             other => {
                 return Err(ctx.node_err(
                     n,
-                    format!("operator {other} is not supported (supported: Conv, AveragePool, GlobalAveragePool, Gemm, MatMul+Add, Relu, Sigmoid, Tanh, Flatten, Reshape, Identity, Cast, trailing Softmax)"),
+                    format!("operator {other} is not supported (supported: Conv, AveragePool, MaxPool, GlobalAveragePool, Gemm, MatMul+Add, Relu, Sigmoid, Tanh, Flatten, Reshape, Identity, Cast, trailing Softmax)"),
                 ))
             }
         }

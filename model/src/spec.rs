@@ -84,6 +84,11 @@ pub enum StageSpec {
         /// Window size and stride.
         kernel: usize,
     },
+    /// A max pooling over `kernel x kernel` windows.
+    Maxpool {
+        /// Window size and stride.
+        kernel: usize,
+    },
 }
 
 fn one() -> usize {
@@ -192,6 +197,12 @@ fn stages_of(spec: &ModelSpec) -> std::result::Result<(Vec<Stage>, usize), Strin
                 activation,
             }),
             StageSpec::Avgpool { kernel } => Stage::AvgPool(PoolSpec {
+                channels: c,
+                height: h,
+                width: w,
+                kernel,
+            }),
+            StageSpec::Maxpool { kernel } => Stage::MaxPool(PoolSpec {
                 channels: c,
                 height: h,
                 width: w,

@@ -1,5 +1,5 @@
-//! Feature-extraction stages before the dense layers: 2-D convolution and
-//! average pooling over NCHW feature maps, and their geometry.
+//! Feature-extraction stages before the dense layers: 2-D convolution,
+//! average and max pooling over NCHW feature maps, and their geometry.
 //!
 //! A model is `x -> stage_0 -> ... -> stage_{S-1} -> flatten -> dense...`.
 //! Every feature map of one record is stored flattened in NCHW order (channel,
@@ -51,7 +51,7 @@ fn no_activation() -> Activation {
     Activation::None
 }
 
-/// Average pooling over non-overlapping `k x k` windows (stride `k`, floor
+/// Average or max pooling over non-overlapping `k x k` windows (stride `k`, floor
 /// mode: rows and columns beyond the last full window are dropped).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PoolSpec {
@@ -74,6 +74,8 @@ pub enum Stage {
     Conv(ConvSpec),
     /// An average pooling.
     AvgPool(PoolSpec),
+    /// A max pooling (the first maximal entry of each window).
+    MaxPool(PoolSpec),
 }
 
 impl ConvSpec {
@@ -164,7 +166,7 @@ impl Stage {
     pub fn input_shape(&self) -> (usize, usize, usize) {
         match self {
             Stage::Conv(c) => (c.in_channels, c.height, c.width),
-            Stage::AvgPool(p) => (p.channels, p.height, p.width),
+            Stage::AvgPool(p) | Stage::MaxPool(p) => (p.channels, p.height, p.width),
         }
     }
 
@@ -175,7 +177,7 @@ impl Stage {
                 let (h, w) = c.out_hw();
                 (c.out_channels, h, w)
             }
-            Stage::AvgPool(p) => {
+            Stage::AvgPool(p) | Stage::MaxPool(p) => {
                 let (h, w) = p.out_hw();
                 (p.channels, h, w)
             }
@@ -206,6 +208,7 @@ impl Stage {
                 s
             }
             Stage::AvgPool(p) => format!("avgpool{}", p.kernel),
+            Stage::MaxPool(p) => format!("maxpool{}", p.kernel),
         }
     }
 
@@ -249,7 +252,7 @@ impl Stage {
                     return err(format!("output of {out} values is above {MAX_LAYER_WIDTH}"));
                 }
             }
-            Stage::AvgPool(p) => {
+            Stage::AvgPool(p) | Stage::MaxPool(p) => {
                 if p.kernel < 2 || p.kernel > h || p.kernel > w {
                     return err(format!("window {} must be in 2..=min({h}, {w})", p.kernel));
                 }

@@ -25,7 +25,7 @@ use crate::step::stages::{avg_pool, im2col};
 
 use super::{AuditShape, ChunkKind, RuleKind, TAG_CONTENT, TAG_COUNT};
 use crate::field::{fe, fe_u128, to_i128};
-use crate::fixed_chip::{int, FixedChip};
+use crate::fixed_chip::FixedChip;
 use crate::hash;
 use crate::poseidon::PoseidonChip;
 use crate::step::{new_builder, StepCircuit, StepCircuitParams};
@@ -600,6 +600,14 @@ fn predict(
                 out
             }
             Stage::AvgPool(p) => avg_pool(ctx, chip, p, &a),
+            Stage::MaxPool(p) => p
+                .windows()
+                .iter()
+                .map(|w| {
+                    let x: Vec<_> = w.iter().map(|&i| a[i]).collect();
+                    chip.first_max(ctx, &x).1
+                })
+                .collect(),
         };
     }
     let nl = shape.arch.layers.len();
@@ -622,33 +630,7 @@ fn predict(
     if let Loss::SigmoidBinaryCrossEntropy = shape.arch.loss() {
         a.insert(0, ctx.load_zero());
     }
-    let zi: Vec<i128> = a.iter().map(int).collect();
-    let mut mi = 0;
-    for (j, v) in zi.iter().enumerate() {
-        if *v > zi[mi] {
-            mi = j;
-        }
-    }
-    let sel: Vec<_> = (0..a.len())
-        .map(|j| ctx.load_witness(fe(i128::from(j == mi))))
-        .collect();
-    for s in &sel {
-        gate.assert_bit(ctx, *s);
-    }
-    let total = gate.sum(ctx, sel.iter().copied());
-    gate.assert_is_const(ctx, &total, &Fr::one());
-    let m = chip.dot(ctx, &sel, &a);
-    // before_j = 1 - sum_{i <= j} sel_i: the entries before the selected one
-    // must be strictly smaller, the others at most equal.
-    let mut seen = ctx.load_zero();
-    let bits = chip.fx.value_bits as usize + 1;
-    for (z, s) in a.iter().zip(&sel) {
-        seen = gate.add(ctx, seen, *s);
-        let before = gate.not(ctx, seen);
-        let d = gate.sub(ctx, m, *z);
-        let d = gate.sub(ctx, d, before);
-        chip.range.range_check(ctx, d, bits);
-    }
+    let (sel, _) = chip.first_max(ctx, &a);
     let idx: Vec<QuantumCell<Fr>> = (0..a.len())
         .map(|j| QuantumCell::Constant(Fr::from(j as u64)))
         .collect();

@@ -579,9 +579,15 @@ fn accuracy_audit_of_a_tanh_model_with_a_sigmoid_output() {
 /// does: the true count verifies, one more cannot be proven.
 #[test]
 fn accuracy_audit_of_a_cnn() {
-    use crate::step::stage_tests::{cnn_run, small_cnn};
+    use crate::step::stage_tests::{cnn_run, max_cnn, small_cnn};
     let env = Env::new();
-    let t = cnn_run(small_cnn(Activation::Relu), 2, 3, 9);
+    for arch in [small_cnn(Activation::Relu), max_cnn()] {
+        accuracy_audit_of(&env, cnn_run(arch, 2, 3, 9));
+    }
+}
+
+/// The true accuracy of `t`'s model verifies, one more cannot be proven.
+fn accuracy_audit_of(env: &Env, t: Transcript) {
     let mut rng = zkaudit_model::seed::SeedRng::new(b"audit-cnn", 1, 0);
     let one = t.config.fx.one() as u64;
     let test = PublicRecords {

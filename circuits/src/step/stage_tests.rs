@@ -74,6 +74,16 @@ pub(crate) fn small_cnn(act: Activation) -> Architecture {
     .unwrap()
 }
 
+/// 1x4x4 -> conv 3x3/2 (padding 1, ReLU) -> maxpool 2 -> dense 3.
+pub(crate) fn max_cnn() -> Architecture {
+    let mut a = small_cnn(Activation::Relu);
+    if let Stage::AvgPool(p) = a.stages[1] {
+        a.stages[1] = Stage::MaxPool(p);
+    }
+    a.validate().unwrap();
+    a
+}
+
 /// 2x5x5 -> conv 3x3/3 stride 2 (tanh) -> conv 2x2/2 (relu) -> dense 3:
 /// a second convolution, so an input gradient through col2im.
 fn two_convs() -> Architecture {
@@ -114,6 +124,18 @@ fn accepts_cnn_steps() {
     assert!(mock(&t, 1, |_, _| {}, None));
     let t = cnn_run(two_convs(), 2, 2, 4);
     assert!(mock(&t, 1, |_, _| {}, None));
+    let t = cnn_run(max_cnn(), 2, 2, 4);
+    assert!(mock(&t, 1, |_, _| {}, None));
+}
+
+/// A max pooling that selects another entry of its window (the forward
+/// value and the routed gradient both follow the wrong choice) is rejected.
+#[test]
+fn rejects_a_wrong_max_pooling_argmax() {
+    let t = cnn_run(max_cnn(), 2, 1, 10);
+    for n in [0, 5] {
+        rejects_consistent_forgery(&t, Tamper::MaxSelect(n));
+    }
 }
 
 #[test]
@@ -189,6 +211,7 @@ fn size_estimate_counts_stages() {
         (digits, 8),
         (two_convs(), 4),
         (small_cnn(Activation::Tanh), 2),
+        (max_cnn(), 4),
     ] {
         let t = cnn_run(arch, batch, 1, 8);
         let tree = MerkleTree::of_dataset(&t.train.features, &t.train.labels, &t.leaf_salts, 32);

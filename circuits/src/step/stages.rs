@@ -18,6 +18,9 @@
 //!   layer's. The input gradient `dZ.K^T` is a checked product whose exact
 //!   entries are summed back onto the input values they came from (col2im,
 //!   additions of existing cells) and rounded once per value.
+//! - *Max pooling* selects each window's first maximal entry with
+//!   [`FixedChip::first_max`] (whose argument makes the selector unique) and
+//!   routes the output gradient to it by multiplying with the selector bits.
 //! - *Pooling.* An average is `div_round(sum, k^2)` by
 //!   [`FixedChip::div_const`] (remainder range-checked on both sides) with
 //!   the quotient range-checked as a value, which makes it unique; the
@@ -43,8 +46,11 @@ pub(super) enum StageTrace {
         acts: Vec<Cells>,
         bits: Vec<Cells>,
     },
-    /// A pooling.
+    /// An average pooling.
     Pool,
+    /// A max pooling: per record and window, the one-hot selector of its
+    /// first maximal entry.
+    Max(Vec<Vec<Cells>>),
 }
 
 /// The chips a stage uses.
@@ -102,6 +108,25 @@ pub(super) fn forward(
             Stage::AvgPool(p) => {
                 cur = cur.iter().map(|x| avg_pool(ctx, chip, p, x)).collect();
                 traces.push(StageTrace::Pool);
+            }
+            Stage::MaxPool(p) => {
+                let windows = p.windows();
+                let mut sels = Vec::with_capacity(cur.len());
+                cur = cur
+                    .iter()
+                    .map(|x| {
+                        let (sel, out): (Vec<Cells>, Cells) = windows
+                            .iter()
+                            .map(|w| {
+                                let xs: Cells = w.iter().map(|&i| x[i]).collect();
+                                chip.first_max(ctx, &xs)
+                            })
+                            .unzip();
+                        sels.push(sel);
+                        out
+                    })
+                    .collect();
+                traces.push(StageTrace::Max(sels));
             }
         }
     }
@@ -198,7 +223,21 @@ pub(super) fn backward(
                 new[conv] = Some((new_k, new_b));
                 d_in
             }
-            (Stage::Conv(_), StageTrace::Pool) => unreachable!("traces follow the stages"),
+            (Stage::MaxPool(p), StageTrace::Max(sels)) => d_out
+                .iter()
+                .zip(sels)
+                .map(|(dy, sel)| {
+                    let zero = ctx.load_zero();
+                    let mut dx = vec![zero; n_in];
+                    for ((win, s), g) in p.windows().iter().zip(sel).zip(dy) {
+                        for (&k, bit) in win.iter().zip(s) {
+                            dx[k] = gate.mul(ctx, bit, *g);
+                        }
+                    }
+                    dx
+                })
+                .collect(),
+            _ => unreachable!("traces follow the stages"),
         };
     }
     new.into_iter().flatten().collect()

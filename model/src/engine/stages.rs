@@ -6,6 +6,8 @@
 //! - average pooling: `y[o] = div_round(sum of the k x k window, k^2)`;
 //! - pooling backward: every input of window `o` gets `div_round(dy[o], k^2)`,
 //!   inputs outside every window 0;
+//! - max pooling: `y[o]` is the window's first maximal entry, which alone
+//!   gets `dy[o]` in the backward pass (no rounding);
 //! - convolution backward: `dz = act'(dA)` as for a dense layer; the kernel
 //!   and bias gradients sum over every position of every record and update
 //!   as a dense layer's ([`Engine::step`]); the input gradient (not for the
@@ -71,6 +73,14 @@ impl Engine {
             .collect()
     }
 
+    /// Max pooling of one record.
+    pub fn maxpool(&self, spec: &PoolSpec, x: &[i64]) -> Vec<i64> {
+        spec.windows()
+            .iter()
+            .map(|w| x[w[first_max(x, w)]])
+            .collect()
+    }
+
     /// The stages' forward pass of one record: every stage's input, the
     /// convolutions' pre-activations, and the last output (the record
     /// itself without stages).
@@ -89,6 +99,7 @@ impl Engine {
                     self.conv(i, c, &w.stages[conv - 1], &a)?
                 }
                 Stage::AvgPool(p) => (Vec::new(), self.avgpool(p, &a)),
+                Stage::MaxPool(p) => (Vec::new(), self.maxpool(p, &a)),
             };
             inputs.push(std::mem::replace(&mut a, out));
             zs.push(z);
@@ -125,6 +136,21 @@ impl Engine {
                                 for &k in win {
                                     dx[k] = q;
                                 }
+                            }
+                            dx
+                        })
+                        .collect()
+                }
+                Stage::MaxPool(p) => {
+                    let windows = p.windows();
+                    samples
+                        .iter()
+                        .zip(&d_out)
+                        .map(|(sample, dy)| {
+                            let x = &sample.stage_inputs[i];
+                            let mut dx = vec![0i64; n_in];
+                            for (win, &g) in windows.iter().zip(dy) {
+                                dx[win[first_max(x, win)]] = g;
                             }
                             dx
                         })
@@ -184,4 +210,15 @@ impl Engine {
         }
         Ok(new.into_iter().flatten().collect())
     }
+}
+
+/// The position in `win` of the first maximal entry of `x` among `win`.
+pub fn first_max(x: &[i64], win: &[usize]) -> usize {
+    let mut best = 0;
+    for (j, &i) in win.iter().enumerate() {
+        if x[i] > x[win[best]] {
+            best = j;
+        }
+    }
+    best
 }

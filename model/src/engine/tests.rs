@@ -314,7 +314,7 @@ proptest! {
 fn random_cnn(
     (c, h, w): (usize, usize, usize),
     convs: &[(usize, usize, usize, usize, Activation)],
-    pool: bool,
+    (pool, max): (bool, bool),
     seed: u64,
     batch: usize,
 ) -> (Engine, Weights, Vec<Vec<i64>>, Vec<u32>) {
@@ -336,12 +336,17 @@ fn random_cnn(
         shape = st.output_shape();
         stages.push(st);
         if pool && stages.len() == 1 && shape.1 >= 2 && shape.2 >= 2 {
-            let st = Stage::AvgPool(PoolSpec {
+            let p = PoolSpec {
                 channels: shape.0,
                 height: shape.1,
                 width: shape.2,
                 kernel: 2,
-            });
+            };
+            let st = if max {
+                Stage::MaxPool(p)
+            } else {
+                Stage::AvgPool(p)
+            };
             shape = st.output_shape();
             stages.push(st);
         }
@@ -405,6 +410,7 @@ proptest! {
         batch in 1usize..4,
         two in any::<bool>(),
         pool in any::<bool>(),
+        max in any::<bool>(),
         stride in 1usize..3,
         act in prop::sample::select(vec![Activation::Relu, Activation::None, Activation::Tanh]),
     ) {
@@ -413,13 +419,25 @@ proptest! {
         if two && !(pool && stride == 2) {
             convs.push((2, 2, 1, 0, Activation::Relu));
         }
-        let (e, w, xs, ys) = random_cnn((2, 6, 5), &convs, pool, seed, batch);
+        let (e, w, xs, ys) = random_cnn((2, 6, 5), &convs, (pool, max), seed, batch);
         let fx = e.fx;
         let lr_fx = 1 << 14;
         let t = e.step(&w, &xs, &ys, lr_fx).unwrap();
         // A ReLU input within rounding of 0 may take the other side in f64:
         // a legitimate difference of whole gradient terms, not measured here.
         prop_assume!(t.samples.iter().all(|s| s.stage_z.iter().flatten().all(|z| z.abs() > 64)));
+        // Likewise a max pooling window whose two largest entries are that close.
+        for (i, st) in e.arch.stages.iter().enumerate() {
+            if let crate::stage::Stage::MaxPool(p) = st {
+                for s in &t.samples {
+                    for win in p.windows() {
+                        let mut v: Vec<i64> = win.iter().map(|&k| s.stage_inputs[i][k]).collect();
+                        v.sort_unstable();
+                        prop_assume!(v[v.len() - 1] - v[v.len() - 2] > 64);
+                    }
+                }
+            }
+        }
         let mut fm = FloatModel::from_fixed(&e.arch, &fx, &w);
         let fxs: Vec<Vec<f64>> = xs.iter().map(|x| x.iter().map(|&v| fx.dequantize(v)).collect()).collect();
         fm.step(&fxs, &ys, fx.dequantize(lr_fx));

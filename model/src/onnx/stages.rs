@@ -1,5 +1,5 @@
 //! ONNX import and export of the convolution and pooling stages: `Conv`,
-//! `AveragePool`, `GlobalAveragePool` on NCHW inputs, each attribute the
+//! `AveragePool`, `MaxPool`, `GlobalAveragePool` on NCHW inputs, each attribute the
 //! engine does not implement refused by name.
 
 use super::{attr, pb, Ctx, Init};
@@ -101,13 +101,17 @@ pub(super) fn conv(
     Ok((Stage::Conv(spec), (kmat, b)))
 }
 
-/// An `AveragePool` (square window, stride equal to the window, no
-/// padding) or `GlobalAveragePool` (square input) node on a `(C, H, W)` input.
-pub(super) fn avg_pool(
+/// An `AveragePool` or `MaxPool` (square window, stride equal to the
+/// window, no padding) or `GlobalAveragePool` (square input) node on a
+/// `(C, H, W)` input.
+pub(super) fn pool(
     ctx: &Ctx,
     n: &pb::NodeProto,
     (c, h, w): (usize, usize, usize),
 ) -> Result<Stage> {
+    if n.op_type() == "MaxPool" && n.output.len() > 1 {
+        return Err(ctx.node_err(n, "the Indices output of MaxPool is not supported"));
+    }
     let kernel = if n.op_type() == "GlobalAveragePool" {
         if h != w {
             return Err(ctx.node_err(
@@ -133,12 +137,16 @@ pub(super) fn avg_pool(
         }
         k
     };
-    Ok(Stage::AvgPool(PoolSpec {
+    let spec = PoolSpec {
         channels: c,
         height: h,
         width: w,
         kernel,
-    }))
+    };
+    Ok(match n.op_type() {
+        "MaxPool" => Stage::MaxPool(spec),
+        _ => Stage::AvgPool(spec),
+    })
 }
 
 /// The export of the stages: nodes and initializers from `cur`, followed by
@@ -195,13 +203,17 @@ pub(super) fn export(
                 nodes.push(super::node(op, &a, &[&cur], &[&a], vec![]));
                 cur = a;
             }
-            Stage::AvgPool(p) => {
+            Stage::AvgPool(p) | Stage::MaxPool(p) => {
                 let k = p.kernel as i64;
                 let attrs = vec![
                     ints_attr("kernel_shape", vec![k, k]),
                     ints_attr("strides", vec![k, k]),
                 ];
-                nodes.push(super::node("AveragePool", &out, &[&cur], &[&out], attrs));
+                let op = match st {
+                    Stage::MaxPool(_) => "MaxPool",
+                    _ => "AveragePool",
+                };
+                nodes.push(super::node(op, &out, &[&cur], &[&out], attrs));
                 cur = out;
             }
         }

@@ -307,6 +307,23 @@ fn cnn_export_import_round_trip() {
         ops,
         ["Conv", "Relu", "AveragePool", "Flatten", "Gemm", "Softmax"]
     );
+    // A max pooling and a tanh convolution survive the round trip too.
+    let mut arch = arch;
+    if let (Stage::Conv(c), Stage::AvgPool(pool)) = (arch.stages[0], arch.stages[1]) {
+        arch.stages[0] = Stage::Conv(crate::stage::ConvSpec {
+            activation: Activation::Tanh,
+            ..c
+        });
+        arch.stages[1] = Stage::MaxPool(pool);
+    }
+    let w = Weights::seeded(&arch, &fx, 6);
+    export(&p, &arch, &fx, &w, "cnn").unwrap();
+    let m = crate::spec::load_model(&p).unwrap();
+    assert_eq!(m.arch, arch);
+    assert_eq!(
+        Weights::quantize(&arch, &fx, &m.initial.unwrap()).unwrap(),
+        w
+    );
 }
 
 /// Convolution attributes the engine does not implement are refused by
