@@ -556,23 +556,7 @@ impl FixedChip {
         z: &[AssignedValue<Fr>],
     ) -> SoftmaxParts {
         let gate = self.gate();
-        let zi: Vec<i128> = z.iter().map(int).collect();
-        let mut mi = 0;
-        for (j, v) in zi.iter().enumerate() {
-            if *v > zi[mi] {
-                mi = j;
-            }
-        }
-        // one-hot selector of the maximum
-        let sel: Vec<AssignedValue<Fr>> = (0..z.len())
-            .map(|j| ctx.load_witness(fe(i128::from(j == mi))))
-            .collect();
-        for s in &sel {
-            gate.assert_bit(ctx, *s);
-        }
-        let ssum = gate.sum(ctx, sel.iter().copied());
-        gate.assert_is_const(ctx, &ssum, &Fr::one());
-        let m = self.dot(ctx, &sel, z);
+        let (_, m) = self.one_hot_max(ctx, z, None);
         let e: Vec<AssignedValue<Fr>> = z
             .iter()
             .map(|zj| {

@@ -39,7 +39,7 @@ pub mod pipeline;
 pub mod poseidon;
 pub mod prover;
 #[cfg(test)]
-mod prover_tests;
+pub(crate) mod prover_tests;
 pub mod shape;
 pub mod srs;
 pub mod step;

@@ -105,18 +105,41 @@ fn time_srs_load() {
     }
 }
 
+/// A proof of `circuit` with the proving key `pk`, made as a cheating prover
+/// would: without checking the constraints first.
+pub(crate) fn prove_raw(
+    params: &crate::ParamsKZG<crate::Bn256>,
+    pk: &halo2_base::halo2_proofs::plonk::ProvingKey<
+        halo2_base::halo2_proofs::halo2curves::bn256::G1Affine,
+    >,
+    circuit: crate::step::StepCircuit,
+    instances: &[crate::Fr],
+) -> Vec<u8> {
+    use halo2_base::halo2_proofs::plonk::create_proof;
+    use halo2_base::halo2_proofs::poly::kzg::commitment::KZGCommitmentScheme;
+    use halo2_base::halo2_proofs::poly::kzg::multiopen::ProverSHPLONK;
+    use snark_verifier_sdk::halo2::{PoseidonTranscript, POSEIDON_SPEC};
+    use snark_verifier_sdk::NativeLoader;
+    let mut transcript =
+        PoseidonTranscript::<NativeLoader, Vec<u8>>::from_spec(vec![], POSEIDON_SPEC.clone());
+    create_proof::<KZGCommitmentScheme<_>, ProverSHPLONK<'_, _>, _, _, _, _>(
+        params,
+        pk,
+        &[circuit],
+        &[&[instances]],
+        rand_core::OsRng,
+        &mut transcript,
+    )
+    .unwrap();
+    transcript.finalize()
+}
+
 /// A proof made from a corrupted witness (the prover skips constraint checks,
 /// as a cheating prover would) is rejected by the real verifier.
 #[test]
 fn real_proofs_of_tampered_witnesses_are_rejected() {
     use crate::fixed_chip::Tamper;
     use crate::step::step_inputs;
-    use halo2_base::halo2_proofs::plonk::create_proof;
-    use halo2_base::halo2_proofs::poly::kzg::commitment::KZGCommitmentScheme;
-    use halo2_base::halo2_proofs::poly::kzg::multiopen::ProverSHPLONK;
-    use snark_verifier_sdk::halo2::{PoseidonTranscript, POSEIDON_SPEC};
-    use snark_verifier_sdk::NativeLoader;
-
     let dir = tempfile::tempdir().unwrap();
     let t = synthetic_run(
         &[
@@ -147,18 +170,7 @@ fn real_proofs_of_tampered_witnesses_are_rejected() {
     ] {
         let circuit = key.prover_circuit(&shape, &st, &w, tamper).unwrap();
         let instances = st.instances();
-        let mut transcript =
-            PoseidonTranscript::<NativeLoader, Vec<u8>>::from_spec(vec![], POSEIDON_SPEC.clone());
-        create_proof::<KZGCommitmentScheme<_>, ProverSHPLONK<'_, _>, _, _, _, _>(
-            &params,
-            &key.pk,
-            &[circuit],
-            &[&[&instances]],
-            rand_core::OsRng,
-            &mut transcript,
-        )
-        .unwrap();
-        let proof = transcript.finalize();
+        let proof = prove_raw(&params, &key.pk, circuit, &instances);
         let res = verify_snark(&params, key.pk.get_vk(), &instances, &proof);
         match tamper {
             None => res.unwrap(),

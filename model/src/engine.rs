@@ -235,7 +235,7 @@ impl Engine {
         let nl = self.arch.layers.len();
         let mut inputs = Vec::with_capacity(nl);
         let mut zs = Vec::with_capacity(nl);
-        let (stage_inputs, stage_z, mut a) = self.stages_forward(w, x)?;
+        let ((stage_inputs, stage_z), mut a) = self.stages_forward(w, x)?;
         for l in 0..nl {
             let z = self.dense(l, &w.layers[l], &a)?;
             inputs.push(std::mem::take(&mut a));

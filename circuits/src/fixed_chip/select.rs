@@ -19,12 +19,15 @@ use crate::field::fe;
 use crate::Fr;
 
 impl FixedChip {
-    /// The one-hot selector of the first maximal entry of `xs` and that
-    /// entry.
-    pub fn first_max(
+    /// A one-hot selector (bits summing to one) of the first maximal entry
+    /// of `xs`, and the selected entry `m = sum_j s_j x_j`; what makes `m`
+    /// the maximum is the caller's (`m - x_j` range-checked). `tamper`
+    /// (tests only) selects another entry.
+    pub(crate) fn one_hot_max(
         &self,
         ctx: &mut Context<Fr>,
         xs: &[AssignedValue<Fr>],
+        tamper: Option<bool>,
     ) -> (Vec<AssignedValue<Fr>>, AssignedValue<Fr>) {
         let gate = self.gate();
         let vals: Vec<i128> = xs.iter().map(int).collect();
@@ -34,7 +37,7 @@ impl FixedChip {
                 best = j;
             }
         }
-        if self.tamper == Some(Tamper::MaxSelect(self.next(|c| &mut c.select))) {
+        if tamper == Some(true) {
             // Another entry: the last one, or the first if the last is the maximum.
             best = if best + 1 == xs.len() {
                 0
@@ -51,6 +54,20 @@ impl FixedChip {
         let total = gate.sum(ctx, sel.iter().copied());
         gate.assert_is_const(ctx, &total, &Fr::one());
         let m = self.dot(ctx, &sel, xs);
+        (sel, m)
+    }
+
+    /// The one-hot selector of the first maximal entry of `xs` and that
+    /// entry.
+    pub fn first_max(
+        &self,
+        ctx: &mut Context<Fr>,
+        xs: &[AssignedValue<Fr>],
+    ) -> (Vec<AssignedValue<Fr>>, AssignedValue<Fr>) {
+        let n = self.next(|c| &mut c.select);
+        let tamper = self.tamper == Some(Tamper::MaxSelect(n));
+        let (sel, m) = self.one_hot_max(ctx, xs, Some(tamper));
+        let gate = self.gate();
         let mut seen = ctx.load_zero();
         let bits = self.fx.value_bits as usize + 1;
         for (x, s) in xs.iter().zip(&sel) {

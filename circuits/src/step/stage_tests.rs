@@ -5,19 +5,15 @@
 //! commitment, and a proof whose patch matrix is arranged otherwise
 //! rejected by the honest verifying key.
 
-use halo2_base::halo2_proofs::plonk::create_proof;
-use halo2_base::halo2_proofs::poly::kzg::commitment::KZGCommitmentScheme;
-use halo2_base::halo2_proofs::poly::kzg::multiopen::ProverSHPLONK;
-use snark_verifier_sdk::halo2::{PoseidonTranscript, POSEIDON_SPEC};
-use snark_verifier_sdk::NativeLoader;
 use zkaudit_model::transcript::Transcript;
 use zkaudit_model::{Activation, Architecture, ConvSpec, DenseSpec, PoolSpec, Stage, Weights};
 
-use super::tests::{mock, rejects_consistent_forgery, synthetic_run};
+use super::tests::{built_cells, mock, rejects_consistent_forgery, synthetic_run};
 use super::*;
 use crate::fixed_chip::Tamper;
 use crate::keys::step_key;
 use crate::prover::verify_snark;
+use crate::prover_tests::prove_raw;
 use crate::srs;
 
 /// A synthetic run of `arch` (the dense spec of [`synthetic_run`] with
@@ -179,18 +175,8 @@ fn a_patch_matrix_arranged_otherwise_is_rejected_by_the_honest_key() {
         st.c_after = probe.computed_c_after;
         let circuit = key.prover_circuit(&shape, &st, &w, tamper).unwrap();
         let instances = st.instances();
-        let mut transcript =
-            PoseidonTranscript::<NativeLoader, Vec<u8>>::from_spec(vec![], POSEIDON_SPEC.clone());
-        create_proof::<KZGCommitmentScheme<_>, ProverSHPLONK<'_, _>, _, _, _, _>(
-            &params,
-            &key.pk,
-            &[circuit],
-            &[&[&instances]],
-            rand_core::OsRng,
-            &mut transcript,
-        )
-        .unwrap();
-        let res = verify_snark(&params, key.pk.get_vk(), &instances, &transcript.finalize());
+        let proof = prove_raw(&params, &key.pk, circuit, &instances);
+        let res = verify_snark(&params, key.pk.get_vk(), &instances, &proof);
         match tamper {
             None => res.unwrap(),
             Some(tm) => assert!(res.is_err(), "{tm:?} accepted by the verifier"),
@@ -213,25 +199,12 @@ fn size_estimate_counts_stages() {
         (small_cnn(Activation::Tanh), 2),
         (max_cnn(), 4),
     ] {
-        let t = cnn_run(arch, batch, 1, 8);
-        let tree = MerkleTree::of_dataset(&t.train.features, &t.train.labels, &t.leaf_salts, 32);
-        let shape = StepShape::for_run(&t, 20);
-        let (st, w) = step_inputs(&t, &tree, 0).unwrap();
-        let c = StepCircuit::build(
-            &shape,
-            &st,
-            &w,
-            CircuitBuilderStage::Keygen,
-            None,
-            None,
-            None,
-        )
-        .unwrap();
-        let ratio = shape.estimate().cells as f64 / c.advice_cells() as f64;
+        let (shape, cells, _) = built_cells(&cnn_run(arch, batch, 1, 8));
+        let ratio = shape.estimate().cells as f64 / cells as f64;
         eprintln!(
             "{}: {} cells, estimate ratio {ratio:.3}",
             shape.arch.describe(),
-            c.advice_cells()
+            cells
         );
         assert!(
             (0.8..1.25).contains(&ratio),

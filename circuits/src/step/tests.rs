@@ -749,10 +749,15 @@ fn span_of_consecutive_steps_is_accepted_and_broken_spans_rejected() {
 /// The shape of a one-step synthetic run (64 records) and the advice cells
 /// and permutations of its step circuit, laid out.
 pub(super) fn built_step(dims: &[(usize, Activation)], batch: usize) -> (StepShape, usize, usize) {
-    let t = synthetic_run(dims, 64, batch, 1, 5);
-    let tree = tree_of(&t);
-    let shape = StepShape::for_run(&t, 20);
-    let (st, w) = step_inputs(&t, &tree, 0).unwrap();
+    built_cells(&synthetic_run(dims, 64, batch, 1, 5))
+}
+
+/// The shape of step 0 of `t` and the advice cells and permutations of its
+/// step circuit, laid out for key generation.
+pub(super) fn built_cells(t: &Transcript) -> (StepShape, usize, usize) {
+    let tree = tree_of(t);
+    let shape = StepShape::for_run(t, 20);
+    let (st, w) = step_inputs(t, &tree, 0).unwrap();
     let c = StepCircuit::build(
         &shape,
         &st,

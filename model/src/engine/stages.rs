@@ -84,11 +84,7 @@ impl Engine {
     /// The stages' forward pass of one record: every stage's input, the
     /// convolutions' pre-activations, and the last output (the record
     /// itself without stages).
-    pub(super) fn stages_forward(
-        &self,
-        w: &Weights,
-        x: &[i64],
-    ) -> Result<(Vec<Vec<i64>>, Vec<Vec<i64>>, Vec<i64>)> {
+    pub(super) fn stages_forward(&self, w: &Weights, x: &[i64]) -> Result<(StageTrace, Vec<i64>)> {
         let (mut inputs, mut zs): StageTrace = (Vec::new(), Vec::new());
         let mut a = x.to_vec();
         let mut conv = 0;
@@ -104,7 +100,7 @@ impl Engine {
             inputs.push(std::mem::replace(&mut a, out));
             zs.push(z);
         }
-        Ok((inputs, zs, a))
+        Ok(((inputs, zs), a))
     }
 
     /// The stages' backward pass and update from `d_out`, per record the

@@ -5,6 +5,7 @@
 use super::{attr, pb, Ctx, Init};
 use crate::arch::Activation;
 use crate::error::Result;
+use crate::float_ref::RealLayer;
 use crate::stage::{ConvSpec, PoolSpec, Stage};
 
 /// The integer list attribute `name` of a node, or `default`.
@@ -55,7 +56,7 @@ pub(super) fn conv(
     (c, h, w): (usize, usize, usize),
     weight: Init,
     bias: Option<Init>,
-) -> Result<(Stage, (Vec<f64>, Vec<f64>))> {
+) -> Result<(Stage, RealLayer)> {
     refuse_unsupported(ctx, n)?;
     let d = &weight.dims;
     if d.len() != 4 || d[1] as usize != c || d[2] != d[3] || d[0] <= 0 {
