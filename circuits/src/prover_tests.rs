@@ -134,6 +134,29 @@ pub(crate) fn prove_raw(
     transcript.finalize()
 }
 
+/// Proves step `(shape, st, w)` with `key` and `tamper` as a cheating
+/// prover would and checks the real verifier's verdict: accepted when
+/// honest, rejected when tampered.
+pub(crate) fn assert_verdict(
+    params: &crate::ParamsKZG<crate::Bn256>,
+    key: &crate::keys::StepKey,
+    (shape, st, w): (
+        &StepShape,
+        &crate::step::StepStatement,
+        &crate::step::StepWitness,
+    ),
+    tamper: Option<crate::fixed_chip::Tamper>,
+) {
+    let circuit = key.prover_circuit(shape, st, w, tamper).unwrap();
+    let instances = st.instances();
+    let proof = prove_raw(params, &key.pk, circuit, &instances);
+    let res = verify_snark(params, key.pk.get_vk(), &instances, &proof);
+    match tamper {
+        None => res.unwrap(),
+        Some(tm) => assert!(res.is_err(), "{tm:?} accepted by the verifier"),
+    }
+}
+
 /// A proof made from a corrupted witness (the prover skips constraint checks,
 /// as a cheating prover would) is rejected by the real verifier.
 #[test]
@@ -168,14 +191,7 @@ fn real_proofs_of_tampered_witnesses_are_rejected() {
         Some(Tamper::ProductEntry(1)),
         Some(Tamper::ProductAlongOnes(0)),
     ] {
-        let circuit = key.prover_circuit(&shape, &st, &w, tamper).unwrap();
-        let instances = st.instances();
-        let proof = prove_raw(&params, &key.pk, circuit, &instances);
-        let res = verify_snark(&params, key.pk.get_vk(), &instances, &proof);
-        match tamper {
-            None => res.unwrap(),
-            Some(tm) => assert!(res.is_err(), "{tm:?} accepted by the verifier"),
-        }
+        assert_verdict(&params, &key, (&shape, &st, &w), tamper);
     }
 }
 

@@ -8,12 +8,11 @@
 use zkaudit_model::transcript::Transcript;
 use zkaudit_model::{Activation, Architecture, ConvSpec, DenseSpec, PoolSpec, Stage, Weights};
 
-use super::tests::{built_cells, mock, rejects_consistent_forgery, synthetic_run};
+use super::tests::{build_mock, built_cells, mock, rejects_consistent_forgery, synthetic_run};
 use super::*;
 use crate::fixed_chip::Tamper;
 use crate::keys::step_key;
-use crate::prover::verify_snark;
-use crate::prover_tests::prove_raw;
+use crate::prover_tests::assert_verdict;
 use crate::srs;
 
 /// A synthetic run of `arch` (the dense spec of [`synthetic_run`] with
@@ -162,25 +161,9 @@ fn a_patch_matrix_arranged_otherwise_is_rejected_by_the_honest_key() {
     let (mut st, w) = step_inputs(&t, &tree, 0).unwrap();
     for tamper in [None, Some(Tamper::Im2col(0))] {
         // The claim is what the (possibly re-arranged) computation produces.
-        let probe = StepCircuit::build(
-            &shape,
-            &st,
-            &w,
-            CircuitBuilderStage::Mock,
-            None,
-            None,
-            tamper,
-        )
-        .unwrap();
+        let (probe, _) = build_mock(&t, 0, |_, _| {}, tamper);
         st.c_after = probe.computed_c_after;
-        let circuit = key.prover_circuit(&shape, &st, &w, tamper).unwrap();
-        let instances = st.instances();
-        let proof = prove_raw(&params, &key.pk, circuit, &instances);
-        let res = verify_snark(&params, key.pk.get_vk(), &instances, &proof);
-        match tamper {
-            None => res.unwrap(),
-            Some(tm) => assert!(res.is_err(), "{tm:?} accepted by the verifier"),
-        }
+        assert_verdict(&params, &key, (&shape, &st, &w), tamper);
     }
 }
 

@@ -105,7 +105,7 @@ fn tree_of(t: &Transcript) -> MerkleTree {
 
 /// Step `step` of `t`, its statement and witness edited, laid out for
 /// MockProver with `tamper`; and the (edited) statement.
-fn build_mock(
+pub(super) fn build_mock(
     t: &Transcript,
     step: usize,
     edit: impl FnOnce(&mut StepStatement, &mut StepWitness),
