@@ -4,8 +4,10 @@
 # because this machine's speed drifts between series.
 #   ZKAUDIT_SRS=FILE scripts/bench_slope.sh RUNS OUTDIR CONFIG...
 # e.g. scripts/bench_slope.sh 3 /tmp/slope mnist_mlp128:32 mnist_mlp128:16 mnist_mlp:16
+#      scripts/bench_slope.sh 3 /tmp/models digits_cnn:8:digits.csv.gz cancer_sigmoid:16:breast_cancer.csv
 # Trains each model once on synthetic MNIST-shape data
-# (scripts/make_mnist_shape.py), proves its step 0 once (key generation,
+# (scripts/make_mnist_shape.py), or on examples/data/DATA when a
+# configuration names it (MODEL:BATCH:DATA), proves its step 0 once (key generation,
 # not part of the series), then proves step 1 RUNS times per
 # configuration with the automatic shape; prints each proof's own figures
 # (k, cells, columns, prove time, proof size) with wall time and peak RSS,
@@ -27,9 +29,11 @@ one() { # name, step
 }
 names=()
 for cfg in "$@"; do
-    model=${cfg%%:*} batch=${cfg##*:} name=${cfg/:/-b}
+    IFS=: read -r model batch data <<<"$cfg"
+    name=$model-b$batch
+    data=${data:+$ROOT/examples/data/$data}
     names+=("$name")
-    "$Z" train --model "$ROOT/examples/models/$model.toml" --data "$OUT/mnist_shape.npy" --epochs 1 \
+    "$Z" train --model "$ROOT/examples/models/$model.toml" --data "${data:-$OUT/mnist_shape.npy}" --epochs 1 \
         --batch-size "$batch" --lr 0.05 --seed 42 --out "$OUT/$name" >"$OUT/$name.train.log"
     rm -rf "$OUT/keys-$name"
     one "$name" 0
