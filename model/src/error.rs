@@ -89,6 +89,15 @@ pub enum ModelError {
         /// What is wrong.
         message: String,
     },
+    /// A TFLite model uses something zkaudit does not support, or is
+    /// malformed; names the operator and its index where one is at fault.
+    #[error("{}: {message}", path.display())]
+    Tflite {
+        /// The TFLite file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// A transcript file cannot be used.
     #[error("{}: {message}", path.display())]
     Transcript {

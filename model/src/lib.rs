@@ -27,6 +27,7 @@ pub mod schedule;
 pub mod seed;
 pub mod spec;
 pub mod stage;
+pub mod tflite;
 pub mod train;
 pub mod transcript;
 

@@ -128,7 +128,7 @@ pub struct ImportedModel {
     pub initial: Option<Vec<(Vec<f64>, Vec<f64>)>>,
 }
 
-/// Loads a model from `.toml`, `.json` or `.onnx`.
+/// Loads a model from `.toml`, `.json`, `.onnx` or `.tflite`.
 pub fn load_model(path: &Path) -> Result<ImportedModel> {
     let ext = path
         .extension()
@@ -144,6 +144,7 @@ pub fn load_model(path: &Path) -> Result<ImportedModel> {
     }
     match ext.as_str() {
         "onnx" => crate::onnx::import(path),
+        "tflite" => crate::tflite::import(path),
         "toml" | "json" => {
             let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
             let spec: ModelSpec = if ext == "toml" {
@@ -161,7 +162,7 @@ pub fn load_model(path: &Path) -> Result<ImportedModel> {
         }
         _ => Err(ModelError::Spec {
             path: path.to_path_buf(),
-            message: "unknown model format (expected .toml, .json or .onnx)".into(),
+            message: "unknown model format (expected .toml, .json, .onnx or .tflite)".into(),
         }),
     }
 }

@@ -52,7 +52,7 @@ pub enum Scale {
       --labels examples/data/diabetes_target.csv.gz --label-threshold 140.5 --scaling standard \\
       --epochs 2 --batch-size 16 --lr 0.1 --seed 7 --out runs/diabetes")]
 pub struct TrainArgs {
-    /// Model file: native spec (.toml/.json) or ONNX (.onnx).
+    /// Model file: native spec (.toml/.json), ONNX (.onnx) or TFLite (.tflite, float32).
     #[arg(long, env = "ZKAUDIT_MODEL")]
     pub model: PathBuf,
     /// Data file: CSV (optionally .gz) or NPY.
