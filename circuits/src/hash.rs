@@ -202,10 +202,10 @@ pub fn commit_weights_native(salt: u128, weights: &[i64], value_bits: u32) -> Fr
 }
 
 /// Native leaf hash of one record.
-pub fn leaf_native(salt: u128, label: u32, features: &[i64], value_bits: u32) -> Fr {
+pub fn leaf_native(salt: u128, label: i64, features: &[i64], value_bits: u32) -> Fr {
     native(|ctx, gate, h| {
         let s = ctx.load_witness(fe_u128(salt));
-        let y = ctx.load_witness(Fr::from(label as u64));
+        let y = ctx.load_witness(fe(label as i128));
         let x: Vec<_> = features
             .iter()
             .map(|&v| ctx.load_witness(fe(v as i128)))
@@ -259,7 +259,7 @@ impl MerkleTree {
     /// Builds the tree of a training set with its leaf salts.
     pub fn of_dataset(
         features: &[Vec<i64>],
-        labels: &[u32],
+        labels: &[i64],
         salts: &[u128],
         value_bits: u32,
     ) -> Self {

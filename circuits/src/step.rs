@@ -17,7 +17,8 @@
 //!    position given by the index `i_s` (`i_s < 2^depth` by its bit
 //!    decomposition; the verifier checks the indices against the schedule
 //!    through the public schedule hash);
-//! 3. the forward pass, stable softmax, cross-entropy gradient, backward pass
+//! 3. the forward pass, stable softmax, cross-entropy gradient (a
+//!    regression's `z - y` with its target range-checked), backward pass
 //!    and the SGD update of [`zkaudit_model::engine`], exactly; the matrix
 //!    products `X.W` and `dZ.W^T` of every layer are assigned as exact
 //!    witnesses and checked in a second phase against a challenge the
@@ -137,7 +138,7 @@ pub struct StepWitness {
     /// Batch records.
     pub features: Vec<Vec<i64>>,
     /// Batch labels.
-    pub labels: Vec<u32>,
+    pub labels: Vec<i64>,
     /// Leaf salts of the batch records.
     pub leaf_salts: Vec<u128>,
     /// Merkle siblings of each record, bottom-up.
@@ -651,7 +652,7 @@ fn synthesize_step(
             .iter()
             .map(|&v| chip.load_value(ctx, v))
             .collect();
-        let y = ctx.load_witness(Fr::from(w.labels[s] as u64));
+        let y = ctx.load_witness(fe(w.labels[s] as i128));
         let salt = ctx.load_witness(fe_u128(w.leaf_salts[s]));
         let leaf = hash::leaf(ctx, &gate, h, salt, y, &x, vb);
         let bits = gate.num_to_bits(ctx, indices[s], shape.depth);
@@ -703,9 +704,17 @@ fn synthesize_step(
 
     // 4. Softmax and cross-entropy gradient; a sigmoid output is the softmax
     //    of [0, z], of which only z's gradient is the layer's.
+    //    A regression's gradient is z - y, its target y range-checked as a
+    //    value and the difference too (the engine's check).
     let skip = shape.arch.num_classes() - shape.arch.layers[nl - 1].outputs;
     let mut dz: Vec<Vec<AssignedValue<Fr>>> = (0..shape.batch)
         .map(|s| {
+            if shape.arch.is_regression() {
+                chip.check_value(ctx, ys[s]);
+                let d = gate.sub(ctx, logits[s][0], ys[s]);
+                chip.check_value(ctx, d);
+                return vec![d];
+            }
             let mut z: Vec<_> = (0..skip).map(|_| ctx.load_zero()).collect();
             z.extend(&logits[s]);
             let p = chip.softmax(ctx, &z);

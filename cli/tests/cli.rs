@@ -248,3 +248,45 @@ fn sigmoid_and_tanh_models_match_the_f64_reference() {
         );
     }
 }
+
+/// A linear regression (mean squared error) on the diabetes progression
+/// target: the fixed-point run's test RMSE within 5% of the f64
+/// reference's, and the table shows RMSE and R^2.
+#[test]
+fn diabetes_regression_matches_the_f64_reference() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("run");
+    let data = root().join("examples/data");
+    let o = zkaudit()
+        .args(["train", "--model"])
+        .arg(root().join("examples/models/diabetes_regression.toml"))
+        .arg("--data")
+        .arg(data.join("diabetes_data_raw.csv.gz"))
+        .arg("--labels")
+        .arg(data.join("diabetes_target.csv.gz"))
+        .args([
+            "--epochs",
+            "10",
+            "--batch-size",
+            "16",
+            "--lr",
+            "0.1",
+            "--seed",
+            "3",
+            "--out",
+        ])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("test RMSE"));
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("summary.json")).unwrap()).unwrap();
+    let fixed = s["fixed"]["test_rmse"].as_f64().unwrap();
+    let float = s["float"]["test_rmse"].as_f64().unwrap();
+    assert!(
+        (fixed - float).abs() <= 0.05 * float
+            && s["fixed"]["test_accuracy"].as_f64().unwrap() > 0.3,
+        "fixed RMSE {fixed}, f64 {float}"
+    );
+}

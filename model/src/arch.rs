@@ -4,7 +4,8 @@
 //! layers use ReLU, sigmoid, tanh or no activation. The last layer's
 //! activation names the loss: none (at least 2 outputs) is softmax
 //! cross-entropy on the logits; sigmoid (exactly 1 output) is binary
-//! cross-entropy on `sigmoid(z)`, labels 0 and 1 ([`Loss`]).
+//! cross-entropy on `sigmoid(z)`, labels 0 and 1; a single output without
+//! activation is a regression trained on mean squared error ([`Loss`]).
 //! Weights are stored row-major as `[inputs][outputs]`, so a forward pass is
 //! `z_j = sum_i x_i * w[i][j] + b_j`.
 
@@ -67,6 +68,9 @@ pub enum Loss {
     /// and 1). It is softmax cross-entropy on the two logits `[0, z]`, which
     /// is how the engine and the circuit compute it.
     SigmoidBinaryCrossEntropy,
+    /// Mean squared error `(z - y)^2 / 2` of a single linear output against
+    /// a real target `y` (a regression; labels are fixed-point targets).
+    MeanSquaredError,
 }
 
 /// One dense layer's shape and activation.
@@ -159,13 +163,7 @@ impl Architecture {
         }
         let (n, last) = (layers.len() - 1, layers[layers.len() - 1]);
         match (last.activation, last.outputs) {
-            (Activation::None, o) if o >= 2 => {}
-            (Activation::Sigmoid, 1) => {}
-            (Activation::None, o) => {
-                return Err(ModelError::Shape(format!(
-                    "layer {n} (the last) has {o} output without activation: softmax cross-entropy needs at least 2 outputs (classes); for binary classification give it 1 output and a sigmoid (binary cross-entropy)"
-                )))
-            }
+            (Activation::None, _) | (Activation::Sigmoid, 1) => {}
             (Activation::Sigmoid, o) => {
                 return Err(ModelError::Shape(format!(
                     "layer {n} (the last) has a sigmoid and {o} outputs: binary cross-entropy takes exactly 1 output; for {o} classes leave the last layer without activation (softmax cross-entropy)"
@@ -173,7 +171,7 @@ impl Architecture {
             }
             (a, _) => {
                 return Err(ModelError::Shape(format!(
-                    "layer {n} (the last) has activation {}: the last layer's activation names the loss, none (softmax cross-entropy) or sigmoid (binary cross-entropy)",
+                    "layer {n} (the last) has activation {}: the last layer's activation names the loss, none (softmax cross-entropy, or mean squared error for a single output) or sigmoid (binary cross-entropy)",
                     a.name()
                 )))
             }
@@ -214,17 +212,25 @@ impl Architecture {
 
     /// The training loss, named by the last layer's activation.
     pub fn loss(&self) -> Loss {
-        match self.layers[self.layers.len() - 1].activation {
-            Activation::Sigmoid => Loss::SigmoidBinaryCrossEntropy,
+        let last = self.layers[self.layers.len() - 1];
+        match (last.activation, last.outputs) {
+            (Activation::Sigmoid, _) => Loss::SigmoidBinaryCrossEntropy,
+            (_, 1) => Loss::MeanSquaredError,
             _ => Loss::SoftmaxCrossEntropy,
         }
     }
 
-    /// Number of classes: the width of the logits, 2 for a sigmoid output.
+    /// Whether the model is a regression (labels are real targets).
+    pub fn is_regression(&self) -> bool {
+        self.loss() == Loss::MeanSquaredError
+    }
+
+    /// Number of classes: the width of the logits, 2 for a sigmoid output,
+    /// 1 for a regression (its single output).
     pub fn num_classes(&self) -> usize {
         match self.loss() {
             Loss::SigmoidBinaryCrossEntropy => 2,
-            Loss::SoftmaxCrossEntropy => self.layers[self.layers.len() - 1].outputs,
+            _ => self.layers[self.layers.len() - 1].outputs,
         }
     }
 

@@ -100,8 +100,10 @@ pub struct RawDataset {
     pub sha256: String,
     /// Feature rows.
     pub features: Vec<Vec<f64>>,
-    /// Labels.
-    pub labels: Vec<u32>,
+    /// Label values as read (after the optional binarisation): class
+    /// indices for a classifier ([`RawDataset::check_labels`]), real targets
+    /// for a regression.
+    pub labels: Vec<f64>,
     /// Where each row came from.
     pub origins: Vec<Origin>,
     /// Column numbers (1-based, in the file) of the features, in order.
@@ -128,18 +130,25 @@ impl RawDataset {
         self.feature_columns.len()
     }
 
-    /// Checks every label against the number of classes, naming the offending cell.
-    pub fn check_labels(&self, classes: usize) -> Result<()> {
+    /// Checks every label against the task, naming the offending cell: a
+    /// class index in `0..classes` for a classifier, a finite number for a
+    /// regression (`classes = None`).
+    pub fn check_labels(&self, classes: Option<usize>) -> Result<()> {
         for (r, &y) in self.labels.iter().enumerate() {
-            if y as usize >= classes {
+            let bad = match classes {
+                Some(c) if y < 0.0 || y.fract() != 0.0 || y >= c as f64 => Some(format!(
+                    "label {y} is not a class of a model with {c} classes (0..{})",
+                    c - 1
+                )),
+                None if !y.is_finite() => Some(format!("target {y} is not a finite number")),
+                _ => None,
+            };
+            if let Some(message) = bad {
                 return Err(ModelError::Data {
                     path: self.label_path.clone(),
                     line: self.origins[r].line,
                     column: self.label_column,
-                    message: format!(
-                        "label {y} is not a class of a model with {classes} outputs (0..{})",
-                        classes - 1
-                    ),
+                    message,
                 });
             }
         }
@@ -425,16 +434,16 @@ fn threshold(v: f64, opts: &LoadOptions) -> f64 {
     }
 }
 
-fn to_label(v: f64, path: &Path, line: usize, column: usize) -> Result<u32> {
-    if v < 0.0 || v.fract() != 0.0 || v > u32::MAX as f64 {
+fn to_label(v: f64, path: &Path, line: usize, column: usize) -> Result<f64> {
+    if !v.is_finite() {
         return Err(ModelError::Data {
             path: path.to_path_buf(),
             line,
             column,
-            message: format!("label {v} is not a non-negative integer"),
+            message: format!("label {v} is not a finite number"),
         });
     }
-    Ok(v as u32)
+    Ok(v)
 }
 
 /// Loads a dataset from a CSV or NPY file.
@@ -612,8 +621,8 @@ impl Scaling {
 pub struct FixedDataset {
     /// Feature rows at scale `2^f`.
     pub features: Vec<Vec<i64>>,
-    /// Labels.
-    pub labels: Vec<u32>,
+    /// Labels: class indices, or a regression's targets at scale `2^f`.
+    pub labels: Vec<i64>,
 }
 
 impl FixedDataset {
@@ -644,12 +653,15 @@ pub fn split(n: usize, test_fraction: f64, seed: u64) -> Result<(Vec<usize>, Vec
     Ok((train, test))
 }
 
-/// Scales and quantizes the given records; out-of-range values name their origin.
+/// Scales and quantizes the given records; out-of-range values name their
+/// origin. A regression's targets (`regression`) are quantized as values,
+/// a classifier's labels kept as class indices.
 pub fn quantize(
     raw: &RawDataset,
     idx: &[usize],
     scaling: &Scaling,
     fx: &FixedParams,
+    regression: bool,
 ) -> Result<FixedDataset> {
     let mut features = Vec::with_capacity(idx.len());
     let mut labels = Vec::with_capacity(idx.len());
@@ -672,7 +684,20 @@ pub fn quantize(
             })
             .collect::<Result<Vec<_>>>()?;
         features.push(row);
-        labels.push(raw.labels[i]);
+        let y = raw.labels[i];
+        labels.push(if regression {
+            fx.quantize(y).ok_or_else(|| ModelError::Data {
+                path: raw.label_path.clone(),
+                line: raw.origins[i].line,
+                column: raw.label_column,
+                message: format!(
+                    "target {y} is outside the fixed-point range +-2^{}",
+                    fx.value_bits - 1 - fx.frac_bits
+                ),
+            })?
+        } else {
+            y as i64
+        });
     }
     Ok(FixedDataset { features, labels })
 }

@@ -14,7 +14,9 @@
 //!   (first maximal index), `d_j = m - z_j >= 0`, `e_j = exp_fixed(d_j)` ([`ExpTable`]),
 //!   `S = sum_j e_j >= 2^f`, `p_j = div_round(e_j * 2^f, S)`;
 //! - `dz_{L-1}[j] = p_j - 2^f * [j == y]` (per-sample gradient, scale `2^f`; for a sigmoid
-//!   output only the entry of `z`, `p_1 - 2^f * y`, the binary cross-entropy gradient).
+//!   output only the entry of `z`, `p_1 - 2^f * y`, the binary cross-entropy gradient;
+//!   for a regression `z - y` with the target `y` at scale `2^f`, range-checked, the
+//!   gradient of `(z - y)^2 / 2`, and the softmax is of `[z]` alone, unused).
 //! - for `l >= 1`: `da_l[i] = div_round(sum_j dz_l[j] * w_l[i][j], 2^f)` (range-checked, using
 //!   the weights *before* the update) and `dz_{l-1}[i]` is `m_{l-1}[i] * da_l[i]` (ReLU),
 //!   `da_l[i]` (identity), `div_round(da_l[i] * a (2^f - a), 2^(2f))` (sigmoid) or
@@ -77,6 +79,11 @@ impl SampleForward {
     /// Index of the largest logit (first one on ties): the prediction.
     pub fn prediction(&self) -> usize {
         self.softmax.max_index
+    }
+
+    /// The first output of the last layer: a regression's prediction.
+    pub fn output(&self) -> i64 {
+        self.z.last().and_then(|z| z.first()).copied().unwrap_or(0)
     }
 }
 
@@ -203,7 +210,7 @@ impl Engine {
     /// `[0, z]` for a sigmoid output.
     pub fn loss_logits(&self, z: &[i64]) -> Vec<i64> {
         match self.arch.loss() {
-            Loss::SoftmaxCrossEntropy => z.to_vec(),
+            Loss::SoftmaxCrossEntropy | Loss::MeanSquaredError => z.to_vec(),
             Loss::SigmoidBinaryCrossEntropy => [0].into_iter().chain(z.iter().copied()).collect(),
         }
     }
@@ -257,7 +264,7 @@ impl Engine {
     }
 
     /// One SGD step on a batch. `lr_fx` is the learning rate at scale `2^f`.
-    pub fn step(&self, w: &Weights, xs: &[Vec<i64>], ys: &[u32], lr_fx: i64) -> Result<StepTrace> {
+    pub fn step(&self, w: &Weights, xs: &[Vec<i64>], ys: &[i64], lr_fx: i64) -> Result<StepTrace> {
         if xs.is_empty() || xs.len() != ys.len() {
             return Err(ModelError::Shape(format!(
                 "a step needs a non-empty batch with one label per record ({} records, {} labels)",
@@ -283,15 +290,21 @@ impl Engine {
         let mut da: Vec<Vec<Vec<i64>>> = vec![Vec::new(); nl];
         // Only the sigmoid output's own logit, not the constant 0, is a layer output.
         let skip = classes - self.arch.layers[nl - 1].outputs;
+        let last_name = self.arch.layer_name(nl - 1);
         dz[nl - 1] = samples
             .iter()
             .zip(ys)
-            .map(|(s, &y)| {
-                (skip..classes)
-                    .map(|j| s.softmax.p[j] - if j as u32 == y { one } else { 0 })
-                    .collect()
+            .enumerate()
+            .map(|(k, (s, &y))| match self.arch.loss() {
+                Loss::MeanSquaredError => {
+                    let d = s.output() as i128 - y as i128;
+                    Ok(vec![self.fx.check(d, &last_name, "loss_grad", k)?])
+                }
+                _ => Ok((skip..classes)
+                    .map(|j| s.softmax.p[j] - if j as i64 == y { one } else { 0 })
+                    .collect()),
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         for l in (1..nl).rev() {
             let spec = self.arch.layers[l];
             let name = self.arch.layer_name(l - 1);
@@ -406,9 +419,15 @@ impl Engine {
         })
     }
 
-    /// Cross-entropy of a sample's fixed-point probabilities (for reporting only).
-    pub fn loss(&self, s: &SampleForward, y: u32) -> f64 {
-        let p = s.softmax.p[y as usize].max(1) as f64 / self.fx.one() as f64;
+    /// The loss of a sample (for reporting only): cross-entropy of its
+    /// fixed-point probabilities, or a regression's `(z - y)^2 / 2`.
+    pub fn loss(&self, s: &SampleForward, y: i64) -> f64 {
+        if self.arch.is_regression() {
+            let d = self.fx.dequantize(s.output()) - self.fx.dequantize(y);
+            return d * d / 2.0;
+        }
+        let p =
+            s.softmax.p.get(y as usize).copied().unwrap_or(0).max(1) as f64 / self.fx.one() as f64;
         -p.ln()
     }
 }

@@ -111,7 +111,7 @@ impl FloatModel {
     /// `[0, z]` for a sigmoid output.
     fn loss_logits(&self, z: &[f64]) -> Vec<f64> {
         match self.arch.loss() {
-            Loss::SoftmaxCrossEntropy => z.to_vec(),
+            Loss::SoftmaxCrossEntropy | Loss::MeanSquaredError => z.to_vec(),
             Loss::SigmoidBinaryCrossEntropy => [0.0].into_iter().chain(z.iter().copied()).collect(),
         }
     }
@@ -122,15 +122,27 @@ impl FloatModel {
         argmax(&self.loss_logits(&zs[zs.len() - 1]))
     }
 
-    /// Cross-entropy loss of one record.
-    pub fn loss(&self, x: &[f64], y: u32) -> f64 {
+    /// A regression's prediction: the first output of the last layer.
+    pub fn output(&self, x: &[f64]) -> f64 {
         let zs = self.forward(x);
-        let p = softmax(&self.loss_logits(&zs[zs.len() - 1]));
-        -p[y as usize].max(1e-300).ln()
+        zs[zs.len() - 1][0]
     }
 
-    /// One SGD step with the mean gradient over the batch.
-    pub fn step(&mut self, xs: &[Vec<f64>], ys: &[u32], lr: f64) {
+    /// The loss of one record: cross-entropy, or a regression's
+    /// `(z - y)^2 / 2` (`y` a class index or a real target).
+    pub fn loss(&self, x: &[f64], y: f64) -> f64 {
+        let zs = self.forward(x);
+        let z = &zs[zs.len() - 1];
+        if self.arch.is_regression() {
+            return (z[0] - y) * (z[0] - y) / 2.0;
+        }
+        let p = softmax(&self.loss_logits(z));
+        -p.get(y as usize).copied().unwrap_or(0.0).max(1e-300).ln()
+    }
+
+    /// One SGD step with the mean gradient over the batch (`ys`: class
+    /// indices, or a regression's real targets).
+    pub fn step(&mut self, xs: &[Vec<f64>], ys: &[f64], lr: f64) {
         let nl = self.layers.len();
         let batch = xs.len() as f64;
         let zeros = |ls: &[RealLayer]| -> Vec<RealLayer> {
@@ -142,11 +154,16 @@ impl FloatModel {
         let mut stage_grads = zeros(&self.stages);
         for (x, &y) in xs.iter().zip(ys) {
             let f = self.run(x);
-            let mut dz = softmax(&self.loss_logits(&f.zs[nl - 1]));
-            dz[y as usize] -= 1.0;
-            // A sigmoid output's gradient is its own logit's, not the constant 0's.
-            let skip = dz.len() - self.arch.layers[nl - 1].outputs;
-            dz.drain(..skip);
+            let mut dz = if self.arch.is_regression() {
+                vec![f.zs[nl - 1][0] - y]
+            } else {
+                let mut p = softmax(&self.loss_logits(&f.zs[nl - 1]));
+                p[y as usize] -= 1.0;
+                // A sigmoid output's gradient is its own logit's, not the constant 0's.
+                let skip = p.len() - self.arch.layers[nl - 1].outputs;
+                p.drain(..skip);
+                p
+            };
             for l in (0..nl).rev() {
                 let spec = self.arch.layers[l];
                 let (gw, gb) = &mut grads[l];

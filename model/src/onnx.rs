@@ -592,6 +592,8 @@ pub fn to_onnx(
         cur = a;
     }
     match arch.loss() {
+        // A regression's output is its single linear logit.
+        Loss::MeanSquaredError => {}
         Loss::SoftmaxCrossEntropy => {
             let axis = pb::AttributeProto {
                 name: Some("axis".into()),
@@ -631,10 +633,14 @@ pub fn to_onnx(
             name: Some(graph_name.to_string()),
             initializer: inits,
             input: vec![value_info("input", &input_dims)],
-            output: vec![
-                value_info("logits", &[None, Some(width)]),
-                value_info("probabilities", &[None, Some(width)]),
-            ],
+            output: if arch.is_regression() {
+                vec![value_info("logits", &[None, Some(width)])]
+            } else {
+                vec![
+                    value_info("logits", &[None, Some(width)]),
+                    value_info("probabilities", &[None, Some(width)]),
+                ]
+            },
             ..Default::default()
         }),
         ..Default::default()

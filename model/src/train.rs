@@ -147,12 +147,43 @@ pub enum Progress {
 /// Accuracy and loss of one run.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
-    /// Accuracy on the training split.
+    /// Accuracy on the training split (a regression's `R^2`).
     pub train_accuracy: f64,
-    /// Accuracy on the held-out split.
+    /// Accuracy on the held-out split (a regression's `R^2`).
     pub test_accuracy: f64,
-    /// Mean cross-entropy on the training split with the final weights.
+    /// Mean loss on the training split with the final weights.
     pub final_loss: f64,
+    /// A regression's root mean squared error on the training split, in
+    /// the target's units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_rmse: Option<f64>,
+    /// A regression's root mean squared error on the held-out split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_rmse: Option<f64>,
+}
+
+/// The figures of a model on one split: accuracy (a regression's `R^2`),
+/// mean loss, and a regression's RMSE, from `(prediction, label, loss)`
+/// per record (a classifier's prediction and label are class indices).
+fn score(regression: bool, rows: impl Iterator<Item = (f64, f64, f64)>) -> (f64, f64, Option<f64>) {
+    let rows: Vec<_> = rows.collect();
+    if rows.is_empty() {
+        return (f64::NAN, f64::NAN, None);
+    }
+    let n = rows.len() as f64;
+    let loss = rows.iter().map(|r| r.2).sum::<f64>() / n;
+    if !regression {
+        let correct = rows.iter().filter(|r| r.0 == r.1).count() as f64;
+        return (correct / n, loss, None);
+    }
+    let sse: f64 = rows.iter().map(|r| (r.0 - r.1).powi(2)).sum();
+    let mean = rows.iter().map(|r| r.1).sum::<f64>() / n;
+    let sst: f64 = rows.iter().map(|r| (r.1 - mean).powi(2)).sum();
+    (
+        1.0 - sse / sst.max(f64::MIN_POSITIVE),
+        loss,
+        Some((sse / n).sqrt()),
+    )
 }
 
 /// The machine-readable `summary.json`.
@@ -203,32 +234,59 @@ fn fresh_salt() -> u128 {
     u128::from_le_bytes(b)
 }
 
-/// Accuracy and mean loss of fixed-point weights on a dataset.
-pub fn evaluate_fixed(engine: &Engine, w: &Weights, ds: &FixedDataset) -> Result<(f64, f64)> {
-    if ds.is_empty() {
-        return Ok((f64::NAN, f64::NAN));
-    }
-    let mut correct = 0usize;
-    let mut loss = 0.0;
-    for (x, &y) in ds.features.iter().zip(&ds.labels) {
-        let s = engine.forward(w, x)?;
-        correct += usize::from(s.prediction() == y as usize);
-        loss += engine.loss(&s, y);
-    }
-    Ok((correct as f64 / ds.len() as f64, loss / ds.len() as f64))
+/// Accuracy (a regression's `R^2`), mean loss and a regression's RMSE of
+/// fixed-point weights on a dataset.
+pub fn evaluate_fixed(
+    engine: &Engine,
+    w: &Weights,
+    ds: &FixedDataset,
+) -> Result<(f64, f64, Option<f64>)> {
+    let fx = engine.fx;
+    let reg = engine.arch.is_regression();
+    let rows = ds
+        .features
+        .iter()
+        .zip(&ds.labels)
+        .map(|(x, &y)| {
+            let s = engine.forward(w, x)?;
+            let loss = engine.loss(&s, y);
+            Ok(if reg {
+                (fx.dequantize(s.output()), fx.dequantize(y), loss)
+            } else {
+                (s.prediction() as f64, y as f64, loss)
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(score(reg, rows.into_iter()))
 }
 
-fn evaluate_float(m: &FloatModel, xs: &[Vec<f64>], ys: &[u32]) -> (f64, f64) {
-    if xs.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    let mut correct = 0usize;
-    let mut loss = 0.0;
-    for (x, &y) in xs.iter().zip(ys) {
-        correct += usize::from(m.predict(x) == y as usize);
-        loss += m.loss(x, y);
-    }
-    (correct as f64 / xs.len() as f64, loss / xs.len() as f64)
+fn evaluate_float(m: &FloatModel, xs: &[Vec<f64>], ys: &[f64]) -> (f64, f64, Option<f64>) {
+    let reg = m.arch.is_regression();
+    score(
+        reg,
+        xs.iter().zip(ys).map(|(x, &y)| {
+            let p = if reg {
+                m.output(x)
+            } else {
+                m.predict(x) as f64
+            };
+            (p, y, m.loss(x, y))
+        }),
+    )
+}
+
+/// Labels as the f64 reference reads them: class indices, or (for a
+/// regression, whose labels are fixed-point targets) real targets.
+fn label_values(ys: &[i64], fx: &FixedParams, regression: bool) -> Vec<f64> {
+    ys.iter()
+        .map(|&y| {
+            if regression {
+                fx.dequantize(y)
+            } else {
+                y as f64
+            }
+        })
+        .collect()
 }
 
 fn dequantize_rows(fx: &FixedParams, rows: &[Vec<i64>]) -> Vec<Vec<f64>> {
@@ -278,14 +336,15 @@ pub fn train(
             arch.input_dim()
         )));
     }
-    raw.check_labels(arch.num_classes())?;
+    let regression = arch.is_regression();
+    raw.check_labels((!regression).then(|| arch.num_classes()))?;
     arch.check_bounds(&fx, opts.batch_size, lr_fx)?;
 
     let (train_idx, test_idx) = data::split(raw.len(), opts.test_fraction, opts.seed)?;
     let train_rows: Vec<&Vec<f64>> = train_idx.iter().map(|&i| &raw.features[i]).collect();
     let scaling = Scaling::fit(opts.scaling, &train_rows, raw.num_features());
-    let train = data::quantize(&raw, &train_idx, &scaling, &fx)?;
-    let test = data::quantize(&raw, &test_idx, &scaling, &fx)?;
+    let train = data::quantize(&raw, &train_idx, &scaling, &fx, regression)?;
+    let test = data::quantize(&raw, &test_idx, &scaling, &fx, regression)?;
 
     let schedule = Schedule::new(opts.seed, train.len(), opts.batch_size)?;
     let total = schedule.steps_per_epoch() * opts.epochs as usize;
@@ -326,7 +385,7 @@ pub fn train(
                 .iter()
                 .map(|&i| train.features[i as usize].clone())
                 .collect();
-            let ys: Vec<u32> = idx.iter().map(|&i| train.labels[i as usize]).collect();
+            let ys: Vec<i64> = idx.iter().map(|&i| train.labels[i as usize]).collect();
             let cur = weights
                 .last()
                 .ok_or_else(|| ModelError::Config("no weights".into()))?;
@@ -342,7 +401,7 @@ pub fn train(
                 / ys.len() as f64;
             weights.push(trace.new_weights);
             let fxs: Vec<Vec<f64>> = idx.iter().map(|&i| train_f[i as usize].clone()).collect();
-            fm.step(&fxs, &ys, opts.lr);
+            fm.step(&fxs, &label_values(&ys, &fx, regression), opts.lr);
             progress(Progress::Step {
                 done: weights.len() - 1,
                 batch_loss,
@@ -353,10 +412,12 @@ pub fn train(
     let last = weights
         .last()
         .ok_or_else(|| ModelError::Config("no weights".into()))?;
-    let (train_acc, train_loss) = evaluate_fixed(&engine, last, &train)?;
-    let (test_acc, _) = evaluate_fixed(&engine, last, &test)?;
-    let (ftrain_acc, ftrain_loss) = evaluate_float(&fm, &train_f, &train.labels);
-    let (ftest_acc, _) = evaluate_float(&fm, &test_f, &test.labels);
+    let (train_acc, train_loss, train_rmse) = evaluate_fixed(&engine, last, &train)?;
+    let (test_acc, _, test_rmse) = evaluate_fixed(&engine, last, &test)?;
+    let (ftrain_acc, ftrain_loss, ftrain_rmse) =
+        evaluate_float(&fm, &train_f, &label_values(&train.labels, &fx, regression));
+    let (ftest_acc, _, ftest_rmse) =
+        evaluate_float(&fm, &test_f, &label_values(&test.labels, &fx, regression));
 
     let config = TrainConfig {
         model_name: model.name.clone(),
@@ -394,11 +455,15 @@ pub fn train(
             train_accuracy: train_acc,
             test_accuracy: test_acc,
             final_loss: train_loss,
+            train_rmse,
+            test_rmse,
         },
         float: Metrics {
             train_accuracy: ftrain_acc,
             test_accuracy: ftest_acc,
             final_loss: ftrain_loss,
+            train_rmse: ftrain_rmse,
+            test_rmse: ftest_rmse,
         },
         transcript_sha256: String::new(),
     };

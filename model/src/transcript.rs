@@ -97,7 +97,7 @@ pub struct Batch {
     /// Their features.
     pub features: Vec<Vec<i64>>,
     /// Their labels.
-    pub labels: Vec<u32>,
+    pub labels: Vec<i64>,
 }
 
 /// Everything a prover needs to prove the run.

@@ -42,7 +42,7 @@ pub enum AuditWitness {
         /// Features per position.
         features: Vec<Vec<i64>>,
         /// Labels per position.
-        labels: Vec<u32>,
+        labels: Vec<i64>,
         /// Leaf salts per position.
         salts: Vec<u128>,
         /// Salt of the count commitment.
@@ -401,7 +401,7 @@ pub fn build(
 fn check_records(
     shape: &AuditShape,
     features: &[Vec<i64>],
-    labels: &[u32],
+    labels: &[i64],
     salts: &[u128],
 ) -> Result<()> {
     let d = shape.arch.input_dim();
@@ -449,7 +449,7 @@ fn data_leaves(
     h: &PoseidonChip,
     shape: &AuditShape,
     features: &[Vec<i64>],
-    labels: &[u32],
+    labels: &[i64],
     salts: &[u128],
     n: AssignedValue<Fr>,
 ) -> Vec<DataLeaf> {
@@ -463,7 +463,7 @@ fn data_leaves(
                 .iter()
                 .map(|&v| chip.load_value(ctx, v))
                 .collect();
-            let y = ctx.load_witness(Fr::from(labels[i] as u64));
+            let y = ctx.load_witness(fe(labels[i] as i128));
             let s = ctx.load_witness(fe_u128(salts[i]));
             let leaf = hash::leaf(ctx, gate, h, s, y, &x, shape.fx.value_bits);
             let leaf = gate.mul(ctx, leaf, is_real);

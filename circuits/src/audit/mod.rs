@@ -267,7 +267,7 @@ pub struct PublicRecords {
     /// Features at scale `2^f`.
     pub features: Vec<Vec<i64>>,
     /// Labels.
-    pub labels: Vec<u32>,
+    pub labels: Vec<i64>,
 }
 
 impl PublicRecords {
@@ -299,7 +299,7 @@ pub enum Claim {
         /// Its fixed-point features.
         features: Vec<i64>,
         /// Its label.
-        label: u32,
+        label: i64,
     },
     /// Correct predictions of the model on the test set satisfy `bound`.
     Accuracy {

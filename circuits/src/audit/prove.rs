@@ -115,10 +115,16 @@ pub(super) fn check_public(claim: &Claim, arch: &Architecture, fx: &FixedParams)
             }
         }
         if labels {
+            if arch.is_regression() {
+                return bad(format!(
+                    "accuracy and fairness audits count correct classes, but model {} is a regression (mean squared error)",
+                    arch.describe()
+                ));
+            }
             if let Some(i) = p
                 .labels
                 .iter()
-                .position(|&y| y as usize >= arch.num_classes())
+                .position(|&y| y < 0 || y as usize >= arch.num_classes())
             {
                 return bad(format!(
                     "public record {i}: label {} is not a class of the model (0..{})",
@@ -181,6 +187,12 @@ pub(super) fn check_public(claim: &Claim, arch: &Architecture, fx: &FixedParams)
             ..
         } => {
             check_records(inputs, false)?;
+            if arch.is_regression() {
+                return bad(format!(
+                    "a counterfactual audit compares predicted classes, but model {} is a regression (mean squared error)",
+                    arch.describe()
+                ));
+            }
             if *feature >= d {
                 return bad(format!(
                     "feature {feature} does not exist: records have {d} features"
@@ -396,7 +408,7 @@ pub(super) fn chunk_publics(
             v.extend_from_slice(blocklist);
         }
         Claim::Inclusion { features, label } => {
-            v.extend([b.root, Fr::from(b.num_records), Fr::from(*label as u64)]);
+            v.extend([b.root, Fr::from(b.num_records), fe(*label as i128)]);
             v.extend(features.iter().map(|&x| fe(x as i128)));
         }
         Claim::Accuracy { test, .. } | Claim::Fairness { test, .. } => {
@@ -408,7 +420,7 @@ pub(super) fn chunk_publics(
                 }
                 match (test.features.get(r), test.labels.get(r)) {
                     (Some(x), Some(y)) => {
-                        v.push(Fr::from(*y as u64));
+                        v.push(fe(*y as i128));
                         v.extend(x.iter().map(|&x| fe(x as i128)));
                     }
                     _ => v.extend(std::iter::repeat_n(Fr::zero(), d + 1)),

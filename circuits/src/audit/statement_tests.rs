@@ -33,7 +33,7 @@ fn inclusion_is_bounded_by_the_record_count() {
     // opens it (the schedule draws indices below N), so the certificate is
     // made normally over this root with N records.
     let fake_x: Vec<i64> = vec![11, -22, 33, -44];
-    let fake_y = 1u32;
+    let fake_y = 1i64;
     let mut features = t.train.features.clone();
     let mut labels = t.train.labels.clone();
     let mut salts = t.leaf_salts.clone();
@@ -46,13 +46,13 @@ fn inclusion_is_bounded_by_the_record_count() {
         root: tree.root(),
         ..binding(&t)
     };
-    let claim = |x: &[i64], y: u32| Claim::Inclusion {
+    let claim = |x: &[i64], y: i64| Claim::Inclusion {
         features: x.to_vec(),
         label: y,
     };
     let p = plan(&claim(&fake_x, fake_y), &b, &t.config.arch, &t.config.fx, 1).unwrap();
-    let publics = |x: &[i64], y: u32| {
-        let mut v = vec![b.root, Fr::from(b.num_records), Fr::from(y as u64)];
+    let publics = |x: &[i64], y: i64| {
+        let mut v = vec![b.root, Fr::from(b.num_records), fe(y as i128)];
         v.extend(x.iter().map(|&v| fe(v as i128)));
         v
     };
@@ -122,4 +122,40 @@ fn fairness_needs_both_groups_non_empty() {
     // With both groups non-empty the same witness is judged on the gap
     // (here 0 <= 0: accepted), so the refusals above are the groups' doing.
     mock(&shape, publics(4, 6), &w).unwrap();
+}
+
+/// Accuracy, fairness and counterfactual audits count predicted classes: a
+/// regression model's are refused with the reason, before any proving.
+#[test]
+fn class_audits_of_a_regression_are_refused() {
+    use zkaudit_model::{Activation, Architecture, DenseSpec};
+    let t = run();
+    let arch = Architecture::new(vec![DenseSpec {
+        inputs: 4,
+        outputs: 1,
+        activation: Activation::None,
+    }])
+    .unwrap();
+    let test = test_set(&t, 4);
+    let claims = [
+        Claim::Accuracy {
+            test: test.clone(),
+            bound: Bound::AtLeast(1),
+            reveal: false,
+        },
+        Claim::Counterfactual {
+            inputs: test.clone(),
+            feature: 0,
+            name: "f0".into(),
+            values: vec![0],
+            raw: vec![0.0],
+        },
+    ];
+    for c in &claims {
+        let e = plan(c, &binding(&t), &arch, &t.config.fx, 2)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("regression"), "{e}");
+    }
 }

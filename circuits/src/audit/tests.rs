@@ -369,7 +369,7 @@ pub(super) fn test_set(t: &Transcript, n: usize) -> PublicRecords {
         })
         .collect();
     let classes = t.config.arch.num_classes() as u64;
-    let labels = (0..n).map(|_| rng.below(classes) as u32).collect();
+    let labels = (0..n).map(|_| rng.below(classes) as i64).collect();
     PublicRecords { features, labels }
 }
 
@@ -579,7 +579,7 @@ fn accuracy_audit_of(env: &Env, t: Transcript) {
         features: (0..6)
             .map(|_| (0..dim).map(|_| rng.below(one + 1) as i64).collect())
             .collect(),
-        labels: (0..6).map(|_| rng.below(classes) as u32).collect(),
+        labels: (0..6).map(|_| rng.below(classes) as i64).collect(),
     };
     let engine = Engine::new(t.config.arch.clone(), t.config.fx);
     let w = &t.weights[t.num_steps()];

@@ -1,8 +1,9 @@
-//! Step circuit tests of the smooth activations and the sigmoid output:
-//! honest steps of every combination accepted (the circuit's new weights
-//! are the engine's, since the statement's commitment is the transcript's),
-//! and a sigmoid or tanh value off by one rejected even when the prover
-//! commits to the weights its corrupted computation produces.
+//! Step circuit tests of the smooth activations, the sigmoid output and the
+//! regression loss: honest steps of every combination accepted (the
+//! circuit's new weights are the engine's, since the statement's commitment
+//! is the transcript's), a sigmoid or tanh value off by one rejected even
+//! when the prover commits to the weights its corrupted computation
+//! produces, and a regression step on another target rejected.
 
 use super::tests::{mock, rejects_consistent_forgery, synthetic_run};
 use crate::fixed_chip::Tamper;
@@ -55,4 +56,35 @@ fn size_estimate_counts_smooth_units() {
             "{act:?}: estimate off by {ratio}"
         );
     }
+}
+
+/// A regression (one linear output, mean squared error) with real targets:
+/// its step is accepted; the same step claimed on a changed target (its
+/// record and path unchanged, the update recomputed) is not.
+#[test]
+fn regression_steps_are_checked_against_the_committed_targets() {
+    use zkaudit_model::{Architecture, DenseSpec};
+    let arch = Architecture::new(vec![
+        DenseSpec {
+            inputs: 4,
+            outputs: 3,
+            activation: Linear,
+        },
+        DenseSpec {
+            inputs: 3,
+            outputs: 1,
+            activation: Linear,
+        },
+    ])
+    .unwrap();
+    let targets = |ys: &mut Vec<i64>| {
+        for (i, y) in ys.iter_mut().enumerate() {
+            *y = (i as i64 - 4) * 30_000;
+        }
+    };
+    let t = super::stage_tests::run_with(arch, 2, 2, 12, targets);
+    assert!(t.config.arch.is_regression());
+    assert!(mock(&t, 1, |_, _| {}, None));
+    // Another target for the first record: the leaf no longer matches the root.
+    assert!(!mock(&t, 1, |_, w| w.labels[0] += 1, None));
 }

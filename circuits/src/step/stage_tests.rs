@@ -16,10 +16,23 @@ use crate::prover_tests::assert_verdict;
 use crate::srs;
 
 /// A synthetic run of `arch` (the dense spec of [`synthetic_run`] with
-/// `arch`'s shape swapped in): `n` records, `steps` steps.
+/// `arch`'s shape swapped in): 10 records, `steps` steps.
 pub(crate) fn cnn_run(arch: Architecture, batch: usize, steps: usize, seed: u64) -> Transcript {
+    run_with(arch, batch, steps, seed, |_| {})
+}
+
+/// [`cnn_run`] with the records' labels first set by `labels` (a
+/// regression's targets, say).
+pub(crate) fn run_with(
+    arch: Architecture,
+    batch: usize,
+    steps: usize,
+    seed: u64,
+    labels: impl FnOnce(&mut Vec<i64>),
+) -> Transcript {
     let dims = [(arch.input_dim(), Activation::None), (3, Activation::None)];
     let mut t = synthetic_run(&dims, 10, batch, 0, seed);
+    labels(&mut t.train.labels);
     let engine = zkaudit_model::Engine::new(arch.clone(), t.config.fx);
     t.config.arch = arch.clone();
     t.weights = vec![Weights::seeded(&arch, &t.config.fx, seed)];

@@ -40,7 +40,7 @@ pub(crate) fn synthetic_run(
                 .collect()
         })
         .collect();
-    let labels: Vec<u32> = (0..n).map(|_| rng.below(classes) as u32).collect();
+    let labels: Vec<i64> = (0..n).map(|_| rng.below(classes) as i64).collect();
     let lr_fx = fx.quantize(0.25).unwrap();
     let engine = Engine::new(arch.clone(), fx);
     let sched = Schedule::new(seed, n, batch).unwrap();

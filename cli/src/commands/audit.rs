@@ -404,7 +404,7 @@ fn quantize_rows(
                     i + 1
                 );
             }
-            out.labels.push(y as u32);
+            out.labels.push(y as i64);
         } else {
             out.labels.push(0);
         }

@@ -177,21 +177,40 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         "data: {} ({} records: {} train, {} test)",
         s.data.path, s.data.records, s.data.train_records, s.data.test_records
     );
-    println!(
-        "{:<22} {:>10} {:>10} {:>10}",
-        "run", "train acc", "test acc", "loss"
-    );
-    for (name, m) in [
+    let runs = [
         ("fixed point (proven)", &s.fixed),
         ("f64 reference", &s.float),
-    ] {
+    ];
+    if s.fixed.test_rmse.is_some() {
+        // A regression: RMSE in the target's units and R^2 on the held-out split.
         println!(
-            "{:<22} {:>9.2}% {:>9.2}% {:>10.4}",
-            name,
-            100.0 * m.train_accuracy,
-            100.0 * m.test_accuracy,
-            m.final_loss
+            "{:<22} {:>11} {:>11} {:>9} {:>10}",
+            "run", "train RMSE", "test RMSE", "test R2", "loss"
         );
+        for (name, m) in runs {
+            println!(
+                "{:<22} {:>11.4} {:>11.4} {:>9.4} {:>10.4}",
+                name,
+                m.train_rmse.unwrap_or(f64::NAN),
+                m.test_rmse.unwrap_or(f64::NAN),
+                m.test_accuracy,
+                m.final_loss
+            );
+        }
+    } else {
+        println!(
+            "{:<22} {:>10} {:>10} {:>10}",
+            "run", "train acc", "test acc", "loss"
+        );
+        for (name, m) in runs {
+            println!(
+                "{:<22} {:>9.2}% {:>9.2}% {:>10.4}",
+                name,
+                100.0 * m.train_accuracy,
+                100.0 * m.test_accuracy,
+                m.final_loss
+            );
+        }
     }
     println!("wrote {}/transcript.bin and summary.json", a.out.display());
     Ok(())

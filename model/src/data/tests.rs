@@ -37,7 +37,7 @@ fn csv_with_auto_header_and_last_label() {
     let ds = load(&p, &LoadOptions::default()).unwrap();
     assert_eq!(ds.len(), 3);
     assert_eq!(ds.features[0], vec![1.5, 2.0]);
-    assert_eq!(ds.labels, vec![0, 1, 1]);
+    assert_eq!(ds.labels, vec![0.0, 1.0, 1.0]);
     assert_eq!(ds.origins[0].line, 2);
 }
 
@@ -53,7 +53,7 @@ fn csv_label_column_first_and_whitespace_delimiter() {
         },
     )
     .unwrap();
-    assert_eq!(ds.labels, vec![1, 0]);
+    assert_eq!(ds.labels, vec![1.0, 0.0]);
     assert_eq!(ds.features[1], vec![1.0, 2.0]);
     assert_eq!(ds.feature_columns, vec![2, 3]);
 }
@@ -65,7 +65,7 @@ fn gzipped_csv() {
     enc.write_all(b"1,2,0\n3,4,1\n").unwrap();
     let p = write(&d, "a.csv.gz", &enc.finish().unwrap());
     let ds = load(&p, &LoadOptions::default()).unwrap();
-    assert_eq!(ds.labels, vec![0, 1]);
+    assert_eq!(ds.labels, vec![0.0, 1.0]);
 }
 
 #[test]
@@ -101,17 +101,19 @@ fn csv_malformed_value() {
 #[test]
 fn csv_bad_labels() {
     let d = tempfile::tempdir().unwrap();
+    // A classifier's labels are class indices; a regression's any finite number.
     let p = write(&d, "l.csv", b"1,2,0\n3,4,-1\n");
-    let e = err_of(load(&p, &LoadOptions::default()));
-    assert!(
-        e.contains("l.csv:2:3") && e.contains("non-negative integer"),
-        "{e}"
-    );
+    let ds = load(&p, &LoadOptions::default()).unwrap();
+    let e = ds.check_labels(Some(2)).unwrap_err().to_string();
+    assert!(e.contains("l.csv:2:3") && e.contains("label -1"), "{e}");
+    ds.check_labels(None).unwrap();
     let p = write(&d, "f.csv", b"1,2,0.5\n");
-    assert!(err_of(load(&p, &LoadOptions::default())).contains("f.csv:1:3"));
+    let ds = load(&p, &LoadOptions::default()).unwrap();
+    let e = ds.check_labels(Some(2)).unwrap_err().to_string();
+    assert!(e.contains("f.csv:1:3"), "{e}");
     let p = write(&d, "k.csv", b"1,2,0\n3,4,7\n");
     let ds = load(&p, &LoadOptions::default()).unwrap();
-    let e = ds.check_labels(3).unwrap_err().to_string();
+    let e = ds.check_labels(Some(3)).unwrap_err().to_string();
     assert!(e.contains("k.csv:2:3") && e.contains("label 7"), "{e}");
 }
 
@@ -142,7 +144,7 @@ fn separate_label_file() {
         },
     )
     .unwrap();
-    assert_eq!(ds.labels, vec![1, 0]);
+    assert_eq!(ds.labels, vec![1.0, 0.0]);
     assert_eq!(ds.num_features(), 2);
     let y3 = write(&d, "y3.csv", b"1\n0\n1\n");
     let e = err_of(load(
@@ -170,7 +172,7 @@ fn numeric_target_is_binarised_by_the_threshold() {
     )
     .unwrap();
     // above the threshold: 1; at or below: 0
-    assert_eq!(ds.labels, vec![1, 0, 0]);
+    assert_eq!(ds.labels, vec![1.0, 0.0, 0.0]);
 }
 
 #[test]
@@ -190,7 +192,7 @@ fn npy_f8_i4_u1_and_fortran() {
     let p = write(&d, "a.npy", &npy("<f8", "(2, 3)", false, &bytes));
     let ds = load(&p, &LoadOptions::default()).unwrap();
     assert_eq!(ds.features, vec![vec![1.5, 2.0], vec![3.0, 4.0]]);
-    assert_eq!(ds.labels, vec![0, 1]);
+    assert_eq!(ds.labels, vec![0.0, 1.0]);
 
     let ints: Vec<u8> = [-3i32, 5, 1, 7, 8, 0]
         .iter()
@@ -207,7 +209,7 @@ fn npy_f8_i4_u1_and_fortran() {
     );
     assert_eq!(
         load(&p, &LoadOptions::default()).unwrap().labels,
-        vec![0, 1]
+        vec![0.0, 1.0]
     );
 
     // Fortran order: column-major storage of [[1,2,0],[3,4,1]].
@@ -260,7 +262,7 @@ fn quantize_out_of_range_names_origin() {
         &ds.features.iter().collect::<Vec<_>>(),
         2,
     );
-    let e = quantize(&ds, &[0, 1], &sc, &FixedParams::default())
+    let e = quantize(&ds, &[0, 1], &sc, &FixedParams::default(), false)
         .unwrap_err()
         .to_string();
     assert!(
@@ -299,7 +301,7 @@ fn vendored_datasets_load() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/data");
     let digits = load(&root.join("digits.csv.gz"), &LoadOptions::default()).unwrap();
     assert_eq!((digits.len(), digits.num_features()), (1797, 64));
-    assert!(digits.labels.iter().all(|&y| y < 10));
+    assert!(digits.labels.iter().all(|&y| y < 10.0));
     let cancer = load(&root.join("breast_cancer.csv"), &LoadOptions::default()).unwrap();
     assert_eq!((cancer.len(), cancer.num_features()), (569, 30));
     let iris = load(&root.join("iris.csv"), &LoadOptions::default()).unwrap();

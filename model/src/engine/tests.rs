@@ -138,6 +138,33 @@ fn sigmoid_output_gradient_is_p_minus_y() {
 }
 
 #[test]
+fn regression_gradient_is_z_minus_y() {
+    // One linear output, zero weights: z = 0, so dz = -y; with x = [1, 0],
+    // y = 2 and lr = 1/2: w0 += 1/2 * 2 = 1, b += 1.
+    let arch = Architecture::new(vec![DenseSpec {
+        inputs: 2,
+        outputs: 1,
+        activation: Activation::None,
+    }])
+    .unwrap();
+    assert!(arch.is_regression());
+    let e = Engine::new(arch.clone(), FixedParams::default());
+    let w = Weights::zeros(&arch);
+    let t = e.step(&w, &[vec![65536, 0]], &[2 * 65536], 32768).unwrap();
+    assert_eq!(t.dz[0], vec![vec![-2 * 65536]]);
+    assert_eq!(t.new_weights.layers[0].w, vec![65536, 0]);
+    assert_eq!(t.new_weights.layers[0].b, vec![65536]);
+    assert!((e.loss(&t.samples[0], 2 * 65536) - 2.0).abs() < 1e-12);
+    // A target whose difference leaves the value range is an overflow, named.
+    let big = FixedParams::default().max_value();
+    let err = e
+        .step(&w, &[vec![0, 0]], &[-big - 1], 1)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("loss_grad"), "{err}");
+}
+
+#[test]
 fn gradient_step_hand_example() {
     // Logistic regression, one record, uniform start: p = [1/2, 1/2], y = 1,
     // dz = [1/2, -1/2]; with x = [1, 0] and lr = 1: w[0][0] -= 1/2, w[0][1] += 1/2.
@@ -166,33 +193,43 @@ fn random_setup(
     seed: u64,
     batch: usize,
     fx: FixedParams,
-) -> (Engine, Weights, Vec<Vec<i64>>, Vec<u32>) {
-    random_setup_with(hidden, Activation::Relu, false, seed, batch, fx)
+) -> (Engine, Weights, Vec<Vec<i64>>, Vec<i64>) {
+    random_setup_with(hidden, Activation::Relu, Output::Softmax, seed, batch, fx)
 }
 
-/// [`random_setup`] with a chosen hidden activation, and a sigmoid output
-/// (binary cross-entropy) instead of 3 softmax classes when `sigmoid_out`.
+/// The loss of a random test model.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Output {
+    /// 3 softmax classes.
+    Softmax,
+    /// One sigmoid output (binary cross-entropy).
+    Sigmoid,
+    /// One linear output (mean squared error), targets in [-2, 2].
+    Regression,
+}
+
+/// [`random_setup`] with a chosen hidden activation and output.
 fn random_setup_with(
     hidden: &[usize],
     act: Activation,
-    sigmoid_out: bool,
+    out: Output,
     seed: u64,
     batch: usize,
     fx: FixedParams,
-) -> (Engine, Weights, Vec<Vec<i64>>, Vec<u32>) {
+) -> (Engine, Weights, Vec<Vec<i64>>, Vec<i64>) {
     let mut rng = crate::seed::SeedRng::new(b"test", seed, 0);
     let mut dims = vec![3usize];
     dims.extend_from_slice(hidden);
-    dims.push(if sigmoid_out { 1 } else { 3 });
+    dims.push(if out == Output::Softmax { 3 } else { 1 });
     let layers = dims
         .windows(2)
         .enumerate()
         .map(|(i, d)| DenseSpec {
             inputs: d[0],
             outputs: d[1],
-            activation: match (i + 2 == dims.len(), sigmoid_out) {
-                (true, true) => Activation::Sigmoid,
-                (true, false) => Activation::None,
+            activation: match (i + 2 == dims.len(), out) {
+                (true, Output::Sigmoid) => Activation::Sigmoid,
+                (true, _) => Activation::None,
                 (false, _) => act,
             },
         })
@@ -219,7 +256,12 @@ fn random_setup_with(
         .map(|_| (0..3).map(|_| r(0, one + 1)).collect())
         .collect();
     let classes = arch.num_classes() as u64;
-    let ys = (0..batch).map(|_| r(0, classes) as u32).collect();
+    let ys = (0..batch)
+        .map(|_| match out {
+            Output::Regression => r(-2 * one as i64, 4 * one + 1),
+            _ => r(0, classes),
+        })
+        .collect();
     (Engine::new(arch, fx), w, xs, ys)
 }
 
@@ -279,15 +321,20 @@ proptest! {
         batch in 1usize..5,
         lr_bits in 1u32..16,
         act in prop::sample::select(vec![Activation::Relu, Activation::None, Activation::Sigmoid, Activation::Tanh]),
-        sigmoid_out in any::<bool>(),
+        out in prop::sample::select(vec![Output::Softmax, Output::Sigmoid, Output::Regression]),
     ) {
         let fx = FixedParams::default();
-        let (e, w, xs, ys) = random_setup_with(&hidden, act, sigmoid_out, seed, batch, fx);
+        let (e, w, xs, ys) = random_setup_with(&hidden, act, out, seed, batch, fx);
         let lr_fx = 1i64 << lr_bits; // lr in [2^-15, 0.5]
         let t = e.step(&w, &xs, &ys, lr_fx).unwrap();
         let mut fm = FloatModel::from_fixed(&e.arch, &fx, &w);
         let fxs: Vec<Vec<f64>> = xs.iter().map(|x| x.iter().map(|&v| fx.dequantize(v)).collect()).collect();
-        fm.step(&fxs, &ys, fx.dequantize(lr_fx));
+        // A regression's labels are fixed-point targets; a classifier's class indices.
+        let fys: Vec<f64> = ys
+            .iter()
+            .map(|&y| if out == Output::Regression { fx.dequantize(y) } else { y as f64 })
+            .collect();
+        fm.step(&fxs, &fys, fx.dequantize(lr_fx));
         for (l, (fl, (wf, bf))) in t.new_weights.layers.iter().zip(&fm.layers).enumerate() {
             for (a, b) in fl.w.iter().zip(wf).chain(fl.b.iter().zip(bf)) {
                 prop_assert!((fx.dequantize(*a) - b).abs() <= 1e-3, "layer {} fixed {} float {}", l, fx.dequantize(*a), b);
@@ -317,7 +364,7 @@ fn random_cnn(
     (pool, max): (bool, bool),
     seed: u64,
     batch: usize,
-) -> (Engine, Weights, Vec<Vec<i64>>, Vec<u32>) {
+) -> (Engine, Weights, Vec<Vec<i64>>, Vec<i64>) {
     use crate::stage::{ConvSpec, PoolSpec, Stage};
     let fx = FixedParams::default();
     let mut stages = Vec::new();
@@ -375,7 +422,7 @@ fn random_cnn(
                 .collect()
         })
         .collect();
-    let ys = (0..batch).map(|_| rng.below(3) as u32).collect();
+    let ys = (0..batch).map(|_| rng.below(3) as i64).collect();
     (Engine::new(arch, fx), wts, xs, ys)
 }
 
@@ -440,7 +487,7 @@ proptest! {
         }
         let mut fm = FloatModel::from_fixed(&e.arch, &fx, &w);
         let fxs: Vec<Vec<f64>> = xs.iter().map(|x| x.iter().map(|&v| fx.dequantize(v)).collect()).collect();
-        fm.step(&fxs, &ys, fx.dequantize(lr_fx));
+        fm.step(&fxs, &ys.iter().map(|&y| y as f64).collect::<Vec<_>>(), fx.dequantize(lr_fx));
         let fixed = t.new_weights.all().flat_map(|l| l.w.iter().chain(&l.b));
         let float = fm.stages.iter().chain(&fm.layers).flat_map(|(w, b)| w.iter().chain(b));
         let mut n = 0;
