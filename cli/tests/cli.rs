@@ -26,7 +26,11 @@ fn train_cancer_model(model: &str, out: &Path) {
 fn train_model(model: &str, data: &str, out: &Path) {
     let st = zkaudit()
         .args(["train", "--model"])
-        .arg(root().join(format!("examples/models/{model}.toml")))
+        .arg(root().join(match model.split_once('/') {
+            Some(("torch", m)) => format!("examples/models/torch/{m}.onnx"),
+            Some(("tflite", m)) => format!("examples/models/tflite/{m}.tflite"),
+            _ => format!("examples/models/{model}.toml"),
+        }))
         .arg("--data")
         .arg(root().join(format!("examples/data/{data}")))
         .args([
@@ -163,6 +167,9 @@ fn onnxruntime_agrees_with_fixed_point_predictions() {
         ("cancer_logreg", "breast_cancer.csv"),
         ("cancer_tanh_mlp", "breast_cancer.csv"),
         ("digits_cnn", "digits.csv.gz"),
+        // PyTorch's export and the TFLite converter's output, trained and re-exported
+        ("torch/digits_cnn", "digits.csv.gz"),
+        ("tflite/cnn_max", "digits.csv.gz"),
     ] {
         onnxruntime_agrees_on(model, data);
     }

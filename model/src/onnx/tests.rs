@@ -363,3 +363,22 @@ fn unsupported_conv_attributes_are_named() {
         );
     }
 }
+
+/// Models exported by PyTorch's `torch.onnx.export`
+/// (`scripts/make_torch_models.py`): the CNN is the bundled digits CNN's
+/// architecture, the MLP a tanh layer with a sigmoid output, and a dilated
+/// convolution is refused by node and attribute.
+#[test]
+fn pytorch_exports_import() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/models/torch");
+    let cnn = crate::spec::load_model(&dir.join("digits_cnn.onnx")).unwrap();
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/models/digits_cnn.toml");
+    assert_eq!(cnn.arch, crate::spec::load_model(&spec).unwrap().arch);
+    assert_eq!(cnn.initial.as_ref().map(Vec::len), Some(2));
+    let mlp = crate::spec::load_model(&dir.join("cancer_mlp.onnx")).unwrap();
+    assert_eq!(mlp.arch.describe(), "30-8(tanh)-1(sigmoid)");
+    let e = crate::spec::load_model(&dir.join("unsupported.onnx"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("op Conv") && e.contains("dilations"), "{e}");
+}
