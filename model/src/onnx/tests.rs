@@ -382,3 +382,35 @@ fn pytorch_exports_import() {
         .to_string();
     assert!(e.contains("op Conv") && e.contains("dilations"), "{e}");
 }
+
+/// A GlobalAveragePool over a square map is a pooling with the map's size
+/// as its window; over a non-square map it is refused by node.
+#[test]
+fn global_average_pool_imports() {
+    let d = tempfile::tempdir().unwrap();
+    let model = |h: i64, w: i64| {
+        let nodes = vec![
+            node("Conv", "conv", &["x", "K"], &["c"], vec![]),
+            node("Relu", "relu", &["c"], &["r"], vec![]),
+            node("GlobalAveragePool", "gap", &["r"], &["g"], vec![]),
+            node("Flatten", "flat", &["g"], &["f"], vec![int_attr("axis", 1)]),
+            node("Gemm", "fc", &["f", "W"], &["y"], vec![]),
+        ];
+        let inits = vec![
+            tensor("K", vec![2, 1, 1, 1], vec![1.0, -1.0]),
+            tensor("W", vec![2, 3], vec![0.5; 6]),
+        ];
+        graph(
+            nodes,
+            inits,
+            vec![value_info("x", &[None, Some(1), Some(h), Some(w)])],
+            &["y"],
+        )
+    };
+    let p = write_model(&d, "gap.onnx", &model(4, 4));
+    let m = crate::spec::load_model(&p).unwrap();
+    assert_eq!(m.arch.describe(), "1x4x4-conv1x1/2(relu)-avgpool4-2-3");
+    let p = write_model(&d, "gap_rect.onnx", &model(4, 6));
+    let e = crate::spec::load_model(&p).unwrap_err().to_string();
+    assert!(e.contains("node `gap`") && e.contains("non-square"), "{e}");
+}
