@@ -79,6 +79,27 @@ pub enum Stage {
 }
 
 impl ConvSpec {
+    /// A convolution of `out_channels` filters of `kernel x kernel` over a
+    /// `(C, H, W)` input.
+    pub fn new(
+        (in_channels, height, width): (usize, usize, usize),
+        out_channels: usize,
+        kernel: usize,
+        (stride, padding): (usize, usize),
+        activation: Activation,
+    ) -> Self {
+        ConvSpec {
+            in_channels,
+            height,
+            width,
+            out_channels,
+            kernel,
+            stride,
+            padding,
+            activation,
+        }
+    }
+
     /// Output height and width.
     pub fn out_hw(&self) -> (usize, usize) {
         let o =

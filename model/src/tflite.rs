@@ -502,16 +502,7 @@ fn conv(
             b.len()
         ));
     }
-    let spec = ConvSpec {
-        in_channels: c,
-        height: h,
-        width: w,
-        out_channels: oc,
-        kernel: k,
-        stride,
-        padding,
-        activation: act,
-    };
+    let spec = ConvSpec::new((c, h, w), oc, k, (stride, padding), act);
     Ok((Stage::Conv(spec), (m, b)))
 }
 

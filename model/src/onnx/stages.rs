@@ -71,16 +71,7 @@ pub(super) fn conv(
     }
     let stride = uniform(ctx, n, "strides", &ints(n, "strides", vec![1, 1]))?;
     let padding = uniform(ctx, n, "pads", &ints(n, "pads", vec![0; 4]))?;
-    let spec = ConvSpec {
-        in_channels: c,
-        height: h,
-        width: w,
-        out_channels: oc,
-        kernel: k,
-        stride,
-        padding,
-        activation: Activation::None,
-    };
+    let spec = ConvSpec::new((c, h, w), oc, k, (stride, padding), Activation::None);
     let b = match bias {
         Some(b) if b.data.len() == oc => b.data,
         Some(b) => {
