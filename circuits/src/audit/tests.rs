@@ -565,6 +565,25 @@ fn accuracy_audit_of_a_cnn() {
     for arch in [small_cnn(Activation::Relu), max_cnn()] {
         accuracy_audit_of(&env, cnn_run(arch, 2, 3, 9));
     }
+    // A counterfactual through the stages: setting a pixel to the value every
+    // input already has changes no prediction.
+    let t = cnn_run(max_cnn(), 2, 3, 9);
+    let mut inputs = test_set(&t, 4);
+    inputs.features = (0..4)
+        .map(|i| (0..16).map(|j| (i * 16 + j) * 900).collect())
+        .collect();
+    for x in &mut inputs.features {
+        x[5] = 7;
+    }
+    let same = Claim::Counterfactual {
+        inputs,
+        feature: 5,
+        name: "pixel 5".into(),
+        values: vec![7],
+        raw: vec![7.0],
+    };
+    let a = env.prove(&t, &same, 4).unwrap();
+    env.verify(&t, &a).unwrap();
 }
 
 /// The true accuracy of `t`'s model verifies, one more cannot be proven.
