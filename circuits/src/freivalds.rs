@@ -36,9 +36,12 @@
 //! - *Schwartz-Zippel.* If `C != A.B` (as field elements), some row `i` has
 //!   `D_i = C_i - A_i.B != 0`, and row `i` passes only when `r` is a root of
 //!   the non-zero polynomial `sum_j D_ij X^j` of degree `<= p - 1`: probability
-//!   at most `(p - 1)/|F| < 2^-240` for `p < 2^13`. Over all products of a
+//!   at most `(p - 1)/|F| < 2^-229` for any width `p <= 2^24` (a model's
+//!   parameters, and so every dimension of a weight or patch matrix, are at
+//!   most `MAX_PARAMS = 2^24`; dense widths at most `2^16`). Over all
+//!   products of a
 //!   proof the bound adds up (a few hundred products at most), and a prover
-//!   grinding witnesses to obtain a favourable transcript needs `~2^240` tries.
+//!   grinding witnesses to obtain a favourable transcript needs `~2^229` tries.
 //!   A fixed, public or prover-chosen `v` gives no such bound: a product that
 //!   agrees with `A.B` along `v` only is accepted (the unsoundness of earlier
 //!   zkML work; the tests show the circuit rejects exactly such a product).
