@@ -39,8 +39,8 @@
 //!   at most `(p - 1)/|F| < 2^-229` for any width `p <= 2^24` (a model's
 //!   parameters, and so every dimension of a weight or patch matrix, are at
 //!   most `MAX_PARAMS = 2^24`; dense widths at most `2^16`). Over all
-//!   products of a
-//!   proof the bound adds up (a few hundred products at most), and a prover
+//!   products of a proof the bound adds up (a few hundred products at most),
+//!   and a prover
 //!   grinding witnesses to obtain a favourable transcript needs `~2^229` tries.
 //!   A fixed, public or prover-chosen `v` gives no such bound: a product that
 //!   agrees with `A.B` along `v` only is accepted (the unsoundness of earlier
