@@ -40,8 +40,8 @@
 //!   parameters, and so every dimension of a weight or patch matrix, are at
 //!   most `MAX_PARAMS = 2^24`; dense widths at most `2^16`). Over all
 //!   products of a proof the bound adds up (a few hundred products at most),
-//!   and a prover
-//!   grinding witnesses to obtain a favourable transcript needs `~2^229` tries.
+//!   and a prover grinding witnesses to obtain a favourable transcript needs
+//!   `~2^229` tries.
 //!   A fixed, public or prover-chosen `v` gives no such bound: a product that
 //!   agrees with `A.B` along `v` only is accepted (the unsoundness of earlier
 //!   zkML work; the tests show the circuit rejects exactly such a product).
