@@ -301,6 +301,17 @@ mod tests {
             e.contains("stage 0") && e.contains("larger than the padded input"),
             "{e}"
         );
+        // A huge padded kernel over a tiny input would materialise 200^4 patch entries.
+        let p = write(
+            &d,
+            "patches.toml",
+            "input_shape = [1, 1, 1]\n[[stages]]\nkind = \"conv\"\nout_channels = 1\nkernel = 200\npadding = 199\n[[layers]]\noutputs = 2\n",
+        );
+        let e = load_model(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("patch matrix") && e.contains("patches.toml"),
+            "{e}"
+        );
     }
 
     #[test]

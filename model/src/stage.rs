@@ -18,6 +18,10 @@ use serde::{Deserialize, Serialize};
 use crate::arch::{Activation, MAX_LAYER_WIDTH};
 use crate::error::{ModelError, Result};
 
+/// Most entries of one record's patch matrix (output positions times
+/// kernel entries) a convolution may have: the matrix is materialised.
+pub const MAX_PATCH_ENTRIES: usize = 1 << 22;
+
 /// A 2-D convolution (square kernel, equal stride and zero padding on both
 /// axes, with bias), followed by an activation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -271,6 +275,15 @@ impl Stage {
                 let (_, out) = self.sizes();
                 if out > MAX_LAYER_WIDTH {
                     return err(format!("output of {out} values is above {MAX_LAYER_WIDTH}"));
+                }
+                // The patch matrix of one record is laid out in memory and in the circuit.
+                let patches = s.positions().saturating_mul(s.patch_len());
+                if patches > MAX_PATCH_ENTRIES {
+                    return err(format!(
+                        "its patch matrix has {} positions x {} entries = {patches}, above {MAX_PATCH_ENTRIES} per record",
+                        s.positions(),
+                        s.patch_len()
+                    ));
                 }
             }
             Stage::AvgPool(p) | Stage::MaxPool(p) => {
