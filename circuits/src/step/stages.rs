@@ -98,12 +98,12 @@ pub(super) fn forward(
                     acts.push(a);
                     bits.push(m);
                 }
-                cur = acts.clone();
                 traces.push(StageTrace::Conv {
                     patches,
-                    acts,
+                    acts: acts.clone(),
                     bits,
                 });
+                cur = acts;
             }
             Stage::AvgPool(p) => {
                 cur = cur.iter().map(|x| avg_pool(ctx, chip, p, x)).collect();
@@ -223,20 +223,23 @@ pub(super) fn backward(
                 new[conv] = Some((new_k, new_b));
                 d_in
             }
-            (Stage::MaxPool(p), StageTrace::Max(sels)) => d_out
-                .iter()
-                .zip(sels)
-                .map(|(dy, sel)| {
-                    let zero = ctx.load_zero();
-                    let mut dx = vec![zero; n_in];
-                    for ((win, s), g) in p.windows().iter().zip(sel).zip(dy) {
-                        for (&k, bit) in win.iter().zip(s) {
-                            dx[k] = gate.mul(ctx, bit, *g);
+            (Stage::MaxPool(p), StageTrace::Max(sels)) => {
+                let windows = p.windows();
+                d_out
+                    .iter()
+                    .zip(sels)
+                    .map(|(dy, sel)| {
+                        let zero = ctx.load_zero();
+                        let mut dx = vec![zero; n_in];
+                        for ((win, s), g) in windows.iter().zip(sel).zip(dy) {
+                            for (&k, bit) in win.iter().zip(s) {
+                                dx[k] = gate.mul(ctx, bit, *g);
+                            }
                         }
-                    }
-                    dx
-                })
-                .collect(),
+                        dx
+                    })
+                    .collect()
+            }
             _ => unreachable!("traces follow the stages"),
         };
     }
