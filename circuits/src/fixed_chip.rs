@@ -5,7 +5,9 @@
 //! Values live in BN254's scalar field `p ~ 2^253.6`; a signed integer `x` is
 //! `x mod p`. Every stored value is checked to lie in `[-2^(b-1), 2^(b-1))`
 //! (`b <= 48`): by [`FixedChip::check_value`] (`x + 2^(b-1)` range-checked to
-//! `b` bits) where no sign is needed, and by [`FixedChip::signed`]
+//! `b` bits; in the step circuit a row of the value region,
+//! [`crate::values`], otherwise a limb chain) where no sign is needed, and
+//! by [`FixedChip::signed`]
 //! (`x + 2^(b-1) = bit * 2^(b-1) + low`, `bit` boolean, `low` range-checked
 //! to `b-1` bits) where the mask `bit = [x >= 0]` is the ReLU's.
 //! Accumulators are sums of products of checked values, so their integer
@@ -43,6 +45,7 @@ use zkaudit_model::exp::ExpTable;
 use zkaudit_model::fixed::{div_round, FixedParams};
 
 use crate::field::{fe, to_i128};
+use crate::values::ValueRecorder;
 use crate::Fr;
 
 mod activation;
@@ -140,6 +143,10 @@ pub struct FixedChip {
     pub exp_lookups: RefCell<Vec<[AssignedValue<Fr>; 2]>>,
     /// Set by circuits that never evaluate `exp`: their layout leaves the table out.
     pub no_exp_table: bool,
+    /// The value region's recorder, where the circuit has one
+    /// ([`crate::values`]): stored values and update remainders are
+    /// range-checked there instead of by limb chains.
+    pub values: Option<RefCell<ValueRecorder>>,
     tamper: Option<Tamper>,
     counters: RefCell<Counters>,
 }
@@ -153,6 +160,7 @@ impl FixedChip {
             fx,
             exp_lookups: RefCell::new(Vec::new()),
             no_exp_table: false,
+            values: None,
             tamper,
             counters: RefCell::new(Counters::default()),
         }
@@ -213,11 +221,25 @@ impl FixedChip {
         self.value(ctx, v as i128)
     }
 
-    /// Assigns `v`, constrained to `[-2^(b-1), 2^(b-1))` by
-    /// [`FixedChip::limb_chain`]; its cell is the chain's last.
+    /// Assigns `v`, constrained to `[-2^(b-1), 2^(b-1))`: in a row of the
+    /// value region where the circuit has one, else by
+    /// [`FixedChip::limb_chain`] (its cell is the chain's last).
     pub fn value(&self, ctx: &mut Context<Fr>, v: i128) -> AssignedValue<Fr> {
+        if let Some(rec) = &self.values {
+            return rec.borrow_mut().values(&[v], false)[0];
+        }
         let b = self.fx.value_bits as usize;
         self.limb_chain(ctx, v, -(1i128 << (b - 1)), false, b)
+    }
+
+    /// Assigns one matrix row of values as [`FixedChip::value`] does; in
+    /// the value region the row is also evaluated along the challenge
+    /// there ([`crate::freivalds::Evaluated`]).
+    pub fn value_row(&self, ctx: &mut Context<Fr>, vs: &[i128]) -> Vec<AssignedValue<Fr>> {
+        match &self.values {
+            Some(rec) => rec.borrow_mut().values(vs, true),
+            None => vs.iter().map(|&v| self.value(ctx, v)).collect(),
+        }
     }
 
     /// Assigns `x = offset + s * sum_i l_i 2^(L i)` (`s = -1` when `negate`,
@@ -351,7 +373,7 @@ impl FixedChip {
         (e.div_ceil(l) * l - e) as u32
     }
 
-    /// Assigns `y = 2^s r` for a remainder `0 <= r < d`, where `s` pads
+    /// Assigns `y = 2^s r` for each remainder `0 <= r < d`, where `s` pads
     /// `e = bits(d - 1)` to whole lookup limbs, so `y` is range-checked to
     /// `e + s` bits without a partial top limb (and, unless `d` is a power
     /// of two, `2^s (d - 1 - r)` too); `s` is [`FixedChip::remainder_shift`].
@@ -364,18 +386,38 @@ impl FixedChip {
     /// that is no multiple of `2^s` makes `K` a non-integer field element,
     /// which that equation rejects. Saves the mul and the cells of a shifted
     /// top limb. Crate-private: it is no range check on its own.
-    pub(crate) fn scaled_remainder(
+    ///
+    /// One matrix row of remainders at a time: in the value region (when
+    /// its remainders have this width) the row is also evaluated along the
+    /// challenge there.
+    pub(crate) fn scaled_remainders(
         &self,
         ctx: &mut Context<Fr>,
-        r: i128,
+        rs: &[i128],
         d: u128,
-    ) -> AssignedValue<Fr> {
+    ) -> Vec<AssignedValue<Fr>> {
         let s = self.remainder_shift(d);
-        let mut y = r << s;
-        if self.tamper == Some(Tamper::ScaledRemainder(self.next(|c| &mut c.scaled))) {
-            y += 1;
+        let ys: Vec<i128> = rs
+            .iter()
+            .map(|&r| {
+                let mut y = r << s;
+                if self.tamper == Some(Tamper::ScaledRemainder(self.next(|c| &mut c.scaled))) {
+                    y += 1;
+                }
+                y
+            })
+            .collect();
+        let bits = bits_of(d - 1) + s as usize;
+        if let Some(rec) = &self.values {
+            let mut rec = rec.borrow_mut();
+            if rec.takes_remainders(bits) {
+                let top = (!d.is_power_of_two()).then(|| ((d - 1) as i128) << s);
+                return rec.remainders(ctx, &ys, top);
+            }
         }
-        self.below_scaled(ctx, y, d, s)
+        ys.iter()
+            .map(|&y| self.below_scaled(ctx, y, d, s))
+            .collect()
     }
 
     /// `div_round(num, d)` as the engine's SGD update rounds it: quotient and

@@ -22,6 +22,11 @@
 //! assigned scaled, `Y = 2^s R` with `s` padding `bits(d - 1)` to whole
 //! lookup limbs (`d = 2^37` at batch 32: `Y` is three 16-bit limbs, with no
 //! shifted partial limb), and the equation is checked multiplied by `2^s`.
+//! In the step circuit the rows of `W`, `W'` and `Y` are evaluated along `v`
+//! by the value region's accumulators, in the rows that range-check them
+//! ([`crate::values`], where that argument is); [`Evaluated`] hands those
+//! cells to the checks here, and every other row is a dot product with the
+//! powers of `r`.
 //!
 //! # Soundness argument
 //! - *The values are fixed before `r` exists.* `A`, `B` and `C` are cells of
@@ -79,7 +84,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use halo2_base::gates::{GateChip, GateInstructions};
-use halo2_base::{AssignedValue, Context, QuantumCell};
+use halo2_base::{AssignedValue, Context, ContextCell, QuantumCell};
 
 use crate::field::{fe, to_i128};
 use crate::fixed_chip::{int, FixedChip, Tamper};
@@ -299,8 +304,8 @@ impl ProductChip {
         let mut rem = Vec::with_capacity(w.len());
         let shift = chip.remainder_shift(d);
         for (i, (grow, wrow)) in grad.iter().zip(w.iter()).enumerate() {
-            let mut nrow = Vec::with_capacity(wrow.len());
-            let mut rrow = Vec::with_capacity(wrow.len());
+            let mut vs = Vec::with_capacity(wrow.len());
+            let mut rs = Vec::with_capacity(wrow.len());
             for (j, (g, wv)) in grow.iter().zip(wrow).enumerate() {
                 // Honest gradients are far inside i128 (the model crate bounds
                 // them); a corrupted one fails the check whatever we compute.
@@ -313,11 +318,11 @@ impl ProductChip {
                     let t = [t0, t1].get(j).copied().unwrap_or(Fr::zero());
                     v += to_i128(&t).unwrap_or(0);
                 }
-                rrow.push(chip.scaled_remainder(ctx, r, d));
-                nrow.push(chip.value(ctx, v));
+                vs.push(v);
+                rs.push(r);
             }
-            nw.push(nrow);
-            rem.push(rrow);
+            rem.push(chip.scaled_remainders(ctx, &rs, d));
+            nw.push(chip.value_row(ctx, &vs));
         }
         let nw = Arc::new(nw);
         self.checks.borrow_mut().push(Check::Update(Update {
@@ -334,20 +339,59 @@ impl ProductChip {
     }
 }
 
-/// Rows evaluated along `v = (1, r, r^2, ...)` in the second phase, shared
-/// matrices once.
-struct Along {
-    powers: Vec<QuantumCell<Fr>>,
-    memo: HashMap<*const Matrix, Vec<AssignedValue<Fr>>>,
+/// Matrix rows whose evaluations along `v` a dedicated region computes
+/// ([`crate::values`]): the cell holding each evaluation, by the row's
+/// cells (all of them, in order: a row is found only when it is exactly
+/// the evaluated one).
+#[derive(Debug, Default)]
+pub struct Evaluated(HashMap<Vec<ContextCell>, AssignedValue<Fr>>);
+
+impl Evaluated {
+    fn key(row: &[AssignedValue<Fr>]) -> Option<Vec<ContextCell>> {
+        row.iter().map(|x| x.cell).collect()
+    }
+
+    /// Records that `cell` holds the evaluation of `row`.
+    pub fn insert(&mut self, row: &[AssignedValue<Fr>], cell: AssignedValue<Fr>) {
+        if let Some(k) = Self::key(row) {
+            self.0.insert(k, cell);
+        }
+    }
+
+    /// The cell holding the evaluation of `row`, if a region computes it.
+    pub fn get(&self, row: &[AssignedValue<Fr>]) -> Option<AssignedValue<Fr>> {
+        Self::key(row).and_then(|k| self.0.get(&k).copied())
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no row is evaluated elsewhere.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
-impl Along {
+/// Rows evaluated along `v = (1, r, r^2, ...)` in the second phase, shared
+/// matrices once, rows a region evaluates taken from it.
+struct Along<'a> {
+    powers: Vec<QuantumCell<Fr>>,
+    memo: HashMap<*const Matrix, Vec<AssignedValue<Fr>>>,
+    evaluated: &'a Evaluated,
+}
+
+impl Along<'_> {
     fn row(
         &self,
         ctx: &mut Context<Fr>,
         gate: &GateChip<Fr>,
         row: &[AssignedValue<Fr>],
     ) -> AssignedValue<Fr> {
+        if let Some(done) = self.evaluated.get(row) {
+            return done;
+        }
         gate.inner_product(
             ctx,
             row.iter().copied(),
@@ -382,11 +426,13 @@ impl Along {
 /// Lays out, in a second-phase context, every check along `v`, the powers
 /// of the challenge cell `r`: `C.v = A.(B.v)` for a product and
 /// `c X^T.(dZ.v) = d W.v - d W'.v + R.v - floor(d/2) (1.v)` for an update.
+/// Rows in `evaluated` are read from the cells it holds.
 pub fn check_products(
     ctx: &mut Context<Fr>,
     gate: &GateChip<Fr>,
     r: AssignedValue<Fr>,
     checks: &[Check],
+    evaluated: &Evaluated,
 ) {
     let width = checks.iter().map(Check::width).max().unwrap_or(0);
     // v = (1, r, r^2, ...); the leading constant one saves a term per dot product.
@@ -405,6 +451,7 @@ pub fn check_products(
     let mut along = Along {
         powers,
         memo: HashMap::new(),
+        evaluated,
     };
     let mut ones: HashMap<usize, AssignedValue<Fr>> = HashMap::new();
     let existing = |v: &[AssignedValue<Fr>]| {

@@ -44,6 +44,7 @@ pub mod shape;
 pub mod srs;
 pub mod step;
 pub mod tasks;
+pub mod values;
 
 pub use error::{CircuitError, Result};
 

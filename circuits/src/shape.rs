@@ -190,13 +190,13 @@ impl StepShape {
         let mut smooth = 0u64;
         for (i, l) in self.arch.layers.iter().enumerate() {
             let (m, p) = (l.inputs as u64, l.outputs as u64);
-            products += product_cells(b, m, p) + update_cells(m, b, p);
+            products += product_cells(b, m, p, true) + update_cells(m, b, p);
             units += b * p;
             if i < last && matches!(l.activation, Activation::Sigmoid | Activation::Tanh) {
                 smooth += b * p;
             }
             if i > 0 || !self.arch.stages.is_empty() {
-                products += product_cells(b, p, m);
+                products += product_cells(b, p, m, false);
                 units += b * m;
             }
         }
@@ -213,13 +213,13 @@ impl StepShape {
                         c.patch_len() as u64,
                         c.out_channels as u64,
                     );
-                    products += product_cells(rows, e, oc) + update_cells(e, rows, oc);
+                    products += product_cells(rows, e, oc, true) + update_cells(e, rows, oc);
                     conv_units += rows * oc;
                     if matches!(c.activation, Activation::Sigmoid | Activation::Tanh) {
                         smooth += rows * oc;
                     }
                     if i > 0 {
-                        products += product_cells(rows, oc, e) + rows * e;
+                        products += product_cells(rows, oc, e, false) + rows * e;
                         units += b * n_in as u64;
                     }
                 }
@@ -312,25 +312,30 @@ impl StepShape {
 
 /// Cells of one checked product `(n x m).(m x p)` ([`crate::freivalds`]):
 /// its `n p` exact entries, then `B.v` (`m` dot products along the powers
-/// of the challenge, whose first entry is the constant one), `A.(B.v)` and
+/// of the challenge, whose first entry is the constant one; none when `B`
+/// is a weight matrix, which the value region evaluates), `A.(B.v)` and
 /// `C.v` (`n` each), and a power of the challenge.
-pub fn product_cells(n: u64, m: u64, p: u64) -> u64 {
-    let along = |len: u64| 1 + 3 * len.saturating_sub(1);
-    n * p + m * along(p) + n * (1 + 3 * m) + n * along(p) + 4
+pub fn product_cells(n: u64, m: u64, p: u64, weights: bool) -> u64 {
+    let b_along = if weights { 0 } else { m * along(p) };
+    n * p + b_along + n * (1 + 3 * m) + n * along(p) + 4
+}
+
+/// Cells of a dot product along the challenge's powers, halo2-base's.
+fn along(len: u64) -> u64 {
+    1 + 3 * len.saturating_sub(1)
 }
 
 /// Second-phase cells of one checked SGD update of an `n x p` weight matrix
 /// by `X^T.dZ` (`X^T` is `n x m`) ([`crate::freivalds`]): `dZ.v`, then per
-/// row `X^T.(dZ.v)`, its scaling, `W'.v`, `R.v` and their combination
-/// (`W.v` is the forward product's), and the sum of the powers.
+/// row `X^T.(dZ.v)`, its scaling and the combination (`W.v`, `W'.v` and
+/// `R.v` are the value region's), and the sum of the powers.
 pub fn update_cells(n: u64, m: u64, p: u64) -> u64 {
-    let along = |len: u64| 1 + 3 * len.saturating_sub(1);
-    m * along(p) + n * ((1 + 3 * m) + 4 + 13 + 2 * along(p)) + p
+    m * along(p) + n * ((1 + 3 * m) + 4 + 13) + p
 }
 
 /// Cells per rounded product entry (rescale, sign, ReLU), fitted to measured
 /// circuits (`print_step_cost_points`).
-const CELLS_PER_UNIT: u64 = 81;
+const CELLS_PER_UNIT: u64 = 77;
 /// Cells per hidden sigmoid or tanh unit and record besides those of a
 /// rounded entry: its 2-way softmax and its derivative's rounding, measured
 /// (317 and 325 at 30-8-1, batch 16).
@@ -344,16 +349,19 @@ const CELLS_PER_MAX_ENTRY: u64 = 24;
 /// Cells per pooled value and record: its average's and its gradient's
 /// divisions and range checks, measured.
 const CELLS_PER_POOLED: u64 = 40;
-/// Cells per feature of a record (range check, packing), fitted.
-const CELLS_PER_FEATURE: u64 = 13;
+/// Cells per feature of a record (range check, packing), fitted (13 before
+/// the value region).
+const CELLS_PER_FEATURE: u64 = 9;
 /// Cells per record besides its features and products (leaf, path,
 /// softmax), fitted.
 const CELLS_PER_RECORD: u64 = 687;
 /// Cells per parameter besides the checks' second phase (the loaded and the
-/// new weight's range checks, the remainder's, both packings), fitted
-/// (56 before the updates were checked along the challenge, 39 before the
-/// remainders were range-checked scaled to whole limbs).
-const CELLS_PER_PARAM: u64 = 35;
+/// new weight's and the remainder's rows of the value region with their
+/// evaluations along the challenge, both packings), fitted (56 before the
+/// updates were checked along the challenge, 39 before the remainders were
+/// range-checked scaled to whole limbs, 35 and 9 more in the second phase
+/// before the value region).
+const CELLS_PER_PARAM: u64 = 22;
 
 /// Prover memory per advice slot (one column, one row), measured: a
 /// 784-32-10 step at batch 16 (k = 20, 14 columns) peaked at 5.7 GiB, about

@@ -39,7 +39,9 @@
 //! computed nor exposed, so a span costs two weight commitments, not `2 S`.
 
 use halo2_base::gates::circuit::builder::BaseCircuitBuilder;
-use halo2_base::gates::circuit::{BaseCircuitParams, BaseConfig, CircuitBuilderStage};
+use halo2_base::gates::circuit::{
+    BaseCircuitParams, BaseConfig, CircuitBuilderStage, MaybeRangeConfig,
+};
 use halo2_base::gates::flex_gate::threads::SinglePhaseCoreManager;
 use halo2_base::gates::GateChip;
 use halo2_base::gates::GateInstructions;
@@ -66,11 +68,15 @@ use crate::freivalds::{check_products, Check, Matrix, ProductChip, Shared};
 use crate::hash::{self, MerkleTree, TAG_SCHED_NODE, TAG_SCHED_STEP};
 use crate::poseidon::{PermRequest, PoseidonChip, PoseidonConfig};
 use crate::shape::{PublicParams, StepShape, MINIMUM_ROWS};
+use crate::values::{
+    value_lane_columns, ValueConfig, ValueLayout, ValueRecorder, ValueRegionParams,
+    EVALUATION_CELLS,
+};
 use crate::{CircuitError, Fr, Result};
 
 /// Version of the step circuit's constraint system; part of every key's cache
 /// name, so a changed circuit never loads a stale key.
-pub const CIRCUIT_VERSION: u32 = 10;
+pub const CIRCUIT_VERSION: u32 = 11;
 
 /// The public statement of one step.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,6 +224,28 @@ pub struct StepCircuitParams {
     /// Leaves the exp table out (audit circuits never evaluate a softmax).
     #[serde(default)]
     pub no_exp_table: bool,
+    /// Lanes of the value region (none in audit circuits).
+    #[serde(default)]
+    pub values: ValueRegionParams,
+}
+
+impl StepCircuitParams {
+    /// Advice columns of the layout, every kind: halo2-base (both phases
+    /// and its lookup columns), the Poseidon lanes, the exp lookup's, the
+    /// challenge's cell and the value region's lanes.
+    pub fn advice_columns(&self) -> usize {
+        let b = &self.base;
+        let second = b.num_advice_per_phase.len() > 1;
+        let v = &self.values;
+        let value_lane = value_lane_columns(self.value_bits, b.lookup_bits.unwrap_or(0));
+        b.num_advice_per_phase.iter().sum::<usize>()
+            + b.num_lookup_advice_per_phase.iter().sum::<usize>()
+            + 6 * self.poseidon_lanes
+            + if self.no_exp_table { 0 } else { 2 }
+            + usize::from(second)
+            + v.value_lanes * value_lane
+            + v.remainder_lanes * (2 + v.remainder_limbs)
+    }
 }
 
 /// Columns of the exp-table lookup.
@@ -242,6 +270,8 @@ pub struct StepConfig {
     /// The second phase: the challenge and the products' checks (absent
     /// when the circuit multiplies no matrices).
     pub products: Option<ProductConfig>,
+    /// The value region (absent in audit circuits).
+    pub values: Option<ValueConfig>,
 }
 
 /// The challenge of the products' second-phase check and the cell that
@@ -268,12 +298,15 @@ pub struct ProductPhase {
 }
 
 impl ProductPhase {
-    /// The phase for `checks`; its cells are counted by laying the checks
-    /// out once in a witness-only context.
-    pub fn new(checks: Vec<Check>) -> Self {
+    /// The phase for `checks`, the rows `values` evaluates read from it;
+    /// its cells are counted by laying the checks out once in a
+    /// witness-only context.
+    pub fn new(checks: Vec<Check>, values: &ValueLayout) -> Self {
         let mut ctx = Context::new(true, 1, "zkaudit:count", 0, Default::default());
+        let mut heads = Context::new(true, 1, EVALUATION_CELLS, 0, Default::default());
+        let evaluated = values.evaluations(&mut heads, Fr::zero());
         let r = ctx.load_witness(Fr::zero());
-        check_products(&mut ctx, &GateChip::default(), r, &checks);
+        check_products(&mut ctx, &GateChip::default(), r, &checks, &evaluated);
         ProductPhase {
             cells: if checks.is_empty() {
                 0
@@ -306,6 +339,8 @@ pub struct StepCircuit {
     pub perms: Vec<PermRequest>,
     /// The second phase (matrix products checked with the challenge).
     pub phase1: ProductPhase,
+    /// The values range-checked in the value region, placed.
+    pub values: ValueLayout,
     /// The commitment to the weights the circuit's own update computed (equal
     /// to the statement's `c_after` exactly when the witness is honest).
     pub computed_c_after: Fr,
@@ -369,7 +404,12 @@ impl StepCircuit {
             other => (other, None),
         };
         let mut builder = new_builder(stage, shape.k, shape.lookup_bits, &params, break_points);
-        let chip = FixedChip::new(builder.range_chip(), shape.fx, tamper);
+        let mut chip = FixedChip::new(builder.range_chip(), shape.fx, tamper);
+        chip.values = Some(RefCell::new(ValueRecorder::new(
+            builder.core().copy_manager.clone(),
+            shape.fx.value_bits,
+            shape.lookup_bits,
+        )));
         let products = ProductChip::new(tamper);
         let poseidon = PoseidonChip {
             tamper_output: match tamper {
@@ -422,7 +462,7 @@ impl StepCircuit {
         let given = params.is_some();
         let mut c = StepCircuit::assemble(builder, &chip, &poseidon, shape.k, params)?;
         c.computed_c_after = computed_c_after;
-        c.phase1 = ProductPhase::new(products.checks.into_inner());
+        c.phase1 = ProductPhase::new(products.checks.into_inner(), &c.values);
         *c.phase1.break_points.borrow_mut() = phase1_break_points;
         if !given {
             let usable = (1usize << shape.k) - MINIMUM_ROWS;
@@ -449,8 +489,25 @@ impl StepCircuit {
     ) -> Result<Self> {
         let lookups = chip.exp_lookups.borrow().clone();
         let perms = poseidon.requests.borrow().clone();
+        let usable = (1usize << k) - MINIMUM_ROWS;
+        let values = match &chip.values {
+            Some(rec) => rec.borrow().layout(usable).map_err(CircuitError::Shape)?,
+            None => ValueLayout::default(),
+        };
         let params = match params {
-            Some(p) => p,
+            Some(p) => {
+                if values.params.value_lanes > p.values.value_lanes
+                    || values.params.remainder_lanes > p.values.remainder_lanes
+                    || (values.params.remainder_lanes > 0
+                        && values.params.remainder_limbs != p.values.remainder_limbs)
+                {
+                    return Err(CircuitError::Shape(format!(
+                        "the witness needs value-region lanes {:?}, the key has {:?}",
+                        values.params, p.values
+                    )));
+                }
+                p
+            }
             None => {
                 let base = builder.calculate_params(Some(MINIMUM_ROWS));
                 let no_exp_table = lookups.is_empty() && chip.no_exp_table;
@@ -459,7 +516,6 @@ impl StepCircuit {
                 } else {
                     (1usize << chip.exp.lo_bits) + (1usize << chip.exp.hi_bits) + 1
                 };
-                let usable = (1usize << k) - MINIMUM_ROWS;
                 if table_rows > usable || lookups.len() > usable {
                     return Err(CircuitError::Shape(format!(
                         "k = {k} is too small for the exp table ({table_rows} rows) and {} lookups",
@@ -472,6 +528,7 @@ impl StepCircuit {
                     value_bits: chip.fx.value_bits,
                     poseidon_lanes: poseidon.lanes_needed(usable),
                     no_exp_table,
+                    values: values.params,
                 }
             }
         };
@@ -480,6 +537,7 @@ impl StepCircuit {
             lookups,
             perms,
             phase1: ProductPhase::default(),
+            values,
             params,
             computed_c_after: Fr::zero(),
         })
@@ -494,6 +552,10 @@ impl StepCircuit {
             .iter()
             .sum::<usize>()
             + self.phase1.cells
+            + self.values.cells(
+                self.params.value_bits,
+                self.params.base.lookup_bits.unwrap_or(0),
+            )
     }
 
     /// The halo2-base break points of both phases (kept from keygen for proving).
@@ -628,7 +690,10 @@ fn synthesize_step(
                 .map(|(l, cols)| {
                     let rows: Matrix =
                         l.w.chunks(cols.max(1))
-                            .map(|row| row.iter().map(|&v| chip.load_value(ctx, v)).collect())
+                            .map(|row| {
+                                let row: Vec<i128> = row.iter().map(|&v| v as i128).collect();
+                                chip.value_row(ctx, &row)
+                            })
                             .collect();
                     let b = l.b.iter().map(|&v| chip.load_value(ctx, v)).collect();
                     (Shared::new(rows), b)
@@ -871,11 +936,28 @@ impl Circuit<Fr> for StepCircuit {
             });
             ProductConfig { challenge, q, r }
         });
+        let v = params.values;
+        let values = match (&base.base, &products, params.base.lookup_bits) {
+            (MaybeRangeConfig::WithRange(rc), Some(pc), Some(bits))
+                if v.value_lanes + v.remainder_lanes > 0 =>
+            {
+                Some(ValueConfig::configure(
+                    meta,
+                    v,
+                    params.value_bits,
+                    bits,
+                    rc.lookup,
+                    pc.challenge,
+                ))
+            }
+            _ => None,
+        };
         StepConfig {
             base,
             poseidon,
             exp,
             products,
+            values,
         }
     }
 
@@ -928,9 +1010,7 @@ impl Circuit<Fr> for StepCircuit {
                 let gate = config.base.gate();
                 builder.core().phase_manager[0]
                     .assign_raw(&(gate.basic_gates[0].clone(), gate.max_rows), &mut region);
-                if let halo2_base::gates::circuit::MaybeRangeConfig::WithRange(rc) =
-                    &config.base.base
-                {
+                if let MaybeRangeConfig::WithRange(rc) = &config.base.base {
                     builder.assign_lookups_in_phase(rc, &mut region, 0);
                 }
                 Ok(())
@@ -974,6 +1054,20 @@ impl Circuit<Fr> for StepCircuit {
                     .assign(&mut region, &self.perms, usable, copy)
             },
         )?;
+        if self.values.rows() > 0 {
+            let vc = config.values.as_ref().ok_or(Error::Synthesis)?;
+            layouter.assign_region(
+                || "values",
+                |mut region| {
+                    let mut cm = (!witness_gen_only).then(|| builder.core().copy_manager.lock());
+                    let copy = match cm.as_mut() {
+                        Some(Ok(g)) => Some(&mut **g),
+                        _ => None,
+                    };
+                    vc.assign(&mut region, &self.values, copy)
+                },
+            )?;
+        }
         if let Some(pc) = &config.products {
             // Every first-phase column is committed here; then the challenge.
             layouter.next_phase();
@@ -988,9 +1082,37 @@ impl Circuit<Fr> for StepCircuit {
             if witness_gen_only {
                 *manager.break_points.borrow_mut() = self.phase1.break_points.borrow().clone();
             }
+            let mut heads = Context::new(
+                witness_gen_only,
+                1,
+                EVALUATION_CELLS,
+                0,
+                builder.core().copy_manager.clone(),
+            );
+            let evaluated = self.values.evaluations(&mut heads, r);
             let ctx = manager.main();
             let r_cell = ctx.load_witness(r);
-            check_products(ctx, &GateChip::default(), r_cell, &self.phase1.checks);
+            check_products(
+                ctx,
+                &GateChip::default(),
+                r_cell,
+                &self.phase1.checks,
+                &evaluated,
+            );
+            if let Some(vc) = config.values.as_ref().filter(|_| self.values.rows() > 0) {
+                layouter.assign_region(
+                    || "value evaluations",
+                    |mut region| {
+                        let mut cm =
+                            (!witness_gen_only).then(|| builder.core().copy_manager.lock());
+                        let copy = match cm.as_mut() {
+                            Some(Ok(g)) => Some(&mut **g),
+                            _ => None,
+                        };
+                        vc.assign_evaluations(&mut region, &self.values, r, &evaluated, copy)
+                    },
+                )?;
+            }
             let gate = config.base.gate();
             layouter.assign_region(
                 || "products",
@@ -1059,3 +1181,5 @@ mod activation_tests;
 pub(crate) mod stage_tests;
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod value_tests;

@@ -148,17 +148,12 @@ pub fn prove(a: ProveStepArgs) -> anyhow::Result<()> {
     let total = start.elapsed();
     proof.write(&a.out)?;
     println!(
-        "proved step {} (k = {}, {} halo2-base cells, {} Poseidon lanes, {} advice columns): keys {:.1}s, prove {:.1}s; wrote {} ({} proof bytes)",
+        "proved step {} (k = {}, {} advice cells, {} Poseidon lanes, {} advice columns): keys {:.1}s, prove {:.1}s; wrote {} ({} proof bytes)",
         a.step,
         shape.k,
         key.meta.advice_cells,
         key.meta.params.poseidon_lanes,
-        key.meta.params.base.num_advice_per_phase.iter().sum::<usize>()
-            + key.meta.params.base.num_lookup_advice_per_phase.iter().sum::<usize>()
-            + 6 * key.meta.params.poseidon_lanes
-            + 2
-            // the challenge's cell, when products are checked in a second phase
-            + usize::from(key.meta.params.base.num_advice_per_phase.len() > 1),
+        key.meta.params.advice_columns(),
         keyed.as_secs_f64(),
         (total - keyed).as_secs_f64(),
         a.out.display(),
