@@ -203,7 +203,7 @@ fn verifying_key_is_pinned() {
     use halo2_base::halo2_proofs::halo2curves::bn256::Bn256;
     use halo2_base::halo2_proofs::poly::kzg::commitment::ParamsKZG;
     use rand_chacha::rand_core::SeedableRng;
-    const PINNED: &str = "0x2b154fe4d336a2bb91bcda22e987db54d3f3efaa357d1b2f3fe8024c3087dd04";
+    const PINNED: &str = "0x00c36972d7cf54b964005cec61d32789ab6f52da1124829b1aff6f662c9950e9";
     let t = synthetic_run(
         &[
             (4, Activation::None),

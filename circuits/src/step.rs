@@ -67,7 +67,7 @@ use crate::fixed_chip::{FixedChip, Tamper};
 use crate::freivalds::{check_products, Check, Matrix, ProductChip, Shared};
 use crate::hash::{self, MerkleTree, TAG_SCHED_NODE, TAG_SCHED_STEP};
 use crate::poseidon::{PermRequest, PoseidonChip, PoseidonConfig};
-use crate::shape::{PublicParams, StepShape, MINIMUM_ROWS};
+use crate::shape::{PublicParams, StepShape, MINIMUM_ROWS, MIN_LARGE_K};
 use crate::values::{
     value_lane_columns, ValueConfig, ValueLayout, ValueRecorder, ValueRegionParams,
     EVALUATION_CELLS,
@@ -405,11 +405,13 @@ impl StepCircuit {
         };
         let mut builder = new_builder(stage, shape.k, shape.lookup_bits, &params, break_points);
         let mut chip = FixedChip::new(builder.range_chip(), shape.fx, tamper);
-        chip.values = Some(RefCell::new(ValueRecorder::new(
-            builder.core().copy_manager.clone(),
-            shape.fx.value_bits,
-            shape.lookup_bits,
-        )));
+        if uses_value_region(shape.k) {
+            chip.values = Some(RefCell::new(ValueRecorder::new(
+                builder.core().copy_manager.clone(),
+                shape.fx.value_bits,
+                shape.lookup_bits,
+            )));
+        }
         let products = ProductChip::new(tamper);
         let poseidon = PoseidonChip {
             tamper_output: match tamper {
@@ -567,6 +569,17 @@ impl StepCircuit {
         }
         bp
     }
+}
+
+/// Whether a step circuit laid out at `2^k` rows range-checks its values in
+/// the value region ([`crate::values`]): the large circuits of
+/// [`StepShape::auto_k`] (`k >= MIN_LARGE_K`), whose proving time tracks
+/// their slots. A lane is a whole column (and each limb column a lookup
+/// argument, which an aggregation verifies) whatever it holds, so the few
+/// values of a small circuit, laid out narrow for cheap aggregation, stay
+/// in halo2-base's limb chains.
+pub fn uses_value_region(k: u32) -> bool {
+    k >= MIN_LARGE_K
 }
 
 /// A halo2-base builder with one instance column at `2^k` rows; in the

@@ -12,6 +12,10 @@
 //! columns, looked up in halo2-base's range table `[0, 2^L)`), and one
 //! second-phase accumulator cell `a`.
 //!
+//! Step circuits use the region when laid out at `k >= 17`
+//! ([`crate::step::uses_value_region`]): a lane is a whole column whatever
+//! it holds, so a small circuit keeps halo2-base's limb chains.
+//!
 //! # Lanes and rows
 //! Two kinds of lanes: *value* lanes (signed `b`-bit values, `b` the
 //! stored-value width; `n = ceil(b / L)` limbs, and a column `t` holding

@@ -91,7 +91,7 @@ pub(crate) fn synthetic_run(
     }
 }
 
-pub(super) const K: u32 = 14;
+const K: u32 = 14;
 
 /// The dataset tree of a run.
 fn tree_of(t: &Transcript) -> MerkleTree {
@@ -111,7 +111,18 @@ pub(super) fn build_mock(
     edit: impl FnOnce(&mut StepStatement, &mut StepWitness),
     tamper: Option<Tamper>,
 ) -> (StepCircuit, StepStatement) {
-    let shape = StepShape::for_run(t, K);
+    build_mock_at(t, K, step, edit, tamper)
+}
+
+/// [`build_mock`] laid out at `2^k` rows.
+pub(super) fn build_mock_at(
+    t: &Transcript,
+    k: u32,
+    step: usize,
+    edit: impl FnOnce(&mut StepStatement, &mut StepWitness),
+    tamper: Option<Tamper>,
+) -> (StepCircuit, StepStatement) {
+    let shape = StepShape::for_run(t, k);
     let (mut st, mut w) = step_inputs(t, &tree_of(t), step).unwrap();
     edit(&mut st, &mut w);
     let circuit = StepCircuit::build(
@@ -463,7 +474,7 @@ fn rejects_an_update_remainder_above_the_divisor() {
 }
 
 /// The 4-3-3 MLP of the small tests.
-fn small_dims() -> [(usize, Activation); 3] {
+pub(super) fn small_dims() -> [(usize, Activation); 3] {
     [
         (4, Activation::None),
         (3, Activation::Relu),
@@ -473,7 +484,7 @@ fn small_dims() -> [(usize, Activation); 3] {
 
 /// The first weight update among a step's challenge checks (the last
 /// layer's: updates run last layer first).
-fn first_update(checks: &[crate::freivalds::Check]) -> &crate::freivalds::Update {
+pub(super) fn first_update(checks: &[crate::freivalds::Check]) -> &crate::freivalds::Update {
     checks
         .iter()
         .find_map(|k| match k {

@@ -1,32 +1,47 @@
-//! The value region inside the step circuit ([`crate::values`]): honest
-//! steps are accepted by every other test of the step circuit (all of
-//! which now range-check weights, updates and remainders there); here each
-//! of the region's constraints is shown rejecting a corrupted witness.
+//! The value region inside the step circuit ([`crate::values`]), which
+//! circuits laid out at `k >= 17` use: honest steps accepted (at a batch
+//! whose update divisor is a power of two and one whose is not, so that the
+//! remainders' complement rows are laid out too), each of the region's
+//! constraints shown rejecting a corrupted witness, and the update
+//! remainders' tampers of [`super::tests`] rejected through the region.
 
 use halo2_base::halo2_proofs::dev::{MockProver, VerifyFailure};
 use zkaudit_model::arch::Activation;
+use zkaudit_model::transcript::Transcript;
 
-use super::tests::{build_mock, synthetic_run, K};
+use super::tests::{build_mock_at, first_update, small_dims, synthetic_run};
+use crate::fixed_chip::Tamper;
 use crate::values::RegionTamper;
 
-/// The failures MockProver reports for step 1 of a small MLP with the
-/// region's witness corrupted by `tamper`.
-fn failures(tamper: RegionTamper) -> Vec<VerifyFailure> {
-    let t = synthetic_run(
+/// The smallest `k` with the region (16-bit limbs: whole limbs for 32-bit values).
+const K: u32 = 17;
+
+fn mlp(batch: usize) -> Transcript {
+    synthetic_run(
         &[
             (4, Activation::None),
             (3, Activation::Relu),
             (3, Activation::None),
         ],
         10,
-        2,
+        batch,
         2,
         5,
-    );
-    let (mut circuit, st) = build_mock(&t, 1, |_, _| {}, None);
+    )
+}
+
+/// The failures MockProver reports for step 1 of `t` laid out at `2^k`,
+/// with the chip's `tamper` and the region's witness corrupted by `region`.
+fn failures(
+    t: &Transcript,
+    k: u32,
+    tamper: Option<Tamper>,
+    region: Option<RegionTamper>,
+) -> Vec<VerifyFailure> {
+    let (mut circuit, st) = build_mock_at(t, k, 1, |_, _| {}, tamper);
     assert!(circuit.values.rows() > 0, "the step uses the value region");
-    circuit.values.tamper = Some(tamper);
-    match MockProver::run(K, &circuit, vec![st.instances()])
+    circuit.values.tamper = region;
+    match MockProver::run(k, &circuit, vec![st.instances()])
         .unwrap()
         .verify()
     {
@@ -50,28 +65,67 @@ fn has_gate(f: &[VerifyFailure], name: &str) -> bool {
 }
 
 #[test]
+fn honest_steps_are_accepted_with_the_region() {
+    for batch in [2, 3] {
+        let t = mlp(batch);
+        let (c, _) = build_mock_at(&t, K, 1, |_, _| {}, None);
+        let p = c.values.params;
+        assert!(p.value_lanes > 0 && p.remainder_lanes > 0, "{p:?}");
+        assert!(failures(&t, K, None, None).is_empty(), "batch {batch}");
+    }
+}
+
+#[test]
 fn a_value_out_of_range_is_caught_by_its_top_limb() {
-    // K = 14: 13-bit limbs, so a 32-bit value's top limb has 6 bits and its
-    // shifted copy is what leaves the table.
-    let f = failures(RegionTamper::OutOfRange(0));
-    assert!(has_lookup(&f, "value limb"), "{f:?}");
-    assert!(
-        !has_gate(&f, "x = o + S"),
-        "the limbs were consistent: {f:?}"
-    );
-    assert!(!has_gate(&f, "t = 2^(L - q) l_top"), "{f:?}");
+    // k = 17: two whole 16-bit limbs, the top one leaves the table; k = 18:
+    // 17 + 15 bits, the top limb's shifted copy leaves it.
+    for k in [K, K + 1] {
+        let f = failures(&mlp(2), k, None, Some(RegionTamper::OutOfRange(0)));
+        assert!(has_lookup(&f, "value limb"), "k = {k}: {f:?}");
+        assert!(
+            !has_gate(&f, "x = o + S"),
+            "k = {k}: consistent limbs: {f:?}"
+        );
+        assert!(!has_gate(&f, "t = 2^(L - q) l_top"), "k = {k}: {f:?}");
+    }
 }
 
 #[test]
 fn limbs_of_another_value_are_rejected() {
-    let f = failures(RegionTamper::Limbs(3));
+    let f = failures(&mlp(2), K, None, Some(RegionTamper::Limbs(3)));
     assert!(has_gate(&f, "x = o + S"), "{f:?}");
 }
 
 #[test]
 fn an_evaluation_off_its_row_is_rejected() {
     for n in [0, 5] {
-        let f = failures(RegionTamper::Head(n));
+        let f = failures(&mlp(2), K, None, Some(RegionTamper::Head(n)));
         assert!(has_gate(&f, "a = x + r a_next"), "head {n}: {f:?}");
     }
+}
+
+/// The remainders' tampers of the limb-chain tests, through the region: a
+/// scaled remainder off its multiple of `2^s`, and a remainder `R + d`
+/// that satisfies the update's equation exactly (batch 3: only the
+/// complement row `2^s (d - 1) - y` rejects it).
+#[test]
+fn update_remainders_are_checked_in_the_region() {
+    for batch in [2, 3] {
+        let f = failures(&mlp(batch), K, Some(Tamper::ScaledRemainder(0)), None);
+        assert!(!f.is_empty(), "batch {batch}: off its multiple, accepted");
+    }
+    let t = synthetic_run(&small_dims(), 10, 3, 2, 1);
+    let (honest, _) = build_mock_at(&t, K, 1, |_, _| {}, None);
+    let u = first_update(&honest.phase1.checks);
+    let e = crate::fixed_chip::bits_of(u.d - 1);
+    let n =
+        u.r.iter()
+            .flatten()
+            .position(|y| (crate::fixed_chip::int(y) >> u.shift) + (u.d as i128) < (1i128 << e))
+            .expect("an entry with a small remainder");
+    let f = failures(&t, K, Some(Tamper::UpdateQuotientLow(n)), None);
+    assert!(
+        has_gate(&f, "x = o - S") || has_lookup(&f, "value limb"),
+        "{f:?}"
+    );
 }
