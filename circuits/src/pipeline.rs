@@ -49,6 +49,35 @@ pub fn auto_shape_span(t: &Transcript, span: usize) -> Result<StepShape> {
     Ok(StepShape::auto(t, c.advice_cells(), c.perms.len()).with_span(span))
 }
 
+/// Most consecutive steps an automatic span covers (a 64-step digits leaf
+/// costs 0.26x a standalone step per step; BENCHMARKS.md).
+pub const MAX_AUTO_SPAN: usize = 64;
+
+/// Estimated prover memory an automatic span stays within, so that a worker
+/// of that size can prove its leaves.
+pub const AUTO_SPAN_MEMORY: u64 = 8 << 30;
+
+/// The span `zkaudit prove --span auto` takes for proving `steps` steps of
+/// a run of shape `step` in succinct mode: the longest, up to
+/// [`MAX_AUTO_SPAN`] and `steps`, whose estimated prover memory
+/// ([`StepShape::estimate_memory`]) fits `budget`. A step inside a span
+/// costs less than alone (the weights are hashed only at the span's ends
+/// and passed between its steps as cells) and fewer leaves need fewer
+/// aggregations, so the longest that fits is the cheapest per step. 1 when
+/// even a span of 2 does not fit.
+pub fn auto_span(step: &StepShape, steps: usize, budget: u64) -> usize {
+    (2..=MAX_AUTO_SPAN.min(steps))
+        .rev()
+        .find(|&s| step.with_span(s).estimate_memory().2 <= budget)
+        .unwrap_or(1)
+}
+
+/// The memory budget of [`auto_span`] on this machine: [`AUTO_SPAN_MEMORY`],
+/// or less where the machine has less.
+pub fn auto_span_budget() -> u64 {
+    crate::shape::machine_memory().map_or(AUTO_SPAN_MEMORY, |m| m.min(AUTO_SPAN_MEMORY))
+}
+
 /// Refuses, before laying out its circuit, a shape whose estimated prover
 /// memory exceeds this machine's (see [`StepShape::check_fits`]).
 fn check_machine_fits(shape: &StepShape) -> Result<()> {

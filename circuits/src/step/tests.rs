@@ -912,4 +912,22 @@ fn size_estimate_tracks_circuits_and_refuses_what_does_not_fit() {
         .to_string();
     assert!(err.contains("span"), "{err}");
     eprintln!("{err}");
+    // `--span auto` takes the longest span that fits: 4 here (5 does not),
+    // 1 where no span of 2 fits, and never more steps than are proven.
+    use crate::pipeline::auto_span;
+    assert_eq!(auto_span(&shape, 179, 8 << 30), 4);
+    assert!(shape.with_span(5).estimate_memory().2 > 8 << 30);
+    assert_eq!(auto_span(&shape, 179, 3 << 30), 1);
+    assert_eq!(auto_span(&shape, 3, 8 << 30), 3);
+    assert_eq!(auto_span(&shape, 1, 8 << 30), 1);
+}
+
+/// The digits step, small, takes the longest automatic span (64 steps:
+/// 0.26x a standalone step per step, measured at 3.0 GiB) within 8 GiB.
+#[test]
+fn digits_takes_the_longest_automatic_span() {
+    let t = synthetic_run(&digits_dims(), 64, 8, 1, 5);
+    let shape = StepShape::for_run(&t, 16);
+    assert_eq!(crate::pipeline::auto_span(&shape, 179, 8 << 30), 64);
+    assert_eq!(crate::pipeline::auto_span(&shape, 20, 8 << 30), 20);
 }

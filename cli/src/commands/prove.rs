@@ -11,7 +11,8 @@ use zkaudit_circuits::certificate::{
 };
 use zkaudit_circuits::keys::{step_key, step_vk};
 use zkaudit_circuits::pipeline::{
-    auto_shape_span, derive_root_key, prove_run, prove_run_succinct, RunProgress,
+    auto_shape_span, auto_span, auto_span_budget, derive_root_key, prove_run, prove_run_succinct,
+    RunProgress,
 };
 use zkaudit_circuits::shape::{StepShape, MAX_SPAN};
 use zkaudit_model::transcript::Transcript;
@@ -48,10 +49,13 @@ pub struct ProveArgs {
     #[arg(long)]
     pub k: Option<u32>,
     /// Steps per leaf proof in succinct mode: one circuit proves this many
-    /// consecutive steps, so fewer (costly) aggregations are needed. Choose
-    /// --k to fit the span (about span times one step's cells).
-    #[arg(long, default_value_t = 1)]
-    pub span: usize,
+    /// consecutive steps, so fewer (costly) aggregations are needed, and a
+    /// step inside a span costs less than alone. `auto`: the longest span (up
+    /// to 64 and the steps proven) whose estimated prover memory fits 8 GiB
+    /// and this machine. With --k, choose k to fit the span (about span
+    /// times one step's cells).
+    #[arg(long, default_value = "1", value_parser = parse_span)]
+    pub span: SpanArg,
     /// Size 2^k of the aggregation circuits (succinct mode).
     #[arg(long, default_value_t = DEFAULT_AGG_K)]
     pub agg_k: u32,
@@ -68,14 +72,48 @@ pub struct ProveArgs {
     pub files: ProvingFiles,
 }
 
+/// `--span`: a number of steps, or `auto`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpanArg {
+    /// This many steps per leaf.
+    Steps(usize),
+    /// Chosen from the estimated prover memory ([`auto_span`]).
+    Auto,
+}
+
+/// Parses `--span`.
+fn parse_span(s: &str) -> Result<SpanArg, String> {
+    if s == "auto" {
+        return Ok(SpanArg::Auto);
+    }
+    s.parse()
+        .map(SpanArg::Steps)
+        .map_err(|_| format!("expected a number of steps or `auto`, got {s:?}"))
+}
+
 /// Runs `zkaudit prove`.
 pub fn prove(a: ProveArgs) -> anyhow::Result<()> {
     let t = Transcript::read_run(&a.run)?;
-    let span = match a.mode {
-        ModeArg::Succinct if (1..=MAX_SPAN).contains(&a.span) => a.span,
-        ModeArg::Succinct => bail!("--span must be in 1..={MAX_SPAN}, got {}", a.span),
-        ModeArg::Batched if a.span != 1 => bail!("--span applies to --mode succinct only"),
-        ModeArg::Batched => 1,
+    let span = match (a.mode, a.span) {
+        (ModeArg::Succinct, SpanArg::Steps(s)) if (1..=MAX_SPAN).contains(&s) => s,
+        (ModeArg::Succinct, SpanArg::Steps(s)) => {
+            bail!("--span must be in 1..={MAX_SPAN} or auto, got {s}")
+        }
+        (ModeArg::Succinct, SpanArg::Auto) => {
+            let steps = a.steps.unwrap_or(t.num_steps()).min(t.num_steps());
+            let step = StepShape::for_run(&t, 16);
+            let budget = auto_span_budget();
+            let s = auto_span(&step, steps, budget);
+            let (k, columns, bytes) = step.with_span(s).estimate_memory();
+            eprintln!(
+                "--span auto: {s} steps per leaf (estimated k = {k}, {columns} columns, {:.1} GiB of the {:.1} GiB budget)",
+                bytes as f64 / (1u64 << 30) as f64,
+                budget as f64 / (1u64 << 30) as f64
+            );
+            s
+        }
+        (ModeArg::Batched, SpanArg::Steps(1)) => 1,
+        (ModeArg::Batched, _) => bail!("--span applies to --mode succinct only"),
     };
     let shape = match a.k {
         Some(k) => {
@@ -321,4 +359,18 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<()> {
         super::audit::verify_against(&cert, path, &a.files)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_span, SpanArg};
+
+    /// `--span` takes a number of steps or `auto`; anything else is refused by name.
+    #[test]
+    fn span_is_a_number_or_auto() {
+        assert_eq!(parse_span("auto"), Ok(SpanArg::Auto));
+        assert_eq!(parse_span("4"), Ok(SpanArg::Steps(4)));
+        let err = parse_span("four").unwrap_err();
+        assert!(err.contains("\"four\"") && err.contains("auto"), "{err}");
+    }
 }
