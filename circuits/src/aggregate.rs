@@ -581,6 +581,16 @@ fn keygen_circuit(
     Ok((c, meta))
 }
 
+/// The layout (columns, advice cells) of the aggregation circuit over these
+/// children, found by building it over dummy proofs as keygen does, without
+/// deriving a key (seconds, where keygen takes minutes).
+pub fn agg_layout(
+    params: &ParamsKZG<Bn256>,
+    children: &[(NodeKind, PlonkProtocol<G1Affine>)],
+) -> Result<AggMeta> {
+    keygen_circuit(params, children).map(|(_, meta)| meta)
+}
+
 /// Loads the aggregation proving key for these children from the cache, or generates and caches it.
 pub fn agg_key(
     dir: &Path,

@@ -38,17 +38,9 @@ fn peak_rss_mib() -> u64 {
         / 1024
 }
 
-#[test]
-#[ignore]
-fn aggregation_bench() {
+/// The digits run (64-16-10, batch 8, seed 42, one epoch) the benchmarks prove.
+fn digits_run() -> zkaudit_model::transcript::Transcript {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let srs_path = std::path::PathBuf::from(
-        std::env::var("ZKAUDIT_AGG_SRS").expect("set ZKAUDIT_AGG_SRS to a k >= 20 SRS"),
-    );
-    let agg_k: u32 = std::env::var("ZKAUDIT_AGG_K")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
     let opts = TrainOptions {
         model: root.join("examples/models/digits_mlp.toml"),
         data: root.join("examples/data/digits.csv.gz"),
@@ -62,7 +54,20 @@ fn aggregation_bench() {
         scaling: ScalingKind::MinMax,
         init: InitChoice::Auto,
     };
-    let (t, _) = train(&opts, &mut |_| {}).unwrap();
+    train(&opts, &mut |_| {}).unwrap().0
+}
+
+#[test]
+#[ignore]
+fn aggregation_bench() {
+    let srs_path = std::path::PathBuf::from(
+        std::env::var("ZKAUDIT_AGG_SRS").expect("set ZKAUDIT_AGG_SRS to a k >= 20 SRS"),
+    );
+    let agg_k: u32 = std::env::var("ZKAUDIT_AGG_K")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let t = digits_run();
     let tree = MerkleTree::of_dataset(&t.train.features, &t.train.labels, &t.leaf_salts, 32);
     let shape = auto_shape(&t).unwrap();
     let step_params = srs::load(&srs_path, shape.k).unwrap();
@@ -126,4 +131,68 @@ fn aggregation_bench() {
         n_inst,
         peak_rss_mib()
     );
+}
+
+/// The aggregation's size against its leaves' layout: for a digits leaf of
+/// `ZKAUDIT_SPAN` steps (32) laid out at each `k` of `ZKAUDIT_LEAF_KS`
+/// ("17,18,19,20"), the leaf's columns and the layout of the level-1
+/// aggregation over two such leaves and of the level-2 one over two level-1
+/// proofs (verifying keys derived, no proving key). Run with
+/// `ZKAUDIT_AGG_SRS=<k = 20 SRS> cargo test --release -p zkaudit-circuits aggregation_size_by_leaf_layout -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn aggregation_size_by_leaf_layout() {
+    use crate::aggregate::agg_layout;
+    use crate::shape::StepShape;
+    use crate::tasks::KeyStore;
+    let srs_path = std::path::PathBuf::from(
+        std::env::var("ZKAUDIT_AGG_SRS").expect("set ZKAUDIT_AGG_SRS to a k >= 20 SRS"),
+    );
+    let span: usize = std::env::var("ZKAUDIT_SPAN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32);
+    let ks: Vec<u32> = std::env::var("ZKAUDIT_LEAF_KS")
+        .unwrap_or_else(|_| "17,18,19,20".into())
+        .split(',')
+        .map(|k| k.trim().parse().unwrap())
+        .collect();
+    let t = digits_run();
+    let agg_params = srs::load(&srs_path, 20).unwrap();
+    for k in ks {
+        let keys = tempfile::tempdir().unwrap();
+        let store = KeyStore::new(
+            keys.path().to_path_buf(),
+            srs::load(&srs_path, k).unwrap(),
+            Some(agg_params.clone()),
+        );
+        let shape = StepShape::for_run(&t, k).with_span(span);
+        let start = Instant::now();
+        let vk = store.node_vk(&shape, &[span]).unwrap();
+        let leaf = store.node_protocol(&shape, &[span]).unwrap();
+        let cs = vk.cs();
+        eprintln!(
+            "leaf k={k} span={span}: advice {} fixed {} lookups {} witness commitments {} evaluations {} (vk {:.1}s)",
+            cs.num_advice_columns(),
+            cs.num_fixed_columns(),
+            cs.lookups().len(),
+            leaf.1.num_witness.iter().sum::<usize>(),
+            leaf.1.evaluations.len(),
+            start.elapsed().as_secs_f64()
+        );
+        for (level, lens) in [(1, vec![span]), (2, vec![span, span])] {
+            let child = store.node_protocol(&shape, &lens).unwrap();
+            let start = Instant::now();
+            let m = agg_layout(&agg_params, &[child.clone(), child]).unwrap();
+            eprintln!(
+                "  level {level}: advice columns {} lookup columns {} fixed {} cells {} (layout {:.1}s), peak RSS {} MiB",
+                m.config.num_advice,
+                m.config.num_lookup_advice,
+                m.config.num_fixed,
+                m.advice_cells,
+                start.elapsed().as_secs_f64(),
+                peak_rss_mib()
+            );
+        }
+    }
 }

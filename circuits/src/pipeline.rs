@@ -39,14 +39,21 @@ pub fn auto_shape(t: &Transcript) -> Result<StepShape> {
 }
 
 /// The shape for proofs covering `span` consecutive steps, with `k` chosen
-/// automatically from the span circuit's size (see [`StepShape::auto`]).
-pub fn auto_shape_span(t: &Transcript, span: usize) -> Result<StepShape> {
-    if span <= 1 {
+/// automatically from the span circuit's size: [`StepShape::auto`], or,
+/// where the proofs will be `aggregated` (succinct mode, more steps than
+/// one span), [`StepShape::auto_k_aggregated`].
+pub fn auto_shape_span(t: &Transcript, span: usize, aggregated: bool) -> Result<StepShape> {
+    if span <= 1 && !aggregated {
         return auto_shape(t);
     }
     check_machine_fits(&StepShape::for_run(t, 16).with_span(span))?;
     let c = crate::keys::keygen_circuit(&StepShape::for_run(t, crate::srs::MAX_K).with_span(span))?;
-    Ok(StepShape::auto(t, c.advice_cells(), c.perms.len()).with_span(span))
+    let (cells, perms) = (c.advice_cells(), c.perms.len());
+    let k = match aggregated {
+        true => StepShape::auto_k_aggregated(cells, perms),
+        false => StepShape::auto_k(cells, perms),
+    };
+    Ok(StepShape::for_run(t, k).with_span(span))
 }
 
 /// Most consecutive steps an automatic span covers (a 64-step digits leaf

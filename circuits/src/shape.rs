@@ -25,6 +25,17 @@ pub const LARGE_K: u32 = 18;
 /// made a proof twice the size (BENCHMARKS.md).
 pub const MIN_LARGE_K: u32 = 17;
 
+/// Most advice columns, as [`total_columns`] estimates them, of the
+/// automatic layout of a leaf that will be aggregated: the small circuits'
+/// target. An aggregation's size follows the columns of the proofs it
+/// verifies. Over 32-step digits leaves at k = 17 (33 columns estimated, 42
+/// advice columns in the key) it has 31 advice and 4 lookup columns at
+/// k = 20, and generating its key took more than 22 GiB: the epoch was
+/// killed at its second level on a 24 GiB machine, twice. Over the same
+/// leaves at k = 19 (14 estimated, 23 in the key) it has 22 and 3
+/// (BENCHMARKS.md).
+pub const MAX_AGGREGATED_LEAF_COLUMNS: usize = TARGET_ADVICE_COLUMNS;
+
 /// Most advice columns (all kinds) an automatic layout uses.
 pub const MAX_AUTO_COLUMNS: usize = 128;
 
@@ -133,6 +144,17 @@ impl StepShape {
         (MIN_LARGE_K..=k)
             .find(|&j| total_columns(j, base_cells, perms) <= MAX_AUTO_COLUMNS)
             .unwrap_or(k)
+    }
+
+    /// The `k` of a leaf that will be aggregated: [`StepShape::auto_k`], or
+    /// the smallest larger one (up to [`MAX_AUTO_K`]) whose layout needs at
+    /// most [`MAX_AGGREGATED_LEAF_COLUMNS`] columns, so that the
+    /// aggregations above it stay small. Small circuits are unchanged.
+    pub fn auto_k_aggregated(base_cells: usize, perms: usize) -> u32 {
+        let k = Self::auto_k(base_cells, perms);
+        (k..=MAX_AUTO_K)
+            .find(|&j| total_columns(j, base_cells, perms) <= MAX_AGGREGATED_LEAF_COLUMNS)
+            .unwrap_or(k.max(MAX_AUTO_K))
     }
 
     /// Checks, before any key is derived from it, that a deserialised shape

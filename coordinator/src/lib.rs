@@ -1,11 +1,13 @@
 //! The coordinator of the zkaudit proving cluster: it accepts jobs (training
 //! transcripts), splits them into leaf and aggregation tasks ([`plan`]),
 //! keeps all state in sled ([`store`]), leases tasks to workers, verifies
-//! every proof they return before accepting it, assembles the certificate,
+//! every proof they return before accepting it (with keys it derives itself
+//! before a job's aggregations start, [`keyprep`]), assembles the certificate,
 //! and serves the gRPC API ([`service`]), Prometheus metrics ([`metrics`])
 //! and a live status page ([`status`]).
 
 pub mod auth;
+pub mod keyprep;
 pub mod metrics;
 pub mod plan;
 pub mod service;

@@ -102,6 +102,24 @@ impl JobPlan {
         }
     }
 
+    /// The steps `first..=last` task `index` proves: a leaf's own, an
+    /// aggregation's from its first child's first step to its last child's
+    /// last. `None` for audit tasks and indices outside the plan.
+    pub fn range(&self, index: u32) -> Option<(u64, u64)> {
+        match self.tasks.get(index as usize)? {
+            TaskKind::Leaf { first, last } => Some((*first, *last)),
+            TaskKind::Aggregate { children, .. } => {
+                // Children precede their parent: no cycle can recurse.
+                let (&a, &b) = (children.first()?, children.last()?);
+                if a >= index || b >= index {
+                    return None;
+                }
+                Some((self.range(a)?.0, self.range(b)?.1))
+            }
+            TaskKind::AuditChunk { .. } | TaskKind::AuditCombine { .. } => None,
+        }
+    }
+
     /// Number of leaf tasks.
     pub fn leaves(&self) -> usize {
         self.tasks
@@ -193,6 +211,17 @@ mod tests {
         assert_eq!(p.tasks.len(), 5);
         assert_eq!(p.root, None);
         assert_eq!(p.tasks[3], TaskKind::Leaf { first: 3, last: 3 });
+    }
+
+    #[test]
+    fn tasks_know_the_steps_they_prove() {
+        let p = plan_job(179, JobMode::Succinct, 32);
+        assert_eq!(p.range(0), Some((0, 31)));
+        assert_eq!(p.range(5), Some((160, 178)));
+        let root = p.root.unwrap();
+        assert_eq!(p.range(root), Some((0, 178)));
+        assert_eq!(p.range(root + 1), None);
+        assert_eq!(plan_audit(3, true).range(0), None);
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub struct Shared {
     pins: VkPins,
     /// The SRS files served to workers.
     pub srs_files: crate::srs_serve::SrsFiles,
+    /// Jobs whose verifying keys are derived (their aggregations may be leased).
+    pub(crate) key_prep: crate::keyprep::KeyPrep,
 }
 
 fn store_status(e: StoreError) -> Status {
@@ -104,10 +106,11 @@ impl Shared {
             verify_slots: Semaphore::new(2),
             pins: VkPins::new(cfg_pins),
             srs_files: crate::srs_serve::SrsFiles::new(corrupt),
+            key_prep: Default::default(),
         }
     }
 
-    fn event(&self, job: &str, message: String) {
+    pub(crate) fn event(&self, job: &str, message: String) {
         info!(job = job, "{message}");
         let _ = self.events.send((job.to_string(), message));
     }
@@ -369,7 +372,7 @@ impl Shared {
         audit.to_bytes().map_err(|e| e.to_string())
     }
 
-    fn agg_k(job: &JobRecord) -> u32 {
+    pub(crate) fn agg_k(job: &JobRecord) -> u32 {
         match job.spec.mode {
             JobMode::Batched => 0,
             JobMode::Succinct => job.spec.agg_k,
@@ -682,7 +685,8 @@ fn admit(
         (JobMode::Succinct, s) => return bad(format!("span: must be in 1..={MAX_SPAN}, got {s}")),
     };
     let shape = match spec.k {
-        0 => auto_shape_span(&t, span).map_err(|e| Status::invalid_argument(e.to_string()))?,
+        0 => auto_shape_span(&t, span, mode == JobMode::Succinct && steps > span as u64)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?,
         k => {
             StepShape::check_k(k).map_err(|e| Status::invalid_argument(format!("k: {e}")))?;
             StepShape::for_run(&t, k).with_span(span)
@@ -837,6 +841,7 @@ impl pb::jobs_server::Jobs for JobsService {
             ),
         };
         s.event(&job.id, what);
+        crate::keyprep::start(&s, job.clone());
         s.ready.notify_waiters();
         Ok(Response::new(pb::SubmitResponse {
             job_id: job.id,
@@ -992,13 +997,21 @@ fn worker_of<'a>(s: &Shared, id: &'a str) -> Result<&'a str, Status> {
 /// Leases the next task `worker` can take and builds its message (blocking:
 /// sled flushes and proof copies); `None` when nothing is ready. A task too
 /// large for one gRPC message fails its job and the next one is tried.
-fn lease_task(s: &Shared, worker: &str) -> Result<Option<pb::Task>, Status> {
+fn lease_task(s: &Arc<Shared>, worker: &str) -> Result<Option<pb::Task>, Status> {
     loop {
-        let Some(l) = s
+        // A succinct job's aggregations wait for its verifying keys
+        // ([`crate::keyprep`]); jobs found without them get them started.
+        let leased = s
             .store
-            .lease(worker, s.clock.now_ms(), s.cfg.lease_ms)
-            .map_err(store_status)?
-        else {
+            .lease_where(worker, s.clock.now_ms(), s.cfg.lease_ms, &|j, k| {
+                s.key_prep.allows(j, k)
+            });
+        for id in s.key_prep.take_wanted() {
+            if let Ok(job) = s.store.job(&id) {
+                crate::keyprep::start(s, job);
+            }
+        }
+        let Some(l) = leased.map_err(store_status)? else {
             return Ok(None);
         };
         let job = s.store.job(&l.job).map_err(store_status)?;

@@ -29,7 +29,7 @@ use sled::transaction::{
 use sled::Transactional;
 use zkaudit_circuits::shape::StepShape;
 
-use crate::plan::{JobMode, JobPlan};
+use crate::plan::{JobMode, JobPlan, TaskKind};
 
 pub mod health;
 pub use health::{Blame, WorkerHealth, QUARANTINE_AFTER};
@@ -576,6 +576,18 @@ impl Store {
     /// Leases the first ready task of the oldest running job to `worker`
     /// until `now_ms + lease_ms` (flushed); `None` when nothing is ready.
     pub fn lease(&self, worker: &str, now_ms: u64, lease_ms: u64) -> Result<Option<Leased>> {
+        self.lease_where(worker, now_ms, lease_ms, &|_, _| true)
+    }
+
+    /// [`Store::lease`] of only the ready tasks `allowed` accepts (a job and
+    /// the task's kind); the others stay ready.
+    pub fn lease_where(
+        &self,
+        worker: &str,
+        now_ms: u64,
+        lease_ms: u64,
+        allowed: &dyn Fn(&JobRecord, &TaskKind) -> bool,
+    ) -> Result<Option<Leased>> {
         self.touch_worker(worker, now_ms, |_| {})?;
         if self.health(worker)?.quarantined(now_ms) {
             return Ok(None);
@@ -618,6 +630,10 @@ impl Store {
                     });
                     if memory > 0 && need > memory {
                         return Ok(None); // stays ready for a larger worker
+                    }
+                    match job.plan.tasks.get(index as usize) {
+                        Some(kind) if !allowed(&job, kind) => return Ok(None), // stays ready
+                        _ => {}
                     }
                     r.remove(&rk)?;
                     if job.state != JobState::Running || task.state != TaskState::Queued {
@@ -1055,4 +1071,4 @@ pub fn parse_lease(lease: &str) -> Option<(String, u32)> {
 
 #[cfg(test)]
 #[path = "store_tests.rs"]
-mod tests;
+pub(crate) mod tests;

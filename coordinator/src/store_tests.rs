@@ -11,7 +11,8 @@ use zkaudit_model::{Activation, Architecture, DenseSpec, FixedParams};
 use super::*;
 use crate::plan::{plan_audit, plan_job, JobMode, TaskKind};
 
-fn shape() -> StepShape {
+/// A tiny step shape for store tests.
+pub(crate) fn shape() -> StepShape {
     StepShape {
         arch: Architecture::new(vec![DenseSpec {
             inputs: 2,
@@ -29,7 +30,8 @@ fn shape() -> StepShape {
     }
 }
 
-fn spec(steps: u64, mode: JobMode) -> JobSpec {
+/// A training job's spec for store tests.
+pub(crate) fn spec(steps: u64, mode: JobMode) -> JobSpec {
     JobSpec {
         kind: JobKind::Training,
         claim: None,

@@ -931,3 +931,28 @@ fn digits_takes_the_longest_automatic_span() {
     assert_eq!(crate::pipeline::auto_span(&shape, 179, 8 << 30), 64);
     assert_eq!(crate::pipeline::auto_span(&shape, 20, 8 << 30), 20);
 }
+
+/// Leaves that will be aggregated are laid out narrow: a 32-step digits
+/// leaf, wide (k = 17, 33 columns estimated) when proven alone, takes
+/// k = 19 (14 columns), the smallest within 16, so that the aggregations
+/// over it stay small; a single digits step, already narrow, keeps its `k`.
+#[test]
+fn aggregated_leaves_are_laid_out_narrow() {
+    use crate::shape::{total_columns, MAX_AGGREGATED_LEAF_COLUMNS};
+    let t = synthetic_run(&digits_dims(), 64, 8, 1, 5);
+    let e = StepShape::for_run(&t, 16).with_span(32).estimate();
+    let (cells, perms) = (e.cells as usize, e.perms as usize);
+    let alone = StepShape::auto_k(cells, perms);
+    let aggregated = StepShape::auto_k_aggregated(cells, perms);
+    assert_eq!(alone, 17);
+    assert!(total_columns(alone, cells, perms) > MAX_AGGREGATED_LEAF_COLUMNS);
+    assert_eq!(aggregated, 19);
+    assert!(total_columns(aggregated, cells, perms) <= MAX_AGGREGATED_LEAF_COLUMNS);
+    assert!(total_columns(aggregated - 1, cells, perms) > MAX_AGGREGATED_LEAF_COLUMNS);
+    let one = StepShape::for_run(&t, 16).estimate();
+    let (c1, p1) = (one.cells as usize, one.perms as usize);
+    assert_eq!(
+        StepShape::auto_k_aggregated(c1, p1),
+        StepShape::auto_k(c1, p1)
+    );
+}

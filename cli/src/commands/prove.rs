@@ -45,7 +45,8 @@ pub struct ProveArgs {
     /// Certificate mode.
     #[arg(long, value_enum, default_value = "batched")]
     pub mode: ModeArg,
-    /// Circuit size 2^k (default: chosen from the model and batch).
+    /// Circuit size 2^k (default: chosen from the model and batch; for
+    /// leaves that will be aggregated, a layout of at most 16 columns).
     #[arg(long)]
     pub k: Option<u32>,
     /// Steps per leaf proof in succinct mode: one circuit proves this many
@@ -120,7 +121,11 @@ pub fn prove(a: ProveArgs) -> anyhow::Result<()> {
             StepShape::check_k(k)?;
             StepShape::for_run(&t, k).with_span(span)
         }
-        None => auto_shape_span(&t, span)?,
+        None => {
+            let steps = a.steps.unwrap_or(t.num_steps()).min(t.num_steps());
+            let aggregated = matches!(a.mode, ModeArg::Succinct) && steps > span;
+            auto_shape_span(&t, span, aggregated)?
+        }
     };
     let params = a.files.load_srs(shape.k)?;
     let agg_params = match a.mode {
