@@ -18,7 +18,8 @@
 //! an aggregation key while the coordinator builds one, and checking a
 //! returned aggregation then takes milliseconds. A key that cannot be
 //! derived (an aggregation that does not fit `agg_k`) fails the job with
-//! the reason before any aggregation is attempted.
+//! the reason before any aggregation is attempted. Jobs derive their keys
+//! one at a time.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -45,6 +46,9 @@ pub struct KeyPrep {
     jobs: Mutex<HashMap<String, Prep>>,
     /// Jobs found with an aggregation ready but no derivation started.
     wanted: Mutex<HashSet<String>>,
+    /// Held while one job's keys are derived: each derivation can take
+    /// 14 GB, so jobs submitted together derive theirs one after another.
+    one_at_a_time: Mutex<()>,
 }
 
 impl KeyPrep {
@@ -115,7 +119,11 @@ pub fn start(s: &Arc<Shared>, job: JobRecord) {
         .spawn(move || {
             let s = s2;
             let started = Instant::now();
-            match derive(&s, &job) {
+            let derived = {
+                let _one = s.key_prep.one_at_a_time.lock();
+                derive(&s, &job)
+            };
+            match derived {
                 Ok(n) => {
                     s.key_prep.end(&job.id, true);
                     s.event(
