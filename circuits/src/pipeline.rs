@@ -67,7 +67,8 @@ pub const AUTO_SPAN_MEMORY: u64 = 8 << 30;
 /// The span `zkaudit prove --span auto` takes for proving `steps` steps of
 /// a run of shape `step` in succinct mode: the longest, up to
 /// [`MAX_AUTO_SPAN`] and `steps`, whose estimated prover memory
-/// ([`StepShape::estimate_memory`]) fits `budget`. A step inside a span
+/// ([`StepShape::estimate_memory_as`], at the layout of a leaf that will be
+/// aggregated when `steps` exceeds the span) fits `budget`. A step inside a span
 /// costs less than alone (the weights are hashed only at the span's ends
 /// and passed between its steps as cells) and fewer leaves need fewer
 /// aggregations, so the longest that fits is the cheapest per step. 1 when
@@ -75,7 +76,7 @@ pub const AUTO_SPAN_MEMORY: u64 = 8 << 30;
 pub fn auto_span(step: &StepShape, steps: usize, budget: u64) -> usize {
     (2..=MAX_AUTO_SPAN.min(steps))
         .rev()
-        .find(|&s| step.with_span(s).estimate_memory().2 <= budget)
+        .find(|&s| step.with_span(s).estimate_memory_as(steps > s).2 <= budget)
         .unwrap_or(1)
 }
 

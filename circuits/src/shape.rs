@@ -273,8 +273,18 @@ impl StepShape {
     /// The automatic `k`, the columns and the prover memory the estimated
     /// size of this shape calls for.
     pub fn estimate_memory(&self) -> (u32, usize, u64) {
+        self.estimate_memory_as(false)
+    }
+
+    /// [`StepShape::estimate_memory`] at the `k` of a leaf that will be
+    /// `aggregated` ([`StepShape::auto_k_aggregated`]) or not.
+    pub fn estimate_memory_as(&self, aggregated: bool) -> (u32, usize, u64) {
         let e = self.estimate();
-        let k = Self::auto_k(e.cells as usize, e.perms as usize);
+        let (cells, perms) = (e.cells as usize, e.perms as usize);
+        let k = match aggregated {
+            true => Self::auto_k_aggregated(cells, perms),
+            false => Self::auto_k(cells, perms),
+        };
         let (columns, bytes) = e.memory_at(k);
         (k, columns, bytes)
     }

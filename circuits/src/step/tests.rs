@@ -912,11 +912,16 @@ fn size_estimate_tracks_circuits_and_refuses_what_does_not_fit() {
         .to_string();
     assert!(err.contains("span"), "{err}");
     eprintln!("{err}");
-    // `--span auto` takes the longest span that fits: 4 here (5 does not),
-    // 1 where no span of 2 fits, and never more steps than are proven.
+    // `--span auto` takes the longest span that fits: 4 for one leaf (5
+    // does not), 3 where the leaves will be aggregated (laid out narrow at
+    // k = 20: 7.4 GiB estimated, 8.6 at span 4), 1 where no span of 2
+    // fits, and never more steps than are proven.
     use crate::pipeline::auto_span;
-    assert_eq!(auto_span(&shape, 179, 8 << 30), 4);
+    assert_eq!(auto_span(&shape, 4, 8 << 30), 4);
     assert!(shape.with_span(5).estimate_memory().2 > 8 << 30);
+    assert_eq!(auto_span(&shape, 179, 8 << 30), 3);
+    assert_eq!(shape.with_span(3).estimate_memory_as(true).0, 20);
+    assert!(shape.with_span(4).estimate_memory_as(true).2 > 8 << 30);
     assert_eq!(auto_span(&shape, 179, 3 << 30), 1);
     assert_eq!(auto_span(&shape, 3, 8 << 30), 3);
     assert_eq!(auto_span(&shape, 1, 8 << 30), 1);

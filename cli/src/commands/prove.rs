@@ -105,7 +105,7 @@ pub fn prove(a: ProveArgs) -> anyhow::Result<()> {
             let step = StepShape::for_run(&t, 16);
             let budget = auto_span_budget();
             let s = auto_span(&step, steps, budget);
-            let (k, columns, bytes) = step.with_span(s).estimate_memory();
+            let (k, columns, bytes) = step.with_span(s).estimate_memory_as(steps > s);
             eprintln!(
                 "--span auto: {s} steps per leaf (estimated k = {k}, {columns} columns, {:.1} GiB of the {:.1} GiB budget)",
                 bytes as f64 / (1u64 << 30) as f64,
