@@ -57,16 +57,26 @@ fn digits_run() -> zkaudit_model::transcript::Transcript {
     train(&opts, &mut |_| {}).unwrap().0
 }
 
+/// The SRS of `ZKAUDIT_AGG_SRS` (k >= 20).
+fn agg_srs_path() -> std::path::PathBuf {
+    std::env::var("ZKAUDIT_AGG_SRS")
+        .expect("set ZKAUDIT_AGG_SRS to a k >= 20 SRS")
+        .into()
+}
+
+/// The number in environment variable `name`, else `default`.
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 #[test]
 #[ignore]
 fn aggregation_bench() {
-    let srs_path = std::path::PathBuf::from(
-        std::env::var("ZKAUDIT_AGG_SRS").expect("set ZKAUDIT_AGG_SRS to a k >= 20 SRS"),
-    );
-    let agg_k: u32 = std::env::var("ZKAUDIT_AGG_K")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+    let srs_path = agg_srs_path();
+    let agg_k: u32 = env_or("ZKAUDIT_AGG_K", 20);
     let t = digits_run();
     let tree = MerkleTree::of_dataset(&t.train.features, &t.train.labels, &t.leaf_salts, 32);
     let shape = auto_shape(&t).unwrap();
@@ -145,13 +155,8 @@ fn aggregation_size_by_leaf_layout() {
     use crate::aggregate::agg_layout;
     use crate::shape::StepShape;
     use crate::tasks::KeyStore;
-    let srs_path = std::path::PathBuf::from(
-        std::env::var("ZKAUDIT_AGG_SRS").expect("set ZKAUDIT_AGG_SRS to a k >= 20 SRS"),
-    );
-    let span: usize = std::env::var("ZKAUDIT_SPAN")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(32);
+    let srs_path = agg_srs_path();
+    let span: usize = env_or("ZKAUDIT_SPAN", 32);
     let ks: Vec<u32> = std::env::var("ZKAUDIT_LEAF_KS")
         .unwrap_or_else(|_| "17,18,19,20".into())
         .split(',')
