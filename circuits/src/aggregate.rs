@@ -591,6 +591,25 @@ pub fn agg_layout(
     keygen_circuit(params, children).map(|(_, meta)| meta)
 }
 
+/// Prover memory per row of one advice column of an aggregation circuit
+/// (keygen and proof together), fitted to the widest measured: at `k = 20`
+/// over 42-column digits leaves, 35 advice columns (31 + 4 lookup) peaked
+/// at 22 GiB (BENCHMARKS.md). Over 23-column leaves (22 + 3) it estimates
+/// 15.6 GiB where a whole run peaked at 12.0 GB: it errs on the side of
+/// passing a worker over.
+pub const AGG_BYTES_PER_SLOT: u64 = 640;
+
+/// The prover memory an aggregation circuit with verifying key `vk` needs
+/// (keygen and proof): its advice columns (lookup ones included) times
+/// `2^k` rows times [`AGG_BYTES_PER_SLOT`]. The fixed columns (one per
+/// advice column's selector, the constants and the lookup table) grow with
+/// the advice ones and are priced in the constant.
+pub fn prover_memory(vk: &VerifyingKey<G1Affine>) -> u64 {
+    (vk.cs().num_advice_columns() as u64)
+        .saturating_mul(1u64 << vk.get_domain().k().min(40))
+        .saturating_mul(AGG_BYTES_PER_SLOT)
+}
+
 /// Loads the aggregation proving key for these children from the cache, or generates and caches it.
 pub fn agg_key(
     dir: &Path,

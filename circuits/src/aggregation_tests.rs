@@ -16,7 +16,10 @@ use std::time::Instant;
 
 use halo2_base::halo2_proofs::halo2curves::bn256::Fr;
 
-use crate::aggregate::{agg_key, protocol, prove_node_claiming, NodeKind, Summary, DEFAULT_AGG_K};
+use crate::aggregate::{
+    agg_key, protocol, prove_node_claiming, prover_memory, NodeKind, Summary, AGG_BYTES_PER_SLOT,
+    DEFAULT_AGG_K,
+};
 use crate::certificate::{verify_succinct, Certificate};
 use crate::keys::step_key;
 use crate::pipeline::{derive_root_key, prove_run_succinct, RunProgress};
@@ -171,6 +174,13 @@ fn succinct_certificate(steps: usize) {
         .map(|k| (k.kind, k.snark.protocol.clone()))
         .collect();
     let akey = agg_key(&keys, &agg_params, &sig).unwrap();
+    // The memory estimate counts every advice column of the layout, the
+    // lookup ones included, over all 2^k rows.
+    let cfg = akey.meta.config;
+    let advice = (cfg.num_advice + cfg.num_lookup_advice) as u64;
+    let memory = prover_memory(akey.pk.get_vk());
+    eprintln!("aggregation {cfg:?}: estimated prover memory {memory} B");
+    assert_eq!(memory, (advice << cfg.degree) * AGG_BYTES_PER_SLOT);
     let claim = Summary {
         c_first: kids[0].summary.c_first,
         c_last: kids[1].summary.c_last,

@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tracing::warn;
+use zkaudit_circuits::aggregate::prover_memory;
 
 use crate::plan::{JobMode, TaskKind};
 use crate::service::Shared;
@@ -49,6 +50,9 @@ pub struct KeyPrep {
     /// Held while one job's keys are derived: each derivation can take
     /// 14 GB, so jobs submitted together derive theirs one after another.
     one_at_a_time: Mutex<()>,
+    /// The prover memory of each aggregation task (job, index), estimated
+    /// from the layout of its derived key.
+    memory: Mutex<HashMap<(String, u32), u64>>,
 }
 
 impl KeyPrep {
@@ -70,6 +74,37 @@ impl KeyPrep {
                 }
                 false
             }
+        }
+    }
+
+    /// The lease gate of the coordinator: `None` while task `index` of
+    /// `job` may not be leased ([`KeyPrep::allows`]), else the memory it
+    /// needs ([`KeyPrep::task_memory`]).
+    pub fn gate(&self, job: &JobRecord, index: u32, kind: &TaskKind) -> Option<u64> {
+        self.allows(job, kind)
+            .then(|| self.task_memory(job, index, kind))
+    }
+
+    /// The prover memory task `index` of `job` needs: for an aggregation
+    /// whose key was derived, from that key's layout
+    /// ([`zkaudit_circuits::aggregate::prover_memory`]); otherwise the
+    /// estimate from the job's shape ([`crate::plan::task_memory`]).
+    pub fn task_memory(&self, job: &JobRecord, index: u32, kind: &TaskKind) -> u64 {
+        let derived = match kind {
+            TaskKind::Aggregate { .. } => self
+                .memory
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&(job.id.clone(), index)).copied()),
+            _ => None,
+        };
+        derived.unwrap_or_else(|| crate::plan::task_memory(&job.shape, job.spec.agg_k, kind))
+    }
+
+    /// Records the memory aggregation task `index` of `job` needs.
+    fn set_memory(&self, job: &str, index: u32, bytes: u64) {
+        if let Ok(mut m) = self.memory.lock() {
+            m.insert((job.to_string(), index), bytes);
         }
     }
 
@@ -163,6 +198,7 @@ fn derive(s: &Shared, job: &JobRecord) -> Result<usize, String> {
         .map_err(|e| e.message().to_string())?;
     let plan = &job.plan;
     let mut done: HashSet<Vec<Vec<usize>>> = HashSet::new();
+    let mut memory: HashMap<Vec<Vec<usize>>, u64> = HashMap::new();
     for (i, kind) in plan.tasks.iter().enumerate() {
         match kind {
             TaskKind::Leaf { first, last } => {
@@ -179,9 +215,13 @@ fn derive(s: &Shared, job: &JobRecord) -> Result<usize, String> {
                     .collect::<Option<Vec<_>>>()
                     .ok_or_else(|| format!("task {i}: its children are not in the plan"))?;
                 if done.insert(lens.clone()) {
-                    keys.agg_vk(&ctx.shape, &lens).map_err(|e| {
+                    let vk = keys.agg_vk(&ctx.shape, &lens).map_err(|e| {
                         format!("the key of aggregation level {level} (task {i}): {e}")
                     })?;
+                    memory.insert(lens.clone(), prover_memory(&vk));
+                }
+                if let Some(&bytes) = memory.get(&lens) {
+                    s.key_prep.set_memory(&job.id, i as u32, bytes);
                 }
             }
             TaskKind::AuditChunk { .. } | TaskKind::AuditCombine { .. } => {}
@@ -218,7 +258,7 @@ mod tests {
             .unwrap();
         let prep = KeyPrep::default();
         let lease = |now| {
-            s.lease_where(&w, now, 100, &|j, k| prep.allows(j, k))
+            s.lease_where(&w, now, 100, &|j, i, k| prep.gate(j, i, k))
                 .unwrap()
         };
         // After a restart nothing was started: the leaves go, the
@@ -237,5 +277,51 @@ mod tests {
         prep.end(&job.id, true);
         assert_eq!(prep.jobs.lock().unwrap().get(&job.id), Some(&Prep::Ready));
         assert_eq!(lease(14).map(|l| l.index), Some(2));
+    }
+
+    /// Once a job's keys are derived, its aggregations need the memory
+    /// their keys' layout calls for, not the constant estimate: a worker
+    /// large enough for the constant but not for the layout is passed over
+    /// and a larger one gets the task.
+    #[test]
+    fn aggregations_need_the_memory_of_their_derived_layout() {
+        let s = Store::temporary().unwrap();
+        let gib = 1u64 << 30;
+        let small = s.register_worker("small", 2, 20 * gib, "v", 0).unwrap().id;
+        let large = s.register_worker("large", 2, 64 * gib, "v", 0).unwrap().id;
+        let job = s
+            .submit(
+                spec(4, JobMode::Succinct),
+                shape(),
+                plan_job(4, JobMode::Succinct, 2),
+                b"t",
+                None,
+                "o",
+                1,
+            )
+            .unwrap();
+        let prep = KeyPrep::default();
+        let lease = |w: &str, now| {
+            s.lease_where(w, now, 100, &|j, i, k| prep.gate(j, i, k))
+                .unwrap()
+        };
+        for i in 0..2 {
+            let l = lease(&small, 10).unwrap();
+            assert_eq!(l.index, i);
+            s.complete(&small, &l.lease, b"p", 5, 11).unwrap();
+        }
+        assert!(prep.begin(&job.id));
+        prep.end(&job.id, true);
+        let agg = job.plan.tasks[2].clone();
+        let constant = crate::plan::task_memory(&job.shape, job.spec.agg_k, &agg);
+        assert!(
+            constant <= 20 * gib,
+            "the constant estimate fits the small worker"
+        );
+        assert_eq!(prep.task_memory(&job, 2, &agg), constant);
+        prep.set_memory(&job.id, 2, 23 * gib);
+        assert_eq!(prep.task_memory(&job, 2, &agg), 23 * gib);
+        assert_eq!(lease(&small, 12), None, "leased beyond the worker's memory");
+        assert_eq!(lease(&large, 12).map(|l| l.index), Some(2));
     }
 }

@@ -68,7 +68,9 @@ pub const AGG_MEMORY_K20: u64 = 16 << 30;
 
 /// Prover memory a task needs, estimated from its circuit: a leaf from the
 /// step shape at its span and `k` ([`StepShape::memory_at`]), an aggregation
-/// from its size (`agg_k`); audit tasks are small and not limited (0).
+/// from its size (`agg_k`) until its key is derived (then from the key's
+/// layout: [`crate::keyprep::KeyPrep::task_memory`]); audit tasks are small
+/// and not limited (0).
 pub fn task_memory(shape: &StepShape, agg_k: u32, kind: &TaskKind) -> u64 {
     match kind {
         TaskKind::Leaf { first, last } => {

@@ -1003,8 +1003,8 @@ fn lease_task(s: &Arc<Shared>, worker: &str) -> Result<Option<pb::Task>, Status>
         // ([`crate::keyprep`]); jobs found without them get them started.
         let leased = s
             .store
-            .lease_where(worker, s.clock.now_ms(), s.cfg.lease_ms, &|j, k| {
-                s.key_prep.allows(j, k)
+            .lease_where(worker, s.clock.now_ms(), s.cfg.lease_ms, &|j, i, k| {
+                s.key_prep.gate(j, i, k)
             });
         for id in s.key_prep.take_wanted() {
             if let Ok(job) = s.store.job(&id) {

@@ -210,7 +210,7 @@ fn job_view(
             _ => None,
         };
         per_step.extend(per_step_s);
-        let need = crate::plan::task_memory(&job.shape, job.spec.agg_k, kind);
+        let need = s.key_prep.task_memory(job, i as u32, kind);
         let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
         let waiting =
             (state == "queued" && largest_worker > 0 && need > largest_worker).then(|| {

@@ -576,17 +576,20 @@ impl Store {
     /// Leases the first ready task of the oldest running job to `worker`
     /// until `now_ms + lease_ms` (flushed); `None` when nothing is ready.
     pub fn lease(&self, worker: &str, now_ms: u64, lease_ms: u64) -> Result<Option<Leased>> {
-        self.lease_where(worker, now_ms, lease_ms, &|_, _| true)
+        self.lease_where(worker, now_ms, lease_ms, &|job, _, kind| {
+            Some(crate::plan::task_memory(&job.shape, job.spec.agg_k, kind))
+        })
     }
 
-    /// [`Store::lease`] of only the ready tasks `allowed` accepts (a job and
-    /// the task's kind); the others stay ready.
+    /// [`Store::lease`] of only the ready tasks `gate` admits: given a job,
+    /// the task's index and kind, it answers the prover memory the task
+    /// needs, or `None` to leave the task ready for later.
     pub fn lease_where(
         &self,
         worker: &str,
         now_ms: u64,
         lease_ms: u64,
-        allowed: &dyn Fn(&JobRecord, &TaskKind) -> bool,
+        gate: &dyn Fn(&JobRecord, u32, &TaskKind) -> Option<u64>,
     ) -> Result<Option<Leased>> {
         self.touch_worker(worker, now_ms, |_| {})?;
         if self.health(worker)?.quarantined(now_ms) {
@@ -625,15 +628,15 @@ impl Store {
                             return Ok(None);
                         }
                     };
-                    let need = job.plan.tasks.get(index as usize).map_or(0, |k| {
-                        crate::plan::task_memory(&job.shape, job.spec.agg_k, k)
-                    });
+                    let need = match job.plan.tasks.get(index as usize) {
+                        Some(kind) => match gate(&job, index, kind) {
+                            Some(need) => need,
+                            None => return Ok(None), // stays ready
+                        },
+                        None => 0,
+                    };
                     if memory > 0 && need > memory {
                         return Ok(None); // stays ready for a larger worker
-                    }
-                    match job.plan.tasks.get(index as usize) {
-                        Some(kind) if !allowed(&job, kind) => return Ok(None), // stays ready
-                        _ => {}
                     }
                     r.remove(&rk)?;
                     if job.state != JobState::Running || task.state != TaskState::Queued {
