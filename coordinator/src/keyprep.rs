@@ -237,6 +237,20 @@ mod tests {
     use crate::store::tests::{shape, spec};
     use crate::store::Store;
 
+    /// A succinct job of 4 steps in leaves of 2: two leaves, one aggregation.
+    fn succinct_job(s: &Store) -> crate::store::JobRecord {
+        s.submit(
+            spec(4, JobMode::Succinct),
+            shape(),
+            plan_job(4, JobMode::Succinct, 2),
+            b"t",
+            None,
+            "o",
+            1,
+        )
+        .unwrap()
+    }
+
     /// An aggregation whose children are proven is not leased while the
     /// job's keys are being derived, nor, after a restart, before their
     /// derivation is asked for; it is leased once they are ready. Leaves are
@@ -245,17 +259,7 @@ mod tests {
     fn aggregations_wait_for_the_jobs_verifying_keys() {
         let s = Store::temporary().unwrap();
         let w = s.register_worker("a", 2, 0, "v", 0).unwrap().id;
-        let job = s
-            .submit(
-                spec(4, JobMode::Succinct),
-                shape(),
-                plan_job(4, JobMode::Succinct, 2),
-                b"t",
-                None,
-                "o",
-                1,
-            )
-            .unwrap();
+        let job = succinct_job(&s);
         let prep = KeyPrep::default();
         let lease = |now| {
             s.lease_where(&w, now, 100, &|j, i, k| prep.gate(j, i, k))
@@ -289,17 +293,7 @@ mod tests {
         let gib = 1u64 << 30;
         let small = s.register_worker("small", 2, 20 * gib, "v", 0).unwrap().id;
         let large = s.register_worker("large", 2, 64 * gib, "v", 0).unwrap().id;
-        let job = s
-            .submit(
-                spec(4, JobMode::Succinct),
-                shape(),
-                plan_job(4, JobMode::Succinct, 2),
-                b"t",
-                None,
-                "o",
-                1,
-            )
-            .unwrap();
+        let job = succinct_job(&s);
         let prep = KeyPrep::default();
         let lease = |w: &str, now| {
             s.lease_where(w, now, 100, &|j, i, k| prep.gate(j, i, k))
