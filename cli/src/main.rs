@@ -6,12 +6,12 @@ mod telemetry;
 
 use clap::Parser;
 
-/// The process allocator. glibc's malloc kept memory the prover had freed:
-/// past its dynamic mmap threshold, 16 MiB polynomials land on its heaps and
-/// fragment them, and the embedded cluster's one process, proving leaves and
-/// aggregations in turn, held 13 GiB or more between tasks until the kernel
-/// killed it. jemalloc returns large freed blocks to the system (BENCHMARKS.md,
-/// "The digits epoch with jemalloc").
+/// The process allocator. With glibc's malloc the embedded cluster's one
+/// process, proving leaves and aggregations in turn, held 13 GiB or more
+/// between tasks until the kernel killed it (freed polynomials kept on its
+/// heaps, most likely). jemalloc returns large freed blocks to the system:
+/// the same epoch finished at 15.8 GiB (BENCHMARKS.md, "The digits epoch
+/// with jemalloc").
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
