@@ -45,8 +45,10 @@ one() { # variant number, run number, options
     done
     wait "$pid" || { echo "v$1 run $2 failed:" >&2; tail -5 "$OUT/$tag.log" >&2; exit 1; }
     grep -v '^warning' "$OUT/$tag.log" | grep -E '^(proved|v[0-9]+ run|--span)' | sed "s/^/v$1: /"
-    "$BIN" verify --keys "$OUT/keys-v$1" "$OUT/$tag.cert" 2>&1 | grep -q '^VALID' ||
-        { echo "v$1 run $2: the certificate did not verify" >&2; exit 1; }
+    local verdict
+    verdict=$("$BIN" verify --keys "$OUT/keys-v$1" "$OUT/$tag.cert" 2>&1) &&
+        grep -q '^VALID' <<<"$verdict" ||
+        { echo "v$1 run $2: the certificate did not verify:" >&2; echo "$verdict" >&2; exit 1; }
 }
 for r in $(seq "$RUNS"); do
     v=0
