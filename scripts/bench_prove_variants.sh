@@ -24,6 +24,8 @@ shift 4
 : "${ZKAUDIT_SRS:?set ZKAUDIT_SRS to an SRS file covering the sizes of the variants}"
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 model=${CFG%%:*} batch=${CFG##*:}
+[[ $CFG == *:* && $batch =~ ^[1-9][0-9]*$ && -f $ROOT/examples/models/$model.toml ]] ||
+    { echo "CONFIG must be MODEL:BATCH with examples/models/MODEL.toml, got '$CFG'" >&2; exit 2; }
 mkdir -p "$OUT"
 data=${ZKAUDIT_DATA:-$OUT/mnist_shape.npy}
 [ -n "${ZKAUDIT_DATA:-}" ] || [ -f "$data" ] ||
