@@ -72,8 +72,9 @@
 //!   `Y = 2^s K` for the integer `K = c G + floor(d/2) - (W - W') d`. The
 //!   run parameters a verifier validates (`check_run_params`) bound it:
 //!   `|c G| < 2^119` (the model crate's static check), `d = batch 2^(2f)
-//!   <= 2^60` and `|W - W'| < 2^48`, so `|K| < 2^121`, and `s < 24` (the
-//!   lookup bits are `k - 1 <= 23`), so `2^s |K| < 2^145`, far below `p/2`:
+//!   <= 2^60` and `|W - W'| < 2^48`, so `|K| < 2^121`, and `s < 16` (the
+//!   lookup bits are at most 16, `shape::lookup_bits_for`), so
+//!   `2^s |K| < 2^137`, far below `p/2`:
 //!   `Y = 2^s K` over the integers and `0 <= K < 2^e` (`<= d - 1` by the
 //!   second check), the remainder the unscaled argument needs. A `Y` that
 //!   is no multiple of `2^s` has no such `K` and fails the check, and a

@@ -26,16 +26,18 @@ use crate::hash::MerkleTree;
 use crate::keys::StepKey;
 use crate::keys::{step_key, step_vk};
 use crate::prover::prove_step;
-use crate::shape::{PublicParams, StepShape};
+use crate::shape::{PublicParams, StepShape, MIN_LARGE_K};
 use crate::srs::srs_id;
 use crate::step::{step_inputs, STEP_INSTANCES};
 use crate::{CircuitError, Result};
 
-/// The step shape chosen automatically for a run (see [`StepShape::auto`]).
+/// The step shape chosen automatically for a run (see [`StepShape::auto`]),
+/// from the size of its circuit laid out once (at the largest `k`, where
+/// the value region counts its rows).
 pub fn auto_shape(t: &Transcript) -> Result<StepShape> {
     check_machine_fits(&StepShape::for_run(t, 16))?;
-    let c = crate::keys::keygen_circuit(&StepShape::for_run(t, 16))?;
-    Ok(StepShape::auto(t, c.advice_cells(), c.perms.len()))
+    let c = crate::keys::keygen_circuit(&StepShape::for_run(t, crate::srs::MAX_K))?;
+    Ok(StepShape::auto(t, &c.size()))
 }
 
 /// The shape for proofs covering `span` consecutive steps, with `k` chosen
@@ -48,10 +50,10 @@ pub fn auto_shape_span(t: &Transcript, span: usize, aggregated: bool) -> Result<
     }
     check_machine_fits(&StepShape::for_run(t, 16).with_span(span))?;
     let c = crate::keys::keygen_circuit(&StepShape::for_run(t, crate::srs::MAX_K).with_span(span))?;
-    let (cells, perms) = (c.advice_cells(), c.perms.len());
+    let size = c.size();
     let k = match aggregated {
-        true => StepShape::auto_k_aggregated(cells, perms),
-        false => StepShape::auto_k(cells, perms),
+        true => StepShape::auto_k_aggregated(&size),
+        false => StepShape::auto_k(&size),
     };
     Ok(StepShape::for_run(t, k).with_span(span))
 }
@@ -68,15 +70,23 @@ pub const AUTO_SPAN_MEMORY: u64 = 8 << 30;
 /// a run of shape `step` in succinct mode: the longest, up to
 /// [`MAX_AUTO_SPAN`] and `steps`, whose estimated prover memory
 /// ([`StepShape::estimate_memory_as`], at the layout of a leaf that will be
-/// aggregated when `steps` exceeds the span) fits `budget`. A step inside a span
-/// costs less than alone (the weights are hashed only at the span's ends
-/// and passed between its steps as cells) and fewer leaves need fewer
-/// aggregations, so the longest that fits is the cheapest per step. 1 when
-/// even a span of 2 does not fit.
+/// aggregated when `steps` exceeds the span) fits `budget`, and which, as
+/// the only leaf, is laid out at no larger `k` than one step (or 17). A
+/// step inside a span costs less than alone (the weights are hashed only at
+/// the span's ends and passed between its steps as cells) and fewer leaves
+/// need fewer aggregations, so the longest that fits is the cheapest per
+/// step; but the time per slot grows with `k`: a 784-128-10 span of 6 at
+/// k = 18 proved 48.0 s per step, one of 4 at k = 17 41.8-44.4 s, in the
+/// same slots per step (BENCHMARKS.md). 1 when even a span of 2 does not fit.
 pub fn auto_span(step: &StepShape, steps: usize, budget: u64) -> usize {
+    let one = StepShape::auto_k(&step.with_span(1).estimate()).max(MIN_LARGE_K);
     (2..=MAX_AUTO_SPAN.min(steps))
         .rev()
-        .find(|&s| step.with_span(s).estimate_memory_as(steps > s).2 <= budget)
+        .find(|&s| {
+            let aggregated = steps > s;
+            let (k, _, bytes) = step.with_span(s).estimate_memory_as(aggregated);
+            bytes <= budget && (aggregated || k <= one)
+        })
         .unwrap_or(1)
 }
 

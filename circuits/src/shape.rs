@@ -25,26 +25,68 @@ pub const LARGE_K: u32 = 18;
 /// made a proof twice the size (BENCHMARKS.md).
 pub const MIN_LARGE_K: u32 = 17;
 
-/// Most advice columns, as [`total_columns`] estimates them, of the
-/// automatic layout of a leaf that will be aggregated: the small circuits'
-/// target. An aggregation's size follows the columns of the proofs it
-/// verifies. Over 32-step digits leaves at k = 17 (33 columns estimated, 42
-/// advice columns in the key) it has 31 advice and 4 lookup columns at
-/// k = 20, and generating its key took more than 22 GiB: the epoch was
-/// killed at its second level on a 24 GiB machine, twice. Over the same
-/// leaves at k = 19 (14 estimated, 23 in the key) it has 22 and 3
-/// (BENCHMARKS.md).
-pub const MAX_AGGREGATED_LEAF_COLUMNS: usize = TARGET_ADVICE_COLUMNS;
+/// Most advice columns ([`total_columns`]) of the automatic layout of a
+/// leaf that will be aggregated. An aggregation's size follows the columns
+/// of the proofs it verifies. Over 784-128-10 leaves of 23, 33 and 39
+/// columns the k = 20 aggregation keyed and proved in 11.2, 12.9 and 16.3
+/// GiB; over 32-step digits leaves of 42 columns it took more than 22 GiB
+/// (the epoch was killed on a 24 GiB machine, twice) (BENCHMARKS.md).
+pub const MAX_AGGREGATED_LEAF_COLUMNS: usize = 33;
+
+/// Most bits of a step circuit's range lookup table: at every `k >= 17`
+/// the stored 32-bit values and the 16-bit ones split into whole 16-bit
+/// limbs (no shifted top limb in halo2-base's range checks, no shift column
+/// in the value region's lanes).
+pub const MAX_LOOKUP_BITS: usize = 16;
+
+/// The lookup bits of a step circuit at `2^k` rows: `k - 1`, at most
+/// [`MAX_LOOKUP_BITS`].
+pub fn lookup_bits_for(k: u32) -> usize {
+    (k.saturating_sub(1) as usize).min(MAX_LOOKUP_BITS)
+}
 
 /// Most advice columns (all kinds) an automatic layout uses.
 pub const MAX_AUTO_COLUMNS: usize = 128;
 
-/// Advice columns of a layout at `k`: halo2-base, Poseidon lanes, lookups.
-pub fn total_columns(k: u32, base_cells: usize, perms: usize) -> usize {
+/// Advice columns of a circuit of size `e` laid out at `k`, counted by kind
+/// as [`crate::step::StepCircuitParams::advice_columns`] lays them out, each
+/// kind at least a whole column where it holds anything: halo2-base's two
+/// phases and its lookup columns, six per Poseidon lane, the exp lookup's
+/// two, the challenge's, and at `k >= 17` the value region's value and
+/// remainder lanes ([`crate::values::value_lane_columns`]); below, the
+/// region's values are halo2-base limb chains.
+pub fn total_columns(k: u32, e: &Estimate) -> usize {
     let usable = (1usize << k) - MINIMUM_ROWS;
+    let l = lookup_bits_for(k).max(1);
+    let limbs = |bits: u32| (bits as usize).div_ceil(l);
+    let (values, remainders) = (e.values as usize, e.remainders as usize);
+    let lanes = |rows: usize| rows.div_ceil(usable);
+    let mut base = e.cells as usize;
+    let mut lookups = base / LOOKUP_CELL_SHARE;
+    let mut columns = 0;
+    if crate::step::uses_value_region(k) {
+        columns += lanes(values) * crate::values::value_lane_columns(e.value_bits, l)
+            + lanes(remainders) * (2 + limbs(e.remainder_bits));
+    } else {
+        // A limb chain of `n` limbs (`3 n + 1` cells, `n` looked up) and an
+        // evaluation's 3 cells per entry.
+        let chain = |n: usize| 3 * n + 4;
+        base += values * chain(limbs(e.value_bits)) + remainders * chain(limbs(e.remainder_bits));
+        lookups += values * limbs(e.value_bits) + remainders * limbs(e.remainder_bits);
+    }
     let blocks = (usable / crate::poseidon::BLOCK_ROWS).max(1);
-    base_cells.div_ceil(usable) + 6 * perms.div_ceil(blocks).max(1) + 3
+    let phases = if e.second_phase { 2 } else { 1 };
+    columns + base.div_ceil(usable).max(1) + phases - 1
+        + lanes(lookups).max(1)
+        + 6 * (e.perms as usize).div_ceil(blocks).max(1)
+        + 2
+        + usize::from(e.second_phase)
 }
+
+/// halo2-base advice cells per cell copied into its lookup columns (range
+/// checks' limbs), measured: 784-128-10 spans at `L = 16` copy 3.4-4.2% of
+/// their halo2-base cells.
+const LOOKUP_CELL_SHARE: usize = 25;
 
 /// Most consecutive steps one proof may cover (bounds what a certificate
 /// can ask a verifier to build).
@@ -87,7 +129,8 @@ impl StepShape {
         Ok(())
     }
 
-    /// The shape for a run's transcript with a given `k` (lookup bits `k - 1`).
+    /// The shape for a run's transcript with a given `k` (lookup bits
+    /// [`lookup_bits_for`]).
     pub fn for_run(t: &Transcript, k: u32) -> Self {
         StepShape {
             arch: t.config.arch.clone(),
@@ -96,7 +139,7 @@ impl StepShape {
             batch: t.config.batch_size,
             depth: MerkleTree::depth_for(t.train.len()),
             k,
-            lookup_bits: (k - 1) as usize,
+            lookup_bits: lookup_bits_for(k),
             span: 1,
         }
     }
@@ -109,52 +152,57 @@ impl StepShape {
         }
     }
 
-    /// The shape for a run with `k` chosen automatically from the circuit's
-    /// size: `base_cells` halo2-base advice cells and `perms` Poseidon
-    /// permutations (see [`StepShape::auto_k`]).
-    pub fn auto(t: &Transcript, base_cells: usize, perms: usize) -> Self {
-        Self::for_run(t, Self::auto_k(base_cells, perms))
+    /// The shape for a run with `k` chosen automatically from the size `e`
+    /// of its circuit (see [`StepShape::auto_k`]).
+    pub fn auto(t: &Transcript, e: &Estimate) -> Self {
+        Self::for_run(t, Self::auto_k(e))
     }
 
     /// The `k` of [`StepShape::auto`]. A small circuit takes the smallest `k`
     /// (at least 12, so the exp table fits) whose layout needs at most
-    /// [`TARGET_ADVICE_COLUMNS`] advice columns in all (halo2-base, six per
-    /// Poseidon lane, three for lookups): fewer, taller columns make smaller
-    /// proofs that are cheaper to aggregate, and such a step proves in
-    /// seconds. A large circuit (one that would need [`LARGE_K`] or more)
-    /// takes the smallest `k` from [`MIN_LARGE_K`] whose layout needs at most
-    /// [`MAX_AUTO_COLUMNS`] columns: measured, its proving time and memory
-    /// track the slots (columns x `2^k`) and fall with `k` (a lower `k`
-    /// fills the Poseidon lanes and halo2-base columns that a high one
-    /// leaves mostly empty, and the time per slot is lower), and at k = 17
-    /// the range lookups of 16 bits split 16- and 32-bit values into whole
-    /// limbs (at k = 18 the same circuit has 14% more cells). 784-32-10 at
-    /// batch 16: 44 s and 1.5 GiB at k = 17 with 37 columns, 63 s at k = 18
-    /// with 25, 93 s and 3.1 GiB at k = 19 with 15; 784-128-10 at batch 16:
-    /// k = 17 faster than k = 18 (BENCHMARKS.md). The price is a larger proof
-    /// (8 KB against 4 KB) and more columns for an aggregation to read.
-    pub fn auto_k(base_cells: usize, perms: usize) -> u32 {
+    /// [`TARGET_ADVICE_COLUMNS`] advice columns in all ([`total_columns`]):
+    /// fewer, taller columns make smaller proofs that are cheaper to
+    /// aggregate, and such a step proves in seconds. A large circuit (one
+    /// that would need [`LARGE_K`] or more) takes the smallest `k` from
+    /// [`MIN_LARGE_K`] whose layout needs at most [`MAX_AUTO_COLUMNS`]
+    /// columns: measured, its proving time and memory track the slots
+    /// (columns x `2^k`), and the time per slot grows with `k` (10.5 us at
+    /// k = 17, 11.9 at 18, 13.5 at 19 and 20 for 784-128-10 steps and
+    /// spans), so the lowest `k` is the fastest. 784-32-10 at batch 16: 44 s
+    /// and 1.5 GiB at k = 17 with 37 columns, 63 s at k = 18 with 25, 93 s
+    /// and 3.1 GiB at k = 19 with 15 (BENCHMARKS.md). The price is a larger
+    /// proof (8 KB against 4 KB) and more columns for an aggregation to read.
+    pub fn auto_k(e: &Estimate) -> u32 {
         let mut k = 12u32;
-        while k < MAX_AUTO_K && total_columns(k, base_cells, perms) > TARGET_ADVICE_COLUMNS {
+        while k < MAX_AUTO_K && total_columns(k, e) > TARGET_ADVICE_COLUMNS {
             k += 1;
         }
         if k < LARGE_K {
             return k;
         }
         (MIN_LARGE_K..=k)
-            .find(|&j| total_columns(j, base_cells, perms) <= MAX_AUTO_COLUMNS)
+            .find(|&j| total_columns(j, e) <= MAX_AUTO_COLUMNS)
             .unwrap_or(k)
     }
 
     /// The `k` of a leaf that will be aggregated: [`StepShape::auto_k`], or
     /// the smallest larger one (up to [`MAX_AUTO_K`]) whose layout needs at
-    /// most [`MAX_AGGREGATED_LEAF_COLUMNS`] columns, so that the
-    /// aggregations above it stay small. Small circuits are unchanged.
-    pub fn auto_k_aggregated(base_cells: usize, perms: usize) -> u32 {
-        let k = Self::auto_k(base_cells, perms);
+    /// most [`TARGET_ADVICE_COLUMNS`] columns, so that the aggregations
+    /// above it stay small. Where none does, the one with the fewest slots
+    /// among those within [`MAX_AGGREGATED_LEAF_COLUMNS`] (the highest
+    /// `k` when none is): a 784-128-10 leaf of 3 steps at k = 19 (33
+    /// columns) proved 26% faster per step than at k = 20 (23 columns), in
+    /// 5.3 GiB instead of 8.4. Small circuits are unchanged.
+    pub fn auto_k_aggregated(e: &Estimate) -> u32 {
+        let k = Self::auto_k(e);
+        if let Some(j) = (k..=MAX_AUTO_K).find(|&j| total_columns(j, e) <= TARGET_ADVICE_COLUMNS) {
+            return j;
+        }
         (k..=MAX_AUTO_K)
-            .find(|&j| total_columns(j, base_cells, perms) <= MAX_AGGREGATED_LEAF_COLUMNS)
-            .unwrap_or(k.max(MAX_AUTO_K))
+            .map(|j| (j, total_columns(j, e)))
+            .filter(|&(_, c)| c <= MAX_AGGREGATED_LEAF_COLUMNS)
+            .min_by_key(|&(j, c)| (c << j, j))
+            .map_or(k.max(MAX_AUTO_K), |(j, _)| j)
     }
 
     /// Checks, before any key is derived from it, that a deserialised shape
@@ -173,12 +221,12 @@ impl StepShape {
             return fail("the circuit shape does not match the public parameters".into());
         }
         Self::check_k(self.k).or_else(|e| fail(e.to_string()))?;
-        if self.lookup_bits != (self.k - 1) as usize {
+        if self.lookup_bits != lookup_bits_for(self.k) {
             return fail(format!(
                 "lookup bits {} do not belong to a circuit of k = {} (expected {})",
                 self.lookup_bits,
                 self.k,
-                self.k - 1
+                lookup_bits_for(self.k)
             ));
         }
         if self.span == 0 || self.span > MAX_SPAN || span.is_some_and(|s| s != self.span) {
@@ -194,10 +242,12 @@ impl StepShape {
     /// The circuit's size estimated from the shape alone, without building
     /// it (a model too large for the machine is refused before its circuit
     /// is laid out): Poseidon permutations counted from the hashes the
-    /// circuit computes, the matrix products' cells counted as laid out, the
-    /// other halo2-base cells from a fit to measured circuits
-    /// (`print_step_cost_points`; within 7% on the six shapes measured,
-    /// from 4-3-3 to 784-32-10).
+    /// circuit computes, the value region's rows counted (the loaded weights
+    /// once per proof; per step the new weights, their scaled remainders and
+    /// the batch's features), the matrix products' cells counted as laid
+    /// out, the other halo2-base cells from a fit to measured circuits
+    /// (`print_step_cost_points`, `print_span_layouts`: within 10% on seven
+    /// shapes from 4-3-3 to 784-128-10 and per step of a span).
     pub fn estimate(&self) -> Estimate {
         let lanes = (253 / self.fx.value_bits.max(1)) as u64;
         let hash = |n: u64| n.div_ceil(2);
@@ -261,12 +311,20 @@ impl StepShape {
             + CELLS_PER_POOLED * pooled
             + CELLS_PER_CONV_UNIT * conv_units
             + CELLS_PER_MAX_ENTRY * maxed
-            + CELLS_PER_FEATURE * b * d
-            + CELLS_PER_RECORD * b
-            + CELLS_PER_PARAM * params;
+            + CELLS_PER_RECORD * b;
+        // The update's divisor `2^(2f) batch`: a scaled remainder per
+        // parameter, and its complement where the divisor is no power of two.
+        let wdiv = (self.batch.max(1) as u128) << (2 * self.fx.frac_bits);
+        let per_remainder = 1 + u64::from(!wdiv.is_power_of_two());
         Estimate {
-            cells: s * cells_per_step,
+            cells: s * cells_per_step + CELLS_PER_PARAM_ONCE * params,
             perms,
+            // The loaded weights once; per step the new ones and the features.
+            values: params + s * (params + b * d),
+            remainders: s * per_remainder * params,
+            value_bits: self.fx.value_bits,
+            remainder_bits: crate::fixed_chip::bits_of(wdiv - 1) as u32,
+            second_phase: products > 0,
         }
     }
 
@@ -280,10 +338,9 @@ impl StepShape {
     /// `aggregated` ([`StepShape::auto_k_aggregated`]) or not.
     pub fn estimate_memory_as(&self, aggregated: bool) -> (u32, usize, u64) {
         let e = self.estimate();
-        let (cells, perms) = (e.cells as usize, e.perms as usize);
         let k = match aggregated {
-            true => Self::auto_k_aggregated(cells, perms),
-            false => Self::auto_k(cells, perms),
+            true => Self::auto_k_aggregated(&e),
+            false => Self::auto_k(&e),
         };
         let (columns, bytes) = e.memory_at(k);
         (k, columns, bytes)
@@ -366,8 +423,10 @@ pub fn update_cells(n: u64, m: u64, p: u64) -> u64 {
 }
 
 /// Cells per rounded product entry (rescale, sign, ReLU), fitted to measured
-/// circuits (`print_step_cost_points`).
-const CELLS_PER_UNIT: u64 = 77;
+/// circuits (`print_step_cost_points`, `print_span_layouts`) at 16 lookup
+/// bits: halo2-base cells within 0.90-1.10 of seven shapes from 4-3-3 to
+/// 784-128-10 and of a 784-128-10 span's step.
+const CELLS_PER_UNIT: u64 = 65;
 /// Cells per hidden sigmoid or tanh unit and record besides those of a
 /// rounded entry: its 2-way softmax and its derivative's rounding, measured
 /// (317 and 325 at 30-8-1, batch 16).
@@ -381,24 +440,19 @@ const CELLS_PER_MAX_ENTRY: u64 = 24;
 /// Cells per pooled value and record: its average's and its gradient's
 /// divisions and range checks, measured.
 const CELLS_PER_POOLED: u64 = 40;
-/// Cells per feature of a record (range check, packing), fitted (13 before
-/// the value region).
-const CELLS_PER_FEATURE: u64 = 9;
-/// Cells per record besides its features and products (leaf, path,
-/// softmax), fitted.
-const CELLS_PER_RECORD: u64 = 687;
-/// Cells per parameter besides the checks' second phase (the loaded and the
-/// new weight's and the remainder's rows of the value region with their
-/// evaluations along the challenge, both packings), fitted (56 before the
-/// updates were checked along the challenge, 39 before the remainders were
-/// range-checked scaled to whole limbs, 35 and 9 more in the second phase
-/// before the value region).
-const CELLS_PER_PARAM: u64 = 22;
+/// halo2-base cells per record besides its products (leaf, path, softmax;
+/// its features are the value region's rows and the Poseidon region's
+/// absorptions), fitted.
+const CELLS_PER_RECORD: u64 = 780;
+/// halo2-base cells per parameter once per proof (the weights' packings for
+/// the commitments at its ends), fitted: measured on 784-128-10 spans, the
+/// per-parameter cells besides the value region's rows are paid once per
+/// proof, not per step.
+const CELLS_PER_PARAM_ONCE: u64 = 9;
 
-/// Prover memory per advice slot (one column, one row), measured: a
-/// 784-32-10 step at batch 16 (k = 20, 14 columns) peaked at 5.7 GiB, about
-/// 390 bytes per slot.
-pub const BYTES_PER_SLOT: u64 = 400;
+/// Prover memory per advice slot (one column, one row), measured: 4.54 and
+/// 2.23 GiB for 784-128-10 at k = 17 in 124 and 60 columns (jemalloc).
+pub const BYTES_PER_SLOT: u64 = 310;
 
 /// This machine's memory (Linux `MemTotal`), or less where the process's
 /// control group is limited (a container's memory limit: cgroup v2
@@ -429,21 +483,58 @@ fn memory_limit(meminfo: &str, cgroup: Option<&str>) -> Option<u64> {
     Some(limit.map_or(total, |l| l.min(total)))
 }
 
-/// A circuit's estimated size.
+/// A circuit's size by kind: estimated from a shape ([`StepShape::estimate`])
+/// or counted on a laid-out circuit ([`crate::step::StepCircuit::size`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Estimate {
-    /// halo2-base advice cells.
+    /// halo2-base advice cells, both phases (the value region's excluded).
     pub cells: u64,
     /// Poseidon permutations of the dedicated region.
     pub perms: u64,
+    /// Stored values the value region range-checks (at `k >= 17`; below,
+    /// halo2-base limb chains).
+    pub values: u64,
+    /// Scaled remainders (and their complements) the region range-checks.
+    pub remainders: u64,
+    /// Bits of a stored value.
+    pub value_bits: u32,
+    /// Bits of a scaled remainder before padding to whole limbs.
+    pub remainder_bits: u32,
+    /// Whether the circuit has a second phase (matrix products).
+    pub second_phase: bool,
 }
 
 impl Estimate {
     /// The columns and the prover memory of this size laid out at `k`.
     pub fn memory_at(&self, k: u32) -> (usize, u64) {
-        let columns = total_columns(k, self.cells as usize, self.perms as usize);
-        (columns, columns as u64 * (1u64 << k) * BYTES_PER_SLOT)
+        let columns = total_columns(k, self);
+        (columns, prover_memory(k, columns))
     }
+
+    /// Advice cells laid out at `k`, the value region's included (for
+    /// comparing with a circuit's count).
+    pub fn cells_at(&self, k: u32) -> u64 {
+        let l = lookup_bits_for(k).max(1);
+        let limbs = |bits: u32| (bits as usize).div_ceil(l) as u64;
+        self.cells
+            + self.values * crate::values::value_lane_columns(self.value_bits, l) as u64
+            + self.remainders * (2 + limbs(self.remainder_bits))
+    }
+}
+
+/// Prover memory of a step circuit of `columns` advice columns at `2^k`
+/// rows: [`BYTES_PER_SLOT`] per advice slot and a part per row that grows
+/// with `k` (fixed and permutation columns on the extended domain), fitted
+/// to six measured layouts of 784-32-10 and 784-128-10 steps, spans and
+/// leaves from k = 17 to 20 (within 8%; BENCHMARKS.md).
+pub fn prover_memory(k: u32, columns: usize) -> u64 {
+    let per_row: u64 = match k {
+        0..=17 => 200,
+        18 => 400,
+        19 => 700,
+        _ => 1600,
+    };
+    (columns as u64 * BYTES_PER_SLOT + per_row) << k
 }
 
 /// The public parameters bound into every step proof.
@@ -518,24 +609,7 @@ impl PublicParams {
 
 #[cfg(test)]
 mod tests {
-    use super::{memory_limit, StepShape};
-
-    /// Small circuits keep the 16-column target (the digits step stays at
-    /// k = 15); large ones take the smallest `k` from 17 within 128 columns.
-    #[test]
-    fn large_circuits_trade_rows_for_columns() {
-        // The digits step (121k cells, 334 permutations): unchanged.
-        assert_eq!(StepShape::auto_k(121_251, 334), 15);
-        // 784-32-10 at batch 16: k = 19 at 16 columns, k = 17 now.
-        assert_eq!(StepShape::auto_k(1_865_131, 4_770), 17);
-        // 784-128-10 at batch 32: k = 20 at 16 columns, k = 17 now (114
-        // columns, at most 128).
-        assert_eq!(StepShape::auto_k(7_420_000, 17_439), 17);
-        assert!(super::total_columns(17, 7_420_000, 17_439) <= super::MAX_AUTO_COLUMNS);
-        // Where only k = 20 stays within 128 columns, or none does, k = 20.
-        assert_eq!(StepShape::auto_k(60_000_000, 100_000), 20);
-        assert_eq!(StepShape::auto_k(200_000_000, 100_000), 20);
-    }
+    use super::memory_limit;
 
     /// A container's memory limit, not the host's memory, is what a worker
     /// offers; no limit (v2 `max`, v1's huge number) leaves `MemTotal`.

@@ -547,6 +547,15 @@ impl StepCircuit {
 
     /// Number of advice cells used, both phases (for benchmarks and shapes).
     pub fn advice_cells(&self) -> usize {
+        self.base_cells()
+            + self.values.cells(
+                self.params.value_bits,
+                self.params.base.lookup_bits.unwrap_or(0),
+            )
+    }
+
+    /// halo2-base advice cells, both phases.
+    fn base_cells(&self) -> usize {
         self.builder
             .statistics()
             .gate
@@ -554,10 +563,22 @@ impl StepCircuit {
             .iter()
             .sum::<usize>()
             + self.phase1.cells
-            + self.values.cells(
-                self.params.value_bits,
-                self.params.base.lookup_bits.unwrap_or(0),
-            )
+    }
+
+    /// The circuit's size by kind, as [`StepShape::estimate`] gives it for
+    /// a shape: what the automatic layout is chosen from.
+    pub fn size(&self) -> crate::shape::Estimate {
+        let (values, remainders) = self.values.rows_by_kind();
+        let l = self.params.base.lookup_bits.unwrap_or(0);
+        crate::shape::Estimate {
+            cells: self.base_cells() as u64,
+            perms: self.perms.len() as u64,
+            values: values as u64,
+            remainders: remainders as u64,
+            value_bits: self.params.value_bits,
+            remainder_bits: (self.values.params.remainder_limbs * l) as u32,
+            second_phase: self.phase1.cells > 0,
+        }
     }
 
     /// The halo2-base break points of both phases (kept from keygen for proving).

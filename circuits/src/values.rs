@@ -306,6 +306,11 @@ impl ValueLayout {
         self.rows[0].len() + self.rows[1].len()
     }
 
+    /// Rows used by stored values and by scaled remainders.
+    pub fn rows_by_kind(&self) -> (usize, usize) {
+        (self.rows[0].len(), self.rows[1].len())
+    }
+
     /// Cells used (value, limbs, top-limb shift, accumulator per row), for
     /// cell counts.
     pub fn cells(&self, value_bits: u32, lookup_bits: usize) -> usize {

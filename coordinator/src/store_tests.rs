@@ -522,24 +522,18 @@ fn tasks_go_only_to_workers_with_the_memory_they_need() {
     let large = s.register_worker("64 GiB", 2, 64 << 30, "v", 0).unwrap().id;
     // A 784-128-10 step at batch 32 (about 5.9 GiB planned at k = 20) and a
     // tiny one.
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/models/mnist_mlp128.toml"
+    );
     let big = StepShape {
-        arch: Architecture::new(vec![
-            DenseSpec {
-                inputs: 784,
-                outputs: 128,
-                activation: Activation::Relu,
-            },
-            DenseSpec {
-                inputs: 128,
-                outputs: 10,
-                activation: Activation::None,
-            },
-        ])
-        .unwrap(),
+        arch: zkaudit_model::spec::load_model(std::path::Path::new(path))
+            .unwrap()
+            .arch,
         batch: 32,
         depth: 16,
         k: 20,
-        lookup_bits: 19,
+        lookup_bits: 16,
         ..shape()
     };
     let need = crate::plan::task_memory(&big, 20, &TaskKind::Leaf { first: 0, last: 0 });

@@ -310,7 +310,7 @@ fn auto_k(shape: &AuditShape) -> Result<u32> {
     };
     let (p, w) = circuit::dummy(&probe);
     let c = circuit::build(&probe, &p, &w, CircuitBuilderStage::Keygen, None, None)?;
-    let mut k = StepShape::auto_k(c.advice_cells(), c.perms.len()).max(12);
+    let mut k = StepShape::auto_k(&c.size()).max(12);
     while (1usize << k) < shape.num_instances() + 64 {
         k += 1;
     }

@@ -46,7 +46,8 @@ pub struct ProveArgs {
     #[arg(long, value_enum, default_value = "batched")]
     pub mode: ModeArg,
     /// Circuit size 2^k (default: chosen from the model and batch; for
-    /// leaves that will be aggregated, a layout of at most 16 columns).
+    /// leaves that will be aggregated, a narrow layout of at most 33 columns,
+    /// the one with the fewest slots).
     #[arg(long)]
     pub k: Option<u32>,
     /// Steps per leaf proof in succinct mode: one circuit proves this many
