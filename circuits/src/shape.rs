@@ -510,23 +510,13 @@ impl Estimate {
         let columns = total_columns(k, self);
         (columns, prover_memory(k, columns))
     }
-
-    /// Advice cells laid out at `k`, the value region's included (for
-    /// comparing with a circuit's count).
-    pub fn cells_at(&self, k: u32) -> u64 {
-        let l = lookup_bits_for(k).max(1);
-        let limbs = |bits: u32| (bits as usize).div_ceil(l) as u64;
-        self.cells
-            + self.values * crate::values::value_lane_columns(self.value_bits, l) as u64
-            + self.remainders * (2 + limbs(self.remainder_bits))
-    }
 }
 
 /// Prover memory of a step circuit of `columns` advice columns at `2^k`
 /// rows: [`BYTES_PER_SLOT`] per advice slot and a part per row that grows
 /// with `k` (fixed and permutation columns on the extended domain), fitted
-/// to six measured layouts of 784-32-10 and 784-128-10 steps, spans and
-/// leaves from k = 17 to 20 (within 8%; BENCHMARKS.md).
+/// to seven measured layouts of 784-32-10 and 784-128-10 steps, spans and
+/// leaves from k = 17 to 20 (within 4%; BENCHMARKS.md).
 pub fn prover_memory(k: u32, columns: usize) -> u64 {
     let per_row: u64 = match k {
         0..=17 => 200,

@@ -1058,3 +1058,25 @@ fn aggregated_leaves_are_laid_out_narrow() {
     let slots = |k: u32| total_columns(k, &leaf) << k;
     assert!(total_columns(20, &leaf) < total_columns(19, &leaf) && slots(19) < slots(20));
 }
+
+/// Verifiers accept a step shape only with the lookup bits its `k` lays
+/// out: `k - 1` up to 16, 16 from k = 17 on (the layout before, `k - 1`
+/// at every `k`, is refused).
+#[test]
+fn shapes_carry_the_lookup_bits_of_their_k() {
+    let t = synthetic_run(&digits_dims(), 64, 8, 1, 5);
+    let p = crate::shape::PublicParams::of(&t);
+    for (k, bits) in [(15u32, 14usize), (17, 16), (19, 16), (20, 16)] {
+        let shape = StepShape::for_run(&t, k);
+        assert_eq!(shape.lookup_bits, bits);
+        shape.check_public(&p, Some(1)).unwrap();
+    }
+    for (k, bits) in [(19u32, 18usize), (15, 16)] {
+        let shape = StepShape {
+            lookup_bits: bits,
+            ..StepShape::for_run(&t, k)
+        };
+        let err = shape.check_public(&p, Some(1)).unwrap_err().to_string();
+        assert!(err.contains("lookup bits"), "{err}");
+    }
+}
