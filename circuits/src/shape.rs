@@ -66,7 +66,11 @@ pub fn total_columns(k: u32, e: &Estimate) -> usize {
     let mut columns = 0;
     if crate::step::uses_value_region(k) {
         columns += lanes(values) * crate::values::value_lane_columns(e.value_bits, l)
-            + lanes(remainders) * (2 + limbs(e.remainder_bits));
+            + lanes(remainders)
+                * crate::values::remainder_lane_columns(
+                    limbs(e.remainder_bits),
+                    e.remainder_cells,
+                );
     } else {
         // A limb chain of `n` limbs (`3 n + 1` cells, `n` looked up) and an
         // evaluation's 3 cells per entry.
@@ -315,7 +319,8 @@ impl StepShape {
         // The update's divisor `2^(2f) batch`: a scaled remainder per
         // parameter, and its complement where the divisor is no power of two.
         let wdiv = (self.batch.max(1) as u128) << (2 * self.fx.frac_bits);
-        let per_remainder = 1 + u64::from(!wdiv.is_power_of_two());
+        let complements = !wdiv.is_power_of_two();
+        let per_remainder = 1 + u64::from(complements);
         Estimate {
             cells: s * cells_per_step + CELLS_PER_PARAM_ONCE * params,
             perms,
@@ -324,6 +329,7 @@ impl StepShape {
             remainders: s * per_remainder * params,
             value_bits: self.fx.value_bits,
             remainder_bits: crate::fixed_chip::bits_of(wdiv - 1) as u32,
+            remainder_cells: complements,
             second_phase: products > 0,
         }
     }
@@ -500,6 +506,9 @@ pub struct Estimate {
     pub value_bits: u32,
     /// Bits of a scaled remainder before padding to whole limbs.
     pub remainder_bits: u32,
+    /// Whether the remainders have complements, so their lanes hold their
+    /// cells ([`crate::values::remainder_lane_columns`]).
+    pub remainder_cells: bool,
     /// Whether the circuit has a second phase (matrix products).
     pub second_phase: bool,
 }

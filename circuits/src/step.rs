@@ -69,14 +69,15 @@ use crate::hash::{self, MerkleTree, TAG_SCHED_NODE, TAG_SCHED_STEP};
 use crate::poseidon::{PermRequest, PoseidonChip, PoseidonConfig};
 use crate::shape::{PublicParams, StepShape, MINIMUM_ROWS, MIN_LARGE_K};
 use crate::values::{
-    value_lane_columns, ValueConfig, ValueLayout, ValueRecorder, ValueRegionParams,
+    remainder_lane_columns, value_lane_columns, ValueConfig, ValueLayout, ValueRecorder,
+    ValueRegionParams,
     EVALUATION_CELLS,
 };
 use crate::{CircuitError, Fr, Result};
 
 /// Version of the step circuit's constraint system; part of every key's cache
 /// name, so a changed circuit never loads a stale key.
-pub const CIRCUIT_VERSION: u32 = 11;
+pub const CIRCUIT_VERSION: u32 = 12;
 
 /// The public statement of one step.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,7 +245,7 @@ impl StepCircuitParams {
             + if self.no_exp_table { 0 } else { 2 }
             + usize::from(second)
             + v.value_lanes * value_lane
-            + v.remainder_lanes * (2 + v.remainder_limbs)
+            + v.remainder_lanes * remainder_lane_columns(v.remainder_limbs, v.remainder_cells)
     }
 }
 
@@ -501,7 +502,8 @@ impl StepCircuit {
                 if values.params.value_lanes > p.values.value_lanes
                     || values.params.remainder_lanes > p.values.remainder_lanes
                     || (values.params.remainder_lanes > 0
-                        && values.params.remainder_limbs != p.values.remainder_limbs)
+                        && (values.params.remainder_limbs != p.values.remainder_limbs
+                            || values.params.remainder_cells != p.values.remainder_cells))
                 {
                     return Err(CircuitError::Shape(format!(
                         "the witness needs value-region lanes {:?}, the key has {:?}",
@@ -577,6 +579,7 @@ impl StepCircuit {
             remainders: remainders as u64,
             value_bits: self.params.value_bits,
             remainder_bits: (self.values.params.remainder_limbs * l) as u32,
+            remainder_cells: self.values.params.remainder_cells,
             second_phase: self.phase1.cells > 0,
         }
     }

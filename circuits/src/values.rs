@@ -31,6 +31,13 @@
 //! q_end:   a = x              (its last entry)
 //! ```
 //!
+//! A remainder lane has the cell `x` (with `o`, `q_plus` and `q_minus`)
+//! only where the circuit has complements, which are tied to their
+//! remainders through `x`. Without them (the divisor a power of two) a
+//! remainder is read by nothing but its row's evaluation, so the lane reads
+//! the limbs' sum instead: `a = S + r a_next` and `a = S`
+//! ([`remainder_lane_columns`]).
+//!
 //! # Soundness argument
 //! - *Range.* Every limb is an integer in `[0, 2^L)` (the lookup), so `S` is
 //!   an integer in `[0, 2^(n L))`, and `t`'s lookup bounds the top limb to
@@ -40,7 +47,8 @@
 //!   `[0, 2^(n L))` (`o - [0, 2^(n L))`) for remainders, whose `n L` is the
 //!   padded width `e + s` of [`crate::fixed_chip::FixedChip::scaled_remainder`].
 //!   Remainders of another width than the region's are checked by the limb
-//!   chain instead.
+//!   chain instead. In a remainder lane without `x`, the evaluation reads
+//!   `S` itself, the same integer in `[0, 2^(n L))`.
 //! - *Evaluations.* `a` is a second-phase column: the prover fills it after
 //!   the challenge `r` is drawn, but the gate reads `r` itself (not a cell),
 //!   and `x` is first-phase, committed before `r` exists. Along an evaluated
@@ -52,7 +60,11 @@
 //!   lane).
 //! - *Copies.* Every `x` and every head `a_0` is a virtual cell of its own
 //!   context ([`VALUE_CELLS`], [`EVALUATION_CELLS`]) mapped to its region
-//!   cell, so halo2-base gates that read it are copy-constrained to it.
+//!   cell, so halo2-base gates that read it are copy-constrained to it. A
+//!   remainder of a lane without `x` has a virtual cell mapped to nothing:
+//!   it keys its row's evaluation, and a constraint on it would fail the
+//!   layout (halo2-base's copy manager refuses an unplaced cell), never
+//!   pass unchecked.
 
 use halo2_base::halo2_proofs::circuit::{Region, Value};
 use halo2_base::halo2_proofs::plonk::{
@@ -86,6 +98,10 @@ pub struct ValueRegionParams {
     pub remainder_lanes: usize,
     /// Lookup limbs of a scaled remainder (0: no remainder lanes).
     pub remainder_limbs: usize,
+    /// Whether remainder lanes hold each remainder's cell `x`: only where
+    /// complements are tied to it.
+    #[serde(default)]
+    pub remainder_cells: bool,
 }
 
 /// Columns of a value lane (and cells of a value's row): the value, the
@@ -96,6 +112,12 @@ pub fn value_lane_columns(value_bits: u32, lookup_bits: usize) -> usize {
     }
     let vb = value_bits as usize;
     2 + vb.div_ceil(lookup_bits) + usize::from(!vb.is_multiple_of(lookup_bits))
+}
+
+/// Columns of a remainder lane: the accumulator, the limbs and, where
+/// complements are tied to them, the remainders' cells.
+pub fn remainder_lane_columns(limbs: usize, cells: bool) -> usize {
+    1 + usize::from(cells) + limbs
 }
 
 /// The two kinds of lanes.
@@ -271,6 +293,7 @@ impl ValueRecorder {
                 } else {
                     0
                 },
+                remainder_cells: self.rows[1].iter().any(|r| r.minus),
             },
         })
     }
@@ -284,6 +307,9 @@ pub enum RegionTamper {
     OutOfRange(usize),
     /// Value row `i`'s limbs are those of `x + 1`.
     Limbs(usize),
+    /// Remainder row `i`'s limbs are those of `y + 1`, its cell and the
+    /// evaluation left as they were.
+    RemainderLimbs(usize),
     /// The `n`-th evaluated row's accumulator at its head is one more.
     Head(usize),
 }
@@ -318,7 +344,8 @@ impl ValueLayout {
             return 0;
         }
         self.rows[0].len() * value_lane_columns(value_bits, lookup_bits)
-            + self.rows[1].len() * (2 + self.params.remainder_limbs)
+            + self.rows[1].len()
+                * remainder_lane_columns(self.params.remainder_limbs, self.params.remainder_cells)
     }
 
     /// The evaluated groups' cells, each a matrix row.
@@ -346,16 +373,24 @@ impl ValueLayout {
     }
 }
 
-/// The columns of one lane.
+/// A lane's cell `x` with what ties it to the limbs.
 #[derive(Clone, Debug)]
-struct Lane {
+struct Cells {
     x: Column<Advice>,
-    a: Column<Advice>,
-    limbs: Vec<Column<Advice>>,
-    top: Option<Column<Advice>>,
     off: Column<Fixed>,
     q_plus: Selector,
     q_minus: Selector,
+}
+
+/// The columns of one lane.
+#[derive(Clone, Debug)]
+struct Lane {
+    /// None: a remainder lane without complements, whose evaluation reads
+    /// the limbs' sum.
+    cells: Option<Cells>,
+    a: Column<Advice>,
+    limbs: Vec<Column<Advice>>,
+    top: Option<Column<Advice>>,
     q_step: Selector,
     q_end: Selector,
 }
@@ -384,10 +419,13 @@ impl ValueConfig {
         let vb = value_bits as usize;
         let value_limbs = vb.div_ceil(lookup_bits);
         let top_bits = vb - (value_limbs - 1) * lookup_bits;
-        let mut lane = |limbs: usize, with_top: bool| {
-            let x = meta.advice_column();
+        let mut lane = |limbs: usize, with_top: bool, with_cells: bool| {
+            let cells = with_cells.then(|| {
+                let x = meta.advice_column();
+                meta.enable_equality(x);
+                x
+            });
             let a = meta.advice_column_in(SecondPhase);
-            meta.enable_equality(x);
             meta.enable_equality(a);
             let limbs: Vec<_> = (0..limbs).map(|_| meta.advice_column()).collect();
             let top = with_top.then(|| meta.advice_column());
@@ -396,22 +434,21 @@ impl ValueConfig {
                     vec![(m.query_advice(c, Rotation::cur()), table)]
                 });
             }
-            let off = meta.fixed_column();
             let lane = Lane {
-                x,
+                cells: cells.map(|x| Cells {
+                    x,
+                    off: meta.fixed_column(),
+                    q_plus: meta.selector(),
+                    q_minus: meta.selector(),
+                }),
                 a,
                 limbs,
                 top,
-                off,
-                q_plus: meta.selector(),
-                q_minus: meta.selector(),
                 q_step: meta.selector(),
                 q_end: meta.selector(),
             };
             let l = lane.clone();
             meta.create_gate("value region", |m| {
-                let x = m.query_advice(l.x, Rotation::cur());
-                let off = m.query_fixed(l.off, Rotation::cur());
                 let s = l.limbs.iter().enumerate().fold(
                     Expression::Constant(Fr::zero()),
                     |acc, (i, &c)| {
@@ -419,41 +456,51 @@ impl ValueConfig {
                             * Expression::Constant(pow2((lookup_bits * i) as u32))
                     },
                 );
-                let q_plus = m.query_selector(l.q_plus);
-                let q_minus = m.query_selector(l.q_minus);
                 let a = m.query_advice(l.a, Rotation::cur());
                 let a_next = m.query_advice(l.a, Rotation::next());
                 let r = m.query_challenge(challenge);
-                let mut gates = vec![
-                    (
-                        "x = o + S",
-                        q_plus.clone() * (x.clone() - off.clone() - s.clone()),
-                    ),
-                    ("x = o - S", q_minus * (x.clone() - off + s)),
-                    (
-                        "a = x + r a_next",
-                        m.query_selector(l.q_step) * (a.clone() - x.clone() - r * a_next),
-                    ),
-                    ("a = x", m.query_selector(l.q_end) * (a - x)),
-                ];
-                if let (Some(t), Some(&top)) = (l.top, l.limbs.last()) {
-                    let shift = Expression::Constant(pow2((lookup_bits - top_bits) as u32));
-                    gates.push((
-                        "t = 2^(L - q) l_top",
-                        q_plus
-                            * (m.query_advice(t, Rotation::cur())
-                                - shift * m.query_advice(top, Rotation::cur())),
-                    ));
-                }
+                let mut gates = Vec::with_capacity(5);
+                // What the evaluation reads: the cell where there is one,
+                // else the limbs' sum (a remainder, `o = 0`).
+                let x = match &l.cells {
+                    Some(c) => {
+                        let x = m.query_advice(c.x, Rotation::cur());
+                        let off = m.query_fixed(c.off, Rotation::cur());
+                        let q_plus = m.query_selector(c.q_plus);
+                        let q_minus = m.query_selector(c.q_minus);
+                        gates.push((
+                            "x = o + S",
+                            q_plus.clone() * (x.clone() - off.clone() - s.clone()),
+                        ));
+                        gates.push(("x = o - S", q_minus * (x.clone() - off + s)));
+                        if let (Some(t), Some(&top)) = (l.top, l.limbs.last()) {
+                            let shift =
+                                Expression::Constant(pow2((lookup_bits - top_bits) as u32));
+                            gates.push((
+                                "t = 2^(L - q) l_top",
+                                q_plus
+                                    * (m.query_advice(t, Rotation::cur())
+                                        - shift * m.query_advice(top, Rotation::cur())),
+                            ));
+                        }
+                        x
+                    }
+                    None => s,
+                };
+                gates.push((
+                    "a = x + r a_next",
+                    m.query_selector(l.q_step) * (a.clone() - x.clone() - r * a_next),
+                ));
+                gates.push(("a = x", m.query_selector(l.q_end) * (a - x)));
                 gates
             });
             lane
         };
         let values = (0..params.value_lanes)
-            .map(|_| lane(value_limbs, top_bits < lookup_bits))
+            .map(|_| lane(value_limbs, top_bits < lookup_bits, true))
             .collect();
         let remainders = (0..params.remainder_lanes)
-            .map(|_| lane(params.remainder_limbs, false))
+            .map(|_| lane(params.remainder_limbs, false, params.remainder_cells))
             .collect();
         ValueConfig {
             lanes: [values, remainders],
@@ -498,17 +545,27 @@ impl ValueConfig {
                         row.magnitude += 1u128 << b;
                     }
                     Some(RegionTamper::Limbs(t)) if k == 0 && t == i => row.magnitude += 1,
+                    Some(RegionTamper::RemainderLimbs(t)) if k == 1 && t == i => {
+                        row.magnitude += 1
+                    }
                     _ => {}
                 }
-                let cell = raw_assign_advice(region, lane.x, at, Value::known(x));
-                if let (Some(cm), Some(c)) = (copy.as_deref_mut(), row.cell.cell) {
-                    cm.assigned_advices.insert(c, cell.cell());
-                }
-                raw_assign_fixed(region, lane.off, at, fe(row.off));
-                if row.minus {
-                    lane.q_minus.enable(region, at)?;
-                } else {
-                    lane.q_plus.enable(region, at)?;
+                match &lane.cells {
+                    Some(c) => {
+                        let cell = raw_assign_advice(region, c.x, at, Value::known(x));
+                        if let (Some(cm), Some(v)) = (copy.as_deref_mut(), row.cell.cell) {
+                            cm.assigned_advices.insert(v, cell.cell());
+                        }
+                        raw_assign_fixed(region, c.off, at, fe(row.off));
+                        if row.minus {
+                            c.q_minus.enable(region, at)?;
+                        } else {
+                            c.q_plus.enable(region, at)?;
+                        }
+                    }
+                    // Only a plain remainder (`x = S`) has no cell to hold.
+                    None if row.minus || row.off != 0 => return Err(Error::Synthesis),
+                    None => {}
                 }
                 let n = lane.limbs.len();
                 for (j, &c) in lane.limbs.iter().enumerate() {

@@ -75,6 +75,43 @@ fn honest_steps_are_accepted_with_the_region() {
     }
 }
 
+/// A remainder lane holds the remainders' cells only where complements are
+/// tied to them (batch 3: the divisor `3 2^(2f)`); at batch 2 it has one
+/// column fewer and its evaluation reads the limbs' sum.
+#[test]
+fn remainder_lanes_hold_cells_only_with_complements() {
+    for (batch, cells) in [(2, false), (3, true)] {
+        let (c, _) = build_mock_at(&mlp(batch), K, 1, |_, _| {}, None);
+        let p = c.values.params;
+        assert_eq!(p.remainder_cells, cells, "batch {batch}: {p:?}");
+        assert!(p.remainder_lanes > 0, "batch {batch}: {p:?}");
+        let lane = crate::values::remainder_lane_columns(p.remainder_limbs, cells);
+        assert_eq!(lane, p.remainder_limbs + 1 + usize::from(cells));
+        let size = c.size();
+        assert_eq!(size.remainder_cells, cells, "batch {batch}");
+        let (laid, counted) = (
+            c.params.advice_columns(),
+            crate::shape::total_columns(K, &size),
+        );
+        assert!(
+            laid.abs_diff(counted) <= 1,
+            "batch {batch}: laid out {laid}, counted {counted}"
+        );
+    }
+}
+
+/// A remainder's limbs changed alone: with the cell `x`, its tie to the
+/// limbs fails; without it (batch 2), the evaluation that reads the limbs.
+#[test]
+fn a_remainder_is_its_limbs() {
+    for (batch, gate) in [(2, "a = x + r a_next"), (3, "x = o + S")] {
+        for i in [0, 7] {
+            let f = failures(&mlp(batch), K, None, Some(RegionTamper::RemainderLimbs(i)));
+            assert!(has_gate(&f, gate), "batch {batch}, row {i}: {f:?}");
+        }
+    }
+}
+
 #[test]
 fn a_value_out_of_range_is_caught_by_its_top_limb() {
     // k = 17: two whole 16-bit limbs, the top one leaves the table; k = 18:
