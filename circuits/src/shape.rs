@@ -67,10 +67,7 @@ pub fn total_columns(k: u32, e: &Estimate) -> usize {
     if crate::step::uses_value_region(k) {
         columns += lanes(values) * crate::values::value_lane_columns(e.value_bits, l)
             + lanes(remainders)
-                * crate::values::remainder_lane_columns(
-                    limbs(e.remainder_bits),
-                    e.remainder_cells,
-                );
+                * crate::values::remainder_lane_columns(limbs(e.remainder_bits), e.remainder_cells);
     } else {
         // A limb chain of `n` limbs (`3 n + 1` cells, `n` looked up) and an
         // evaluation's 3 cells per entry.

@@ -70,8 +70,7 @@ use crate::poseidon::{PermRequest, PoseidonChip, PoseidonConfig};
 use crate::shape::{PublicParams, StepShape, MINIMUM_ROWS, MIN_LARGE_K};
 use crate::values::{
     remainder_lane_columns, value_lane_columns, ValueConfig, ValueLayout, ValueRecorder,
-    ValueRegionParams,
-    EVALUATION_CELLS,
+    ValueRegionParams, EVALUATION_CELLS,
 };
 use crate::{CircuitError, Fr, Result};
 

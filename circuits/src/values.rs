@@ -474,8 +474,7 @@ impl ValueConfig {
                         ));
                         gates.push(("x = o - S", q_minus * (x.clone() - off + s)));
                         if let (Some(t), Some(&top)) = (l.top, l.limbs.last()) {
-                            let shift =
-                                Expression::Constant(pow2((lookup_bits - top_bits) as u32));
+                            let shift = Expression::Constant(pow2((lookup_bits - top_bits) as u32));
                             gates.push((
                                 "t = 2^(L - q) l_top",
                                 q_plus
@@ -545,9 +544,7 @@ impl ValueConfig {
                         row.magnitude += 1u128 << b;
                     }
                     Some(RegionTamper::Limbs(t)) if k == 0 && t == i => row.magnitude += 1,
-                    Some(RegionTamper::RemainderLimbs(t)) if k == 1 && t == i => {
-                        row.magnitude += 1
-                    }
+                    Some(RegionTamper::RemainderLimbs(t)) if k == 1 && t == i => row.magnitude += 1,
                     _ => {}
                 }
                 match &lane.cells {
