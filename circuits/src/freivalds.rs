@@ -76,7 +76,8 @@
 //!   lookup bits are at most 16, `shape::lookup_bits_for`), so
 //!   `2^s |K| < 2^137`, far below `p/2`:
 //!   `Y = 2^s K` over the integers and `0 <= K < 2^e` (`<= d - 1` by the
-//!   second check), the remainder the unscaled argument needs. A `Y` that
+//!   second check, or, `d` a power of two, because `2^e = d`), the
+//!   remainder the unscaled argument needs. A `Y` that
 //!   is no multiple of `2^s` has no such `K` and fails the check, and a
 //!   remainder `R + d` fails the second bound (both tested).
 

@@ -62,9 +62,53 @@ pub fn auto_shape_span(t: &Transcript, span: usize, aggregated: bool) -> Result<
 /// costs 0.26x a standalone step per step; BENCHMARKS.md).
 pub const MAX_AUTO_SPAN: usize = 64;
 
-/// Estimated prover memory an automatic span stays within, so that a worker
-/// of that size can prove its leaves.
+/// Estimated prover memory an automatic span stays within when it is the
+/// run's only proof, so that a worker of that size can prove it.
 pub const AUTO_SPAN_MEMORY: u64 = 8 << 30;
+
+/// Estimated prover memory the leaves of an aggregated run stay within:
+/// below what the aggregations above them take (11.2-13.2 GiB measured at
+/// k = 20 over leaves within 33 columns; BENCHMARKS.md), so longer leaves,
+/// fewer to aggregate, do not raise the run's peak.
+pub const AUTO_AGGREGATED_LEAF_MEMORY: u64 = 10 << 30;
+
+/// The memory budgets [`auto_span`] chooses within.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpanBudget {
+    /// For a span that is the run's only proof.
+    pub single: u64,
+    /// For the leaves of a run that is aggregated.
+    pub aggregated: u64,
+}
+
+impl SpanBudget {
+    /// The same budget for both.
+    pub fn uniform(bytes: u64) -> Self {
+        SpanBudget {
+            single: bytes,
+            aggregated: bytes,
+        }
+    }
+
+    /// [`AUTO_SPAN_MEMORY`] and [`AUTO_AGGREGATED_LEAF_MEMORY`], or less
+    /// where this machine has less.
+    pub fn for_machine() -> Self {
+        let cap = |b: u64| crate::shape::machine_memory().map_or(b, |m| m.min(b));
+        SpanBudget {
+            single: cap(AUTO_SPAN_MEMORY),
+            aggregated: cap(AUTO_AGGREGATED_LEAF_MEMORY),
+        }
+    }
+
+    /// The budget of a span proven alone or, `aggregated`, as a leaf.
+    pub fn of(&self, aggregated: bool) -> u64 {
+        if aggregated {
+            self.aggregated
+        } else {
+            self.single
+        }
+    }
+}
 
 /// The span `zkaudit prove --span auto` takes for proving `steps` steps of
 /// a run of shape `step` in succinct mode: the longest, up to
@@ -78,22 +122,17 @@ pub const AUTO_SPAN_MEMORY: u64 = 8 << 30;
 /// step; but the time per slot grows with `k`: a 784-128-10 span of 6 at
 /// k = 18 proved 48.0 s per step, one of 4 at k = 17 41.8-44.4 s, in the
 /// same slots per step (BENCHMARKS.md). 1 when even a span of 2 does not fit.
-pub fn auto_span(step: &StepShape, steps: usize, budget: u64) -> usize {
+/// A leaf's budget is `budget.of(aggregated)`.
+pub fn auto_span(step: &StepShape, steps: usize, budget: SpanBudget) -> usize {
     let one = StepShape::auto_k(&step.with_span(1).estimate()).max(MIN_LARGE_K);
     (2..=MAX_AUTO_SPAN.min(steps))
         .rev()
         .find(|&s| {
             let aggregated = steps > s;
             let (k, _, bytes) = step.with_span(s).estimate_memory_as(aggregated);
-            bytes <= budget && (aggregated || k <= one)
+            bytes <= budget.of(aggregated) && (aggregated || k <= one)
         })
         .unwrap_or(1)
-}
-
-/// The memory budget of [`auto_span`] on this machine: [`AUTO_SPAN_MEMORY`],
-/// or less where the machine has less.
-pub fn auto_span_budget() -> u64 {
-    crate::shape::machine_memory().map_or(AUTO_SPAN_MEMORY, |m| m.min(AUTO_SPAN_MEMORY))
 }
 
 /// Refuses, before laying out its circuit, a shape whose estimated prover

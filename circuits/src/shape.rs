@@ -77,8 +77,15 @@ pub fn total_columns(k: u32, e: &Estimate) -> usize {
     }
     let blocks = (usable / crate::poseidon::BLOCK_ROWS).max(1);
     let phases = if e.second_phase { 2 } else { 1 };
-    columns + base.div_ceil(usable).max(1) + phases - 1
-        + lanes(lookups).max(1)
+    let base_columns = base.div_ceil(usable).max(1);
+    // halo2-base looks a lone first-phase column up in place.
+    let lookup_columns = if base_columns == 1 {
+        0
+    } else {
+        lanes(lookups).max(1)
+    };
+    columns + base_columns + phases - 1
+        + lookup_columns
         + 6 * (e.perms as usize).div_ceil(blocks).max(1)
         + 2
         + usize::from(e.second_phase)

@@ -238,8 +238,17 @@ impl StepCircuitParams {
         let second = b.num_advice_per_phase.len() > 1;
         let v = &self.values;
         let value_lane = value_lane_columns(self.value_bits, b.lookup_bits.unwrap_or(0));
+        // halo2-base looks a lone first-phase column up in place, with a
+        // selector instead of lookup columns.
+        let lookups = b
+            .num_lookup_advice_per_phase
+            .iter()
+            .enumerate()
+            .filter(|&(phase, _)| phase > 0 || b.num_advice_per_phase.first() != Some(&1))
+            .map(|(_, &n)| n)
+            .sum::<usize>();
         b.num_advice_per_phase.iter().sum::<usize>()
-            + b.num_lookup_advice_per_phase.iter().sum::<usize>()
+            + lookups
             + 6 * self.poseidon_lanes
             + if self.no_exp_table { 0 } else { 2 }
             + usize::from(second)

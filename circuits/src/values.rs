@@ -33,10 +33,13 @@
 //!
 //! A remainder lane has the cell `x` (with `o`, `q_plus` and `q_minus`)
 //! only where the circuit has complements, which are tied to their
-//! remainders through `x`. Without them (the divisor a power of two) a
-//! remainder is read by nothing but its row's evaluation, so the lane reads
-//! the limbs' sum instead: `a = S + r a_next` and `a = S`
-//! ([`remainder_lane_columns`]).
+//! remainders through `x`. Without them (the divisor `d` a power of two,
+//! so `2^e = d` and the limbs' range alone gives `r < d`) a remainder is
+//! read by nothing but its row's evaluation, so the lane reads the limbs'
+//! sum instead (`q_step: a = S + r a_next`, `q_end: a = S`;
+//! [`remainder_lane_columns`]), and every row of such a lane belongs to an
+//! evaluated group ([`ValueRecorder::remainders`] evaluates every
+//! remainder row; only complements are not, and they need `x`).
 //!
 //! # Soundness argument
 //! - *Range.* Every limb is an integer in `[0, 2^L)` (the lookup), so `S` is
@@ -51,10 +54,12 @@
 //!   `S` itself, the same integer in `[0, 2^(n L))`.
 //! - *Evaluations.* `a` is a second-phase column: the prover fills it after
 //!   the challenge `r` is drawn, but the gate reads `r` itself (not a cell),
-//!   and `x` is first-phase, committed before `r` exists. Along an evaluated
+//!   and `x` (in a lane without it, the limbs) is first-phase, committed
+//!   before `r` exists. Along an evaluated
 //!   row of `p` entries laid out in consecutive rows `x_0..x_(p-1)`,
 //!   `q_step` on the first `p - 1` rows and `q_end` on the last force
-//!   `a_0 = sum_j x_j r^j`, the row's evaluation along `v`; the cell `a_0` is
+//!   `a_0 = sum_j x_j r^j` (`sum_j S_j r^j` without `x`), the row's
+//!   evaluation along `v`; the cell `a_0` is
 //!   copy-constrained to the cell the second-phase checks read. Rows never
 //!   run across lanes (a row that does not fit a lane's rest starts the next
 //!   lane).
@@ -62,9 +67,11 @@
 //!   context ([`VALUE_CELLS`], [`EVALUATION_CELLS`]) mapped to its region
 //!   cell, so halo2-base gates that read it are copy-constrained to it. A
 //!   remainder of a lane without `x` has a virtual cell mapped to nothing:
-//!   it keys its row's evaluation, and a constraint on it would fail the
-//!   layout (halo2-base's copy manager refuses an unplaced cell), never
-//!   pass unchecked.
+//!   it only keys its row's evaluation, and its value is read by no
+//!   constraint. A copy constraint on it would make key generation panic
+//!   (halo2-base's copy manager refuses an unplaced cell); a prover cannot
+//!   add one, since the permutation is the verifier's key, derived from the
+//!   shape.
 
 use halo2_base::halo2_proofs::circuit::{Region, Value};
 use halo2_base::halo2_proofs::plonk::{
@@ -99,8 +106,8 @@ pub struct ValueRegionParams {
     /// Lookup limbs of a scaled remainder (0: no remainder lanes).
     pub remainder_limbs: usize,
     /// Whether remainder lanes hold each remainder's cell `x`: only where
-    /// complements are tied to it.
-    #[serde(default)]
+    /// complements are tied to it (no default: every layout before circuit
+    /// version 12 had the cell).
     pub remainder_cells: bool,
 }
 
@@ -486,11 +493,15 @@ impl ValueConfig {
                     }
                     None => s,
                 };
+                let (step, end) = match l.cells {
+                    Some(_) => ("a = x + r a_next", "a = x"),
+                    None => ("a = S + r a_next", "a = S"),
+                };
                 gates.push((
-                    "a = x + r a_next",
+                    step,
                     m.query_selector(l.q_step) * (a.clone() - x.clone() - r * a_next),
                 ));
-                gates.push(("a = x", m.query_selector(l.q_end) * (a - x)));
+                gates.push((end, m.query_selector(l.q_end) * (a - x)));
                 gates
             });
             lane

@@ -77,39 +77,105 @@ fn honest_steps_are_accepted_with_the_region() {
 
 /// A remainder lane holds the remainders' cells only where complements are
 /// tied to them (batch 3: the divisor `3 2^(2f)`); at batch 2 it has one
-/// column fewer and its evaluation reads the limbs' sum.
+/// column fewer, as the shape's estimate says before any layout, and the
+/// configured constraint system has the columns the layout counts.
 #[test]
 fn remainder_lanes_hold_cells_only_with_complements() {
+    use crate::step::StepCircuit;
+    use halo2_base::halo2_proofs::plonk::{Circuit, ConstraintSystem};
+    let mut columns = Vec::new();
     for (batch, cells) in [(2, false), (3, true)] {
-        let (c, _) = build_mock_at(&mlp(batch), K, 1, |_, _| {}, None);
+        let t = mlp(batch);
+        assert_eq!(
+            crate::shape::StepShape::for_run(&t, K)
+                .estimate()
+                .remainder_cells,
+            cells,
+            "batch {batch}: estimated from the shape"
+        );
+        let (c, _) = build_mock_at(&t, K, 1, |_, _| {}, None);
         let p = c.values.params;
         assert_eq!(p.remainder_cells, cells, "batch {batch}: {p:?}");
-        assert!(p.remainder_lanes > 0, "batch {batch}: {p:?}");
-        let lane = crate::values::remainder_lane_columns(p.remainder_limbs, cells);
-        assert_eq!(lane, p.remainder_limbs + 1 + usize::from(cells));
-        let size = c.size();
-        assert_eq!(size.remainder_cells, cells, "batch {batch}");
-        let (laid, counted) = (
+        assert_eq!(p.remainder_lanes, 1, "batch {batch}: {p:?}");
+        let mut cs = ConstraintSystem::<crate::Fr>::default();
+        StepCircuit::configure_with_params(&mut cs, c.params.clone());
+        assert_eq!(
+            cs.num_advice_columns(),
             c.params.advice_columns(),
-            crate::shape::total_columns(K, &size),
+            "batch {batch}: configured and counted"
         );
-        assert!(
-            laid.abs_diff(counted) <= 1,
-            "batch {batch}: laid out {laid}, counted {counted}"
-        );
+        columns.push((
+            cs.num_advice_columns(),
+            c.params.base.num_advice_per_phase.clone(),
+        ));
     }
+    // The same halo2-base columns, one remainder cell column more at batch 3.
+    assert_eq!(columns[0].1, columns[1].1, "{columns:?}");
+    assert_eq!(columns[0].0 + 1, columns[1].0, "{columns:?}");
 }
 
 /// A remainder's limbs changed alone: with the cell `x`, its tie to the
-/// limbs fails; without it (batch 2), the evaluation that reads the limbs.
+/// limbs fails; without it (batch 2), the evaluation that reads the limbs,
+/// at a group's inner rows and at its last.
 #[test]
 fn a_remainder_is_its_limbs() {
-    for (batch, gate) in [(2, "a = x + r a_next"), (3, "x = o + S")] {
-        for i in [0, 7] {
+    for (batch, gates) in [
+        (2, ["a = S + r a_next", "a = S"]),
+        (3, ["x = o + S", "x = o - S"]),
+    ] {
+        for i in [0, 2, 7, 8] {
             let f = failures(&mlp(batch), K, None, Some(RegionTamper::RemainderLimbs(i)));
-            assert!(has_gate(&f, gate), "batch {batch}, row {i}: {f:?}");
+            assert!(
+                gates.iter().any(|g| has_gate(&f, g)),
+                "batch {batch}, row {i}: {f:?}"
+            );
         }
     }
+}
+
+/// A remainder `R + d` with the new weight one lower satisfies the update's
+/// equation exactly; without complements (batch 2, `d` a power of two) only
+/// the remainder's top limb, out of the table, rejects it.
+#[test]
+fn a_remainder_of_d_or_more_leaves_the_table() {
+    let t = mlp(2);
+    let tamper = Some(Tamper::UpdateQuotientLow(0));
+    let (c, _) = build_mock_at(&t, K, 1, |_, _| {}, tamper);
+    let u = first_update(&c.phase1.checks);
+    assert!(u.d.is_power_of_two() && !c.values.params.remainder_cells);
+    let r = crate::field::fe(12_345);
+    assert!(crate::freivalds::Check::Update(u.clone()).holds(r));
+    let f = failures(&t, K, tamper, None);
+    assert!(has_lookup(&f, "value limb"), "{f:?}");
+}
+
+/// A prover's layout must have the key's remainder cells: a circuit whose
+/// witness needs none is refused against a key that has them.
+#[test]
+fn remainder_cells_must_match_the_key() {
+    use halo2_base::gates::circuit::CircuitBuilderStage;
+    let t = mlp(2);
+    let shape = crate::shape::StepShape::for_run(&t, K);
+    let c = crate::keys::keygen_circuit(&shape).unwrap();
+    let mut params = c.params.clone();
+    assert!(!params.values.remainder_cells);
+    params.values.remainder_cells = true;
+    let (st, w) = crate::step::step_inputs(&t, &super::tests::tree_of(&t), 1).unwrap();
+    let got = crate::step::StepCircuit::build(
+        &shape,
+        &st,
+        &w,
+        CircuitBuilderStage::Prover,
+        Some(params),
+        // Refused before any break point is read.
+        Some(vec![Vec::new(); 2]),
+        None,
+    );
+    assert!(
+        matches!(got, Err(crate::CircuitError::Shape(ref m)) if m.contains("value-region lanes")),
+        "{:?}",
+        got.err()
+    );
 }
 
 #[test]

@@ -11,8 +11,8 @@ use zkaudit_circuits::certificate::{
 };
 use zkaudit_circuits::keys::{step_key, step_vk};
 use zkaudit_circuits::pipeline::{
-    auto_shape_span, auto_span, auto_span_budget, derive_root_key, prove_run, prove_run_succinct,
-    RunProgress,
+    auto_shape_span, auto_span, derive_root_key, prove_run, prove_run_succinct, RunProgress,
+    SpanBudget,
 };
 use zkaudit_circuits::shape::{StepShape, MAX_SPAN};
 use zkaudit_model::transcript::Transcript;
@@ -104,13 +104,15 @@ pub fn prove(a: ProveArgs) -> anyhow::Result<()> {
         (ModeArg::Succinct, SpanArg::Auto) => {
             let steps = a.steps.unwrap_or(t.num_steps()).min(t.num_steps());
             let step = StepShape::for_run(&t, 16);
-            let budget = auto_span_budget();
+            let budget = SpanBudget::for_machine();
             let s = auto_span(&step, steps, budget);
-            let (k, columns, bytes) = step.with_span(s).estimate_memory_as(steps > s);
+            let aggregated = steps > s;
+            let (k, columns, bytes) = step.with_span(s).estimate_memory_as(aggregated);
             eprintln!(
-                "--span auto: {s} steps per leaf (estimated k = {k}, {columns} columns, {:.1} GiB of the {:.1} GiB budget)",
+                "--span auto: {s} steps per leaf (estimated k = {k}, {columns} columns, {:.1} GiB of the {:.1} GiB budget for {})",
                 bytes as f64 / (1u64 << 30) as f64,
-                budget as f64 / (1u64 << 30) as f64
+                budget.of(aggregated) as f64 / (1u64 << 30) as f64,
+                if aggregated { "aggregated leaves" } else { "a single proof" }
             );
             s
         }
