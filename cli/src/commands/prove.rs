@@ -54,8 +54,9 @@ pub struct ProveArgs {
     /// consecutive steps, so fewer (costly) aggregations are needed, and a
     /// step inside a span costs less than alone. `auto`: the longest span (up
     /// to 64 and the steps proven) whose estimated prover memory fits 8 GiB
-    /// and this machine. With --k, choose k to fit the span (about span
-    /// times one step's cells).
+    /// (10 GiB for leaves that will be aggregated, whose aggregations take
+    /// more) and this machine. With --k, choose k to fit the span (about
+    /// span times one step's cells).
     #[arg(long, default_value = "1", value_parser = parse_span)]
     pub span: SpanArg,
     /// Size 2^k of the aggregation circuits (succinct mode).
