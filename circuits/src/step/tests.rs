@@ -1066,7 +1066,7 @@ fn digits_takes_the_longest_automatic_span() {
 }
 
 /// Leaves that will be aggregated are laid out narrow: a 32-step digits
-/// leaf, wide (k = 17, 36 columns) when proven alone, takes k = 18 (25
+/// leaf, wide (k = 17, 35 columns) when proven alone, takes k = 18 (24
 /// columns) so that the aggregations above it stay small; a 784-128-10
 /// leaf of 3 steps takes the `k` with the fewest slots within the column
 /// cap (k = 19, not k = 20); a single digits step, already narrow, keeps
