@@ -469,7 +469,7 @@ impl ValueConfig {
                 let mut gates = Vec::with_capacity(5);
                 // What the evaluation reads: the cell where there is one,
                 // else the limbs' sum (a remainder, `o = 0`).
-                let x = match &l.cells {
+                let (x, step, end) = match &l.cells {
                     Some(c) => {
                         let x = m.query_advice(c.x, Rotation::cur());
                         let off = m.query_fixed(c.off, Rotation::cur());
@@ -489,13 +489,9 @@ impl ValueConfig {
                                         - shift * m.query_advice(top, Rotation::cur())),
                             ));
                         }
-                        x
+                        (x, "a = x + r a_next", "a = x")
                     }
-                    None => s,
-                };
-                let (step, end) = match l.cells {
-                    Some(_) => ("a = x + r a_next", "a = x"),
-                    None => ("a = S + r a_next", "a = S"),
+                    None => (s, "a = S + r a_next", "a = S"),
                 };
                 gates.push((
                     step,
